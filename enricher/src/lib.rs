@@ -1,0 +1,1 @@
+//! Workload identity for events: cgroup, container, pod, workload.

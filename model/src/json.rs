@@ -1,0 +1,294 @@
+//! JSON-lines rendering of events: the stable field set of docs/events.md.
+//!
+//! Written by hand into a reused buffer: no allocation per event, and byte
+//! strings that are not UTF-8 are kept losslessly (see `bytes_field`).
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::{Body, BootClock, Event, Kind, flags};
+
+/// What the writer needs besides the event.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonContext<'a> {
+    /// Node name written into every event.
+    pub node: &'a str,
+    pub clock: BootClock,
+    /// Mixed into event ids so two nodes never produce the same id.
+    pub node_salt: u64,
+}
+
+/// Stable 64-bit id of an event, rendered as 16 hex digits: the same record
+/// always gets the same id, so replays can be deduplicated downstream.
+pub fn event_id(salt: u64, ev: &Event<'_>) -> u64 {
+    let mut h = salt ^ 0x9e37_79b9_7f4a_7c15;
+    for v in [ev.subject.ktime_ns, u64::from(ev.subject.pid), u64::from(ev.kind.id()), ev.count] {
+        h = (h ^ v).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+    }
+    h
+}
+
+/// Appends one event as a JSON object and a newline to `out`.
+pub fn write_event(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>) {
+    let s = &ev.subject;
+    let wall = ctx.clock.wall_ns(s.ktime_ns);
+    out.extend_from_slice(b"{\"time\":\"");
+    write_time(out, wall);
+    let _ = write!(out, "\",\"ts_ns\":{wall},\"event_id\":\"{:016x}\",\"node\":", event_id(ctx.node_salt, ev));
+    str_value(out, ctx.node.as_bytes());
+    let _ = write!(out, ",\"kind\":\"{}\",\"class\":\"{}\",\"count\":{}", ev.kind.name(), ev.kind.class().name(), ev.count);
+    if let Some(a) = ev.aggregate {
+        out.extend_from_slice(b",\"summary\":true,\"first_time\":\"");
+        write_time(out, ctx.clock.wall_ns(a.first_ns));
+        out.extend_from_slice(b"\",\"last_time\":\"");
+        write_time(out, ctx.clock.wall_ns(a.last_ns));
+        out.push(b'"');
+    }
+    if ev.flags != 0 {
+        out.extend_from_slice(b",\"flags\":[");
+        let mut first = true;
+        for (bit, name) in flags::NAMES {
+            if ev.flags & bit != 0 {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                let _ = write!(out, "\"{name}\"");
+            }
+        }
+        out.push(b']');
+    }
+    let _ = write!(
+        out,
+        ",\"pid\":{},\"tid\":{},\"ppid\":{},\"uid\":{},\"gid\":{},\"euid\":{},\"egid\":{},\"proc_start_ns\":{},\"cgroup_id\":{},\"pidns\":{},\"mntns\":{},\"comm\":",
+        s.tgid, s.pid, s.ppid, s.uid, s.gid, s.euid, s.egid, s.proc_start_ns, s.cgroup_id, s.pidns, s.mntns
+    );
+    str_value(out, s.comm());
+    body(out, ev);
+    out.extend_from_slice(b"}\n");
+}
+
+fn body(out: &mut Vec<u8>, ev: &Event<'_>) {
+    match ev.body {
+        Body::Exec { exe, args, cwd, exe_ino, exe_dev, exe_nlink } => {
+            bytes_field(out, "exe", exe);
+            args_field(out, ev, args);
+            bytes_field(out, "cwd", cwd);
+            let _ = write!(out, ",\"exe_ino\":{exe_ino},\"exe_dev\":{exe_dev},\"exe_nlink\":{exe_nlink},\"fileless\":{}", ev.fileless());
+        }
+        Body::Snapshot { exe, args, cwd } => {
+            bytes_field(out, "exe", exe);
+            args_field(out, ev, args);
+            bytes_field(out, "cwd", cwd);
+        }
+        Body::Fork { child_pid, child_start_ns } => {
+            let _ = write!(out, ",\"child_pid\":{child_pid},\"child_start_ns\":{child_start_ns}");
+        }
+        Body::Exit { exit_code, signal, core_dump } => {
+            let _ = write!(out, ",\"exit_code\":{exit_code},\"signal\":{signal},\"core_dump\":{core_dump}");
+        }
+        Body::Threads => {}
+        Body::File { ret, path, path2, ino, dev, open_flags, mode, owner_uid, owner_gid } => {
+            let _ = write!(out, ",\"ret\":{ret}");
+            bytes_field(out, "path", path);
+            match ev.kind {
+                Kind::FileOpen => {
+                    let _ = write!(out, ",\"ino\":{ino},\"dev\":{dev},\"open_flags\":{open_flags},\"mode\":{mode}");
+                }
+                Kind::FileRename => {
+                    bytes_field(out, "path2", path2);
+                    let _ = write!(out, ",\"rename_flags\":{open_flags}");
+                }
+                Kind::FileUnlink => {
+                    let _ = write!(out, ",\"unlink_flags\":{open_flags}");
+                }
+                Kind::FileChmod => {
+                    let _ = write!(out, ",\"mode\":{mode}");
+                }
+                Kind::FileChown => {
+                    let _ = write!(out, ",\"owner_uid\":{},\"owner_gid\":{}", owner_uid as i32, owner_gid as i32);
+                }
+                _ => {}
+            }
+        }
+        Body::Net { ret, family, protocol, local, remote, unix_path, bytes_sent, bytes_received } => {
+            let fam = match family {
+                2 => "inet",
+                10 => "inet6",
+                1 => "unix",
+                _ => "other",
+            };
+            let proto = match protocol {
+                6 => "tcp",
+                17 => "udp",
+                0 => "",
+                _ => "other",
+            };
+            let _ = write!(out, ",\"ret\":{ret},\"family\":\"{fam}\",\"protocol\":\"{proto}\"");
+            if family == 1 {
+                bytes_field(out, "unix_path", unix_path);
+            } else {
+                out.extend_from_slice(b",\"local_ip\":\"");
+                write_ip(out, family, &local.addr);
+                let _ = write!(out, "\",\"local_port\":{},\"remote_ip\":\"", local.port);
+                write_ip(out, family, &remote.addr);
+                let _ = write!(out, "\",\"remote_port\":{}", remote.port);
+            }
+            if ev.kind == Kind::NetClose {
+                let _ = write!(out, ",\"bytes_sent\":{bytes_sent},\"bytes_received\":{bytes_received}");
+            }
+        }
+        Body::Syscall { nr, ret, args, str1, str2, str3 } => {
+            let _ = write!(
+                out,
+                ",\"syscall_nr\":{nr},\"ret\":{ret},\"args\":[{},{},{},{},{},{}]",
+                args[0], args[1], args[2], args[3], args[4], args[5]
+            );
+            syscall_fields(out, ev.kind, &args, str1, str2, str3);
+        }
+    }
+}
+
+/// Names the strings and decoded arguments of privilege events.
+fn syscall_fields(out: &mut Vec<u8>, kind: Kind, args: &[u64; 6], str1: &[u8], str2: &[u8], str3: &[u8]) {
+    match kind {
+        Kind::Mount => {
+            bytes_field(out, "source", str1);
+            bytes_field(out, "target", str2);
+            bytes_field(out, "fstype", str3);
+            let _ = write!(out, ",\"mount_flags\":{}", args[3]);
+        }
+        Kind::Umount => bytes_field(out, "target", str1),
+        Kind::Chroot => bytes_field(out, "path", str1),
+        Kind::MemfdCreate => bytes_field(out, "name", str1),
+        Kind::PivotRoot => {
+            bytes_field(out, "new_root", str1);
+            bytes_field(out, "put_old", str2);
+        }
+        Kind::ModuleLoad => bytes_field(out, "params", str1),
+        Kind::Capset => {
+            let _ = write!(out, ",\"cap_effective\":{},\"cap_permitted\":{},\"cap_inheritable\":{}", args[2], args[3], args[4]);
+        }
+        Kind::Setns => {
+            let _ = write!(out, ",\"ns_fd\":{},\"ns_type\":{},\"ns_inode\":{}", args[0] as i32, args[1], args[5]);
+        }
+        Kind::Unshare => {
+            let _ = write!(out, ",\"unshare_flags\":{}", args[0]);
+        }
+        Kind::Ptrace => {
+            let _ = write!(out, ",\"ptrace_request\":{},\"target_pid\":{}", args[0] as i64, args[1] as i32);
+        }
+        Kind::Bpf => {
+            let _ = write!(out, ",\"bpf_cmd\":{}", args[0]);
+        }
+        Kind::Setuid | Kind::Setgid => {}
+        Kind::Exec
+        | Kind::Fork
+        | Kind::Exit
+        | Kind::CloneThread
+        | Kind::FileOpen
+        | Kind::FileRename
+        | Kind::FileUnlink
+        | Kind::FileChmod
+        | Kind::FileChown
+        | Kind::NetConnect
+        | Kind::NetAccept
+        | Kind::NetListen
+        | Kind::NetClose
+        | Kind::NetUdpSend
+        | Kind::NetBind
+        | Kind::ProcessSnapshot => {}
+    }
+}
+
+fn write_time(out: &mut Vec<u8>, wall_ns: i128) {
+    let ns = u64::try_from(wall_ns.max(0)).unwrap_or(u64::MAX);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    let _ = write!(out, "{}", humantime::format_rfc3339_nanos(t));
+}
+
+fn write_ip(out: &mut Vec<u8>, family: u16, addr: &[u8; 16]) {
+    let _ = if family == 10 {
+        write!(out, "{}", Ipv6Addr::from(*addr))
+    } else {
+        write!(out, "{}", Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    };
+}
+
+fn args_field(out: &mut Vec<u8>, ev: &Event<'_>, raw: &[u8]) {
+    out.extend_from_slice(b",\"args\":[");
+    let mut lossless = true;
+    for (i, a) in ev.args().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        lossless &= std::str::from_utf8(a).is_ok();
+        str_value(out, a);
+    }
+    out.push(b']');
+    if !lossless {
+        hex_field(out, "args_hex", raw);
+    }
+}
+
+/// A byte-string field. Valid UTF-8 is written as a JSON string; anything
+/// else is written lossily (U+FFFD) and again, exactly, as `<name>_hex`.
+pub fn bytes_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    let _ = write!(out, ",\"{name}\":");
+    str_value(out, value);
+    if std::str::from_utf8(value).is_err() {
+        hex_field(out, &format!("{name}_hex"), value);
+    }
+}
+
+fn hex_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let _ = write!(out, ",\"{name}\":\"");
+    for &b in value {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+    out.push(b'"');
+}
+
+/// A JSON string: control characters (newlines, NUL) escaped, invalid UTF-8
+/// replaced by U+FFFD.
+pub fn str_value(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'"');
+    for chunk in value.utf8_chunks() {
+        escape_str(out, chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+    out.push(b'"');
+}
+
+fn escape_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => {
+                out.extend_from_slice(&bytes[start..i]);
+                let _ = write!(out, "\\u{:04x}", b);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests;

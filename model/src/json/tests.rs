@@ -1,0 +1,112 @@
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+use super::*;
+use crate::{Endpoint, Subject};
+
+fn ctx() -> JsonContext<'static> {
+    JsonContext { node: "node-1", clock: BootClock::from_offset(1_700_000_000_000_000_000), node_salt: 7 }
+}
+
+fn parse(ev: &Event<'_>) -> serde_json::Value {
+    let mut out = Vec::new();
+    write_event(&mut out, &ctx(), ev);
+    assert_eq!(out.last(), Some(&b'\n'));
+    assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line per event");
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn subject() -> Subject {
+    let mut comm = [0u8; 16];
+    comm[..4].copy_from_slice(b"true");
+    Subject { ktime_ns: 5, pid: 42, tgid: 42, ppid: 1, comm, ..Subject::default() }
+}
+
+#[test]
+fn exec_with_hostile_args_round_trips() {
+    let args = b"sh\0-c\0echo \"hi\"\nrm -rf /\0bad\xff\xfe\0";
+    let ev = Event {
+        kind: Kind::Exec,
+        subject: subject(),
+        flags: flags::ARGS_TRUNCATED | flags::EXE_MEMFD,
+        count: 1,
+        aggregate: None,
+        body: Body::Exec { exe: b"/memfd:x", args, cwd: b"/tmp/\n", exe_ino: 1, exe_dev: 2, exe_nlink: 0 },
+    };
+    let v = parse(&ev);
+    assert_eq!(v["kind"], "exec");
+    assert_eq!(v["class"], "process");
+    assert_eq!(v["comm"], "true");
+    assert_eq!(v["args"][0], "sh");
+    assert_eq!(v["args"][2], "echo \"hi\"\nrm -rf /");
+    assert_eq!(v["args"][3], "bad\u{fffd}\u{fffd}");
+    assert_eq!(v["args_hex"].as_str().unwrap().len(), args.len() * 2);
+    assert_eq!(v["cwd"], "/tmp/\n");
+    assert_eq!(v["fileless"], true);
+    assert_eq!(v["flags"], serde_json::json!(["args_truncated", "exe_memfd"]));
+    assert_eq!(v["time"], "2023-11-14T22:13:20.000000005Z");
+}
+
+#[test]
+fn non_utf8_path_is_kept_in_hex() {
+    let ev = Event {
+        kind: Kind::FileOpen,
+        subject: subject(),
+        flags: 0,
+        count: 1,
+        aggregate: None,
+        body: Body::File {
+            ret: 3,
+            path: b"/etc/\xc3\x28\0x",
+            path2: b"",
+            ino: 9,
+            dev: 8,
+            open_flags: 0o101,
+            mode: 0o644,
+            owner_uid: 0,
+            owner_gid: 0,
+        },
+    };
+    let v = parse(&ev);
+    assert_eq!(v["path"], "/etc/\u{fffd}(\u{0}x");
+    assert_eq!(v["path_hex"], "2f6574632fc3280078");
+    assert!(v.get("flags").is_none());
+}
+
+#[test]
+fn network_addresses_render() {
+    let mut remote = Endpoint { port: 443, ..Endpoint::default() };
+    remote.addr[..4].copy_from_slice(&[10, 42, 1, 7]);
+    let ev = Event {
+        kind: Kind::NetConnect,
+        subject: subject(),
+        flags: flags::AGGREGATED,
+        count: 3,
+        aggregate: Some(crate::Aggregate { first_ns: 1, last_ns: 2 }),
+        body: Body::Net {
+            ret: -115,
+            family: 2,
+            protocol: 6,
+            local: Endpoint::default(),
+            remote,
+            unix_path: b"",
+            bytes_sent: 0,
+            bytes_received: 0,
+        },
+    };
+    let v = parse(&ev);
+    assert_eq!(v["remote_ip"], "10.42.1.7");
+    assert_eq!(v["remote_port"], 443);
+    assert_eq!(v["protocol"], "tcp");
+    assert_eq!(v["summary"], true);
+    assert_eq!(v["count"], 3);
+}
+
+#[test]
+fn event_ids_are_stable_and_distinct() {
+    let a = Event { kind: Kind::Exit, subject: subject(), flags: 0, count: 1, aggregate: None, body: Body::Threads };
+    let mut b = a;
+    b.subject.ktime_ns += 1;
+    assert_eq!(event_id(1, &a), event_id(1, &a));
+    assert_ne!(event_id(1, &a), event_id(1, &b));
+    assert_ne!(event_id(1, &a), event_id(2, &a));
+}

@@ -1,0 +1,1 @@
+//! Detections and hunting over the lake (DataFusion): filled by the detections issue.

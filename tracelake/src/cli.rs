@@ -1,0 +1,41 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tracelake", version, about = "Runtime security for Kubernetes nodes, built on eBPF")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node sensor (embedded all-in-one mode).
+    Run(RunArgs),
+    /// Check a configuration file and print the effective configuration.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Write events to standard output as JSON lines (docs/events.md).
+    #[arg(long)]
+    pub stdout: bool,
+    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub run_for: Option<Duration>,
+    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file to check.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}

@@ -1,0 +1,137 @@
+//! tracelake.toml: one file for every component, plus environment
+//! overrides `TRACELAKE__<SECTION>__<KEY>=value` (value parsed as TOML,
+//! else taken as a string), e.g. `TRACELAKE__SENSOR__ARGV_MAX=2048`.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use tracelake_sensor::SensorConfig;
+use tracelake_sinks::stdout::StdoutConfig;
+use tracelake_telemetry::TelemetryConfig;
+
+use crate::cli::ConfigArgs;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Node name written into every event; defaults to the hostname.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// The eBPF sensor.
+    #[serde(default)]
+    pub sensor: SensorConfig,
+    /// Event sinks.
+    #[serde(default)]
+    pub sinks: SinksConfig,
+    /// Metrics export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[sinks]`: one table per sink.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    /// JSON lines on standard output.
+    #[serde(default)]
+    pub stdout: StdoutConfig,
+}
+
+const ENV_PREFIX: &str = "TRACELAKE__";
+
+/// Reads the file (if any), applies environment overrides, validates.
+pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?,
+        None => String::new(),
+    };
+    let vars: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    parse(&text, &vars).with_context(|| match path {
+        Some(p) => format!("invalid config {}", p.display()),
+        None => "invalid config".to_string(),
+    })
+}
+
+/// Parses config text with overrides; the error names the offending field.
+pub fn parse(text: &str, overrides: &[(String, String)]) -> anyhow::Result<Config> {
+    let mut doc: toml::Table = toml::from_str(text)?;
+    for (key, raw) in overrides {
+        let path: Vec<String> = key[ENV_PREFIX.len()..].split("__").map(str::to_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            bail!("environment variable {key}: empty path segment");
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        set_path(&mut doc, &path, value).with_context(|| format!("environment variable {key}"))?;
+    }
+    let cfg: Config = Config::deserialize(toml::Value::Table(doc))?;
+    cfg.sensor.validate()?;
+    Ok(cfg)
+}
+
+fn set_path(doc: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    let (last, parents) = path.split_last().context("empty key")?;
+    let mut table = doc;
+    for p in parents {
+        let entry = table.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("{p} is not a table"),
+        };
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+/// `tracelake config`: validates and prints the effective configuration.
+pub fn command(args: &ConfigArgs) -> anyhow::Result<()> {
+    let cfg = load(args.config.as_deref())?;
+    print!("{}", toml::to_string_pretty(&cfg)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default() {
+        let cfg = parse("", &[]).unwrap();
+        assert_eq!(cfg.sensor, SensorConfig::default());
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let err = format!("{:#}", parse("[sensor]\nargv_maxx = 3\n", &[]).unwrap_err());
+        assert!(err.contains("argv_maxx"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_the_field() {
+        let err = format!("{:#}", parse("[sensor]\nargv_max = 100000\n", &[]).unwrap_err());
+        assert!(err.contains("sensor.argv_max"), "{err}");
+        let err = format!("{:#}", parse("[sensor]\nscope = \"pods\"\n", &[]).unwrap_err());
+        assert!(err.contains("pods"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = [
+            ("TRACELAKE__SENSOR__ARGV_MAX".to_string(), "2048".to_string()),
+            ("TRACELAKE__SENSOR__AGGREGATION__INTERVAL".to_string(), "5s".to_string()),
+            ("TRACELAKE__NODE_NAME".to_string(), "worker-7".to_string()),
+        ];
+        let cfg = parse("[sensor]\nargv_max = 100\n", &env).unwrap();
+        assert_eq!(cfg.sensor.argv_max, 2048);
+        assert_eq!(cfg.sensor.aggregation.interval, std::time::Duration::from_secs(5));
+        assert_eq!(cfg.node_name.as_deref(), Some("worker-7"));
+        let bad = [("TRACELAKE__SENSOR__NOPE".to_string(), "1".to_string())];
+        assert!(format!("{:#}", parse("", &bad).unwrap_err()).contains("nope"));
+    }
+}

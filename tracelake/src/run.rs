@@ -1,0 +1,87 @@
+//! `tracelake run`: sensor to sinks in one process.
+
+use std::io::{self, Write};
+
+use anyhow::Context;
+use tracelake_model::Event;
+use tracelake_model::json::JsonContext;
+use tracelake_sensor::{EventHandler, Sensor};
+use tracelake_sinks::stdout::JsonLinesSink;
+
+use crate::cli::RunArgs;
+use crate::config;
+
+struct StdoutHandler<W: Write>(JsonLinesSink<W>);
+
+impl<W: Write> EventHandler for StdoutHandler<W> {
+    fn handle(&mut self, ev: &Event<'_>) {
+        self.0.push(ev);
+    }
+}
+
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// Differs per node and per boot, so event ids never collide across either.
+fn node_salt(node: &str) -> u64 {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    node.bytes().chain(boot.bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = config::load(args.config.as_deref())?;
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let telemetry = tracelake_telemetry::init(&cfg.telemetry).context("cannot set up telemetry")?;
+    if !args.stdout {
+        tracing::info!("no sink chosen: writing JSON lines to stdout (the Parquet lake sink arrives with the lake work)");
+    }
+    let node: &'static str = Box::leak(cfg.node_name.clone().unwrap_or_else(node_name).into_boxed_str());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    let result = rt.block_on(async {
+        let mut sensor = Sensor::start(&cfg.sensor).context("cannot start the sensor")?;
+        let ctx = JsonContext { node, clock: Sensor::boot_clock(), node_salt: node_salt(node) };
+        let stdout = io::stdout().lock();
+        let mut handler = StdoutHandler(JsonLinesSink::new(stdout, &cfg.sinks.stdout, ctx));
+        if cfg.sensor.proc_snapshot {
+            let n = sensor.snapshot(&mut handler);
+            tracing::info!(processes = n, "reported running processes");
+        }
+        let run_for = args.run_for;
+        let shutdown = async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let sleep = async {
+                match run_for {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
+                () = sleep => {}
+            }
+        };
+        let summary = sensor.run(&mut handler, shutdown).await.context("sensor stopped")?;
+        let sink_result = handler.0.flush();
+        let s = &summary.stats;
+        tracing::info!(
+            delivered = s.delivered,
+            emitted = s.emitted_total,
+            dropped = s.dropped_total,
+            aggregated = s.aggregated_total,
+            summaries = s.summaries,
+            "stopped"
+        );
+        match sink_result {
+            // A closed pipe (| head) is the reader's choice, not an error.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("stdout"),
+        }
+    });
+    let _ = telemetry.shutdown();
+    result
+}
