@@ -292,11 +292,12 @@ fn watchdog_cleans_up_after_a_killed_owner() {
     let ready = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
-        .find(|l| l.starts_with("READY "))
+        // libtest prints "test NAME ... " on the same line first.
+        .find_map(|l| Some(l.split_once("READY ")?.1.to_owned()))
         .expect("helper reports READY");
     let f: Vec<&str> = ready.split_whitespace().collect();
-    let dir = PathBuf::from(f[1]).parent().expect("lab dir").to_path_buf();
-    let (namespace, pid) = (f[2].to_owned(), f[3].parse::<u32>().expect("pid"));
+    let dir = PathBuf::from(f[0]).parent().expect("lab dir").to_path_buf();
+    let (namespace, pid) = (f[1].to_owned(), f[2].parse::<u32>().expect("pid"));
     assert!(pid_alive(pid));
 
     child.kill().expect("SIGKILL helper");
