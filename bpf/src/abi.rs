@@ -251,6 +251,7 @@ impl Record for Stats {}
 // and there are no implicit padding bytes: what aya::Pod requires.
 mod pod {
     use super::*;
+    // SAFETY: see above.
     unsafe impl aya::Pod for AggKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for AggValue {}

@@ -273,11 +273,14 @@ impl Lab {
         let config = dir.join("config.toml");
         fs::write(&config, containerd_config(&dir, &address)).map_err(io_err("writing containerd config"))?;
 
-        // Copied once so every container gets its own busybox inode from a
-        // file we control, like real images do.
+        // Copied once, then hard-linked into each rootfs: containers of a
+        // lab share the binary's inode like containers of one image do, and
+        // no container's binary is ever open for writing. (A fresh copy may
+        // still be held open by a child another thread just forked, and
+        // exec'ing it then fails with ETXTBSY; so list applets from the source.)
         let busybox = dir.join("busybox");
         fs::copy(&busybox_src, &busybox).map_err(io_err(format!("copying {}", busybox_src.display())))?;
-        let list = Command::new(&busybox)
+        let list = Command::new(&busybox_src)
             .arg("--list")
             .output()
             .map_err(|source| LabError::Spawn { command: "busybox --list".into(), source })?;
@@ -520,7 +523,9 @@ impl Container {
         &self.cgroup_path
     }
 
-    /// Host path of the container's root filesystem (writable, private to it).
+    /// Host path of the container's writable root filesystem. Everything in
+    /// it is private to the container except `/bin/busybox`, a hard link
+    /// shared by all containers of the lab.
     pub fn rootfs(&self) -> &Path {
         &self.rootfs
     }
@@ -609,7 +614,7 @@ fn build_rootfs(s: &Shared, rootfs: &Path, id: &str) -> Result<(), LabError> {
     for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "usr", "var/tmp"] {
         fs::create_dir_all(rootfs.join(d)).map_err(err(d))?;
     }
-    fs::copy(&s.busybox, rootfs.join("bin/busybox")).map_err(err("bin/busybox"))?;
+    fs::hard_link(&s.busybox, rootfs.join("bin/busybox")).map_err(err("bin/busybox"))?;
     for applet in s.applets.iter().filter(|a| a.as_str() != "busybox") {
         symlink("busybox", rootfs.join("bin").join(applet)).map_err(err(applet))?;
     }
@@ -629,16 +634,19 @@ fn build_rootfs(s: &Shared, rootfs: &Path, id: &str) -> Result<(), LabError> {
     Ok(())
 }
 
-/// `runc start` returns once the init was told to proceed, slightly before
-/// it execs the user command; tests watching exec events want that done.
+/// `ctr run` returns once runc told the init to proceed, which can be
+/// before its execve finished (seen as comm `runc:[2:INIT]`); tests watching
+/// exec events or comm want it done. execve switches `exe` before `comm`.
 fn wait_for_exec(pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        match fs::read_link(format!("/proc/{pid}/exe")) {
-            Ok(exe) if !exe.to_string_lossy().contains("runc") => return,
-            Ok(_) => thread::sleep(Duration::from_millis(1)),
-            Err(_) => return,
+        let (Ok(exe), Ok(comm)) = (fs::read_link(format!("/proc/{pid}/exe")), fs::read_to_string(format!("/proc/{pid}/comm"))) else {
+            return; // exited already
+        };
+        if !exe.to_string_lossy().contains("runc") && !comm.starts_with("runc:") {
+            return;
         }
+        thread::sleep(Duration::from_millis(1));
     }
 }
 

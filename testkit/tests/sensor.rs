@@ -1,7 +1,7 @@
 //! End-to-end sensor tests: the real eBPF programs loaded into this kernel,
 //! real processes doing real things, events read back from the ring buffer.
 //! Needs root (as every test of this project does).
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default, reason = "test code")]
 
 mod common;
 

@@ -100,6 +100,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_example_config_parses() {
+        let cfg = parse(include_str!("../../deploy/tracelake.example.toml"), &[]).unwrap();
+        assert_eq!(cfg.sensor, SensorConfig::default());
+    }
+
+    #[test]
     fn empty_config_is_the_default() {
         let cfg = parse("", &[]).unwrap();
         assert_eq!(cfg.sensor, SensorConfig::default());

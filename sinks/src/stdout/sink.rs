@@ -36,10 +36,10 @@ impl<W: Write> JsonLinesSink<W> {
         if self.buf.is_empty() {
             return;
         }
-        if self.error.is_none() {
-            if let Err(e) = self.out.write_all(&self.buf).and_then(|()| self.out.flush()) {
-                self.error = Some(e.kind());
-            }
+        if self.error.is_none()
+            && let Err(e) = self.out.write_all(&self.buf).and_then(|()| self.out.flush())
+        {
+            self.error = Some(e.kind());
         }
         if self.error.is_some() {
             self.lost += self.buf.iter().filter(|&&b| b == b'\n').count() as u64;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what building and testing tracelake needs on a Debian 12 machine
+# (run as root), and prepares the kernel interfaces the sensor uses.
+# Idempotent: a second run installs nothing and finishes in a second.
+set -euo pipefail
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (eBPF loading and containerd need it)" >&2
+    exit 1
+  fi
+}
+need_root
+
+# command -> Debian package
+declare -A PKGS=(
+  [clang-19]=clang-19
+  [bpftool]=bpftool
+  [containerd]=containerd
+  [runc]=runc
+  [busybox]=busybox-static
+  [ip]=iproute2
+  [bpftrace]=bpftrace
+  [auditctl]=auditd
+  [pkg-config]=pkg-config
+)
+missing=()
+for cmd in "${!PKGS[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKGS[$cmd]}")
+done
+[ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Tracepoints live in tracefs; the sensor mounts it too, but tools (bpftrace) want it early.
+if [ ! -d /sys/kernel/tracing/events ]; then
+  mount -t tracefs nodev /sys/kernel/tracing
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+echo "setup: ok"
