@@ -56,6 +56,12 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
 
 /// Parses config text with overrides; the error names the offending field.
 pub fn parse(text: &str, overrides: &[(String, String)]) -> anyhow::Result<Config> {
+    // Parsing the file on its own first keeps line and column in its errors.
+    let from_file: Config = toml::from_str(text)?;
+    if overrides.is_empty() {
+        from_file.sensor.validate()?;
+        return Ok(from_file);
+    }
     let mut doc: toml::Table = toml::from_str(text)?;
     for (key, raw) in overrides {
         let path: Vec<String> = key[ENV_PREFIX.len()..].split("__").map(str::to_lowercase).collect();

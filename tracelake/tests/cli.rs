@@ -1,0 +1,47 @@
+//! The binary as a user runs it: real sensor, real output, real errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::process::Command;
+
+fn tracelake() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tracelake"))
+}
+
+#[test]
+fn run_stdout_for_emits_json_lines_and_exits_cleanly() {
+    let out = tracelake()
+        .args(["run", "--stdout", "--for", "2s"])
+        .env("TRACELAKE__SENSOR__STATUS_INTERVAL", "\"1s\"")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let lines: Vec<serde_json::Value> =
+        out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    // The /proc walk alone reports this test process.
+    let me = std::process::id();
+    assert!(lines.iter().any(|v| v["kind"] == "process_snapshot" && v["pid"] == me), "own snapshot missing");
+    for v in &lines {
+        for field in ["time", "event_id", "kind", "class", "pid", "cgroup_id", "comm", "count"] {
+            assert!(v.get(field).is_some(), "{field} missing in {v}");
+        }
+    }
+    assert!(stderr.contains("sensor status"), "status line logged: {stderr}");
+}
+
+#[test]
+fn bad_config_is_refused_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[sensor]\nring_buffer_bytes = 1000\n").unwrap();
+    let out = tracelake().args(["run", "--stdout", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sensor.ring_buffer_bytes"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing runs on a bad config");
+
+    std::fs::write(&path, "[sensor.file]\nwatch_reads = [\"relative/path\"]\n").unwrap();
+    let out = tracelake().args(["config", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sensor.file.watch_reads"));
+}
