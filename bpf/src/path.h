@@ -28,10 +28,13 @@ static long tl_walk_step(__u32 i, void *data)
 	if (!heap)
 		return 1;
 	parent = BPF_CORE_READ(dentry, d_parent);
-	if (dentry == w->mnt_root || dentry == parent) {
+	/* A dentry that is its own parent but not a mount root is a pseudo
+	 * file (memfd, deleted-and-disconnected): its name is all there is. */
+	bool last = dentry == parent && dentry != w->mnt_root;
+	if (!last && dentry == w->mnt_root) {
 		struct mount *mp = w->mnt_parent;
-		if (dentry != w->mnt_root || mnt == mp)
-			return 1; /* namespace root, or a pseudo filesystem */
+		if (mnt == mp)
+			return 1; /* root of the namespace */
 		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = mp;
 		w->mnt_parent = BPF_CORE_READ(mp, mnt_parent);
@@ -50,6 +53,8 @@ static long tl_walk_step(__u32 i, void *data)
 	heap->path[off & (TL_PATH_HALF - 1)] = '/';
 	w->off = off;
 	w->dentry = parent;
+	if (last)
+		return 1;
 	if (i == TL_PATH_DEPTH - 1)
 		w->flags |= TL_F_PATH_TRUNC;
 	return 0;

@@ -109,7 +109,30 @@ fn body(out: &mut Vec<u8>, ev: &Event<'_>) {
                 Kind::FileChown => {
                     let _ = write!(out, ",\"owner_uid\":{},\"owner_gid\":{}", owner_uid as i32, owner_gid as i32);
                 }
-                _ => {}
+                Kind::Exec
+                | Kind::Fork
+                | Kind::Exit
+                | Kind::CloneThread
+                | Kind::NetConnect
+                | Kind::NetAccept
+                | Kind::NetListen
+                | Kind::NetClose
+                | Kind::NetUdpSend
+                | Kind::NetBind
+                | Kind::Setuid
+                | Kind::Setgid
+                | Kind::Capset
+                | Kind::Ptrace
+                | Kind::Mount
+                | Kind::Umount
+                | Kind::Unshare
+                | Kind::Setns
+                | Kind::ModuleLoad
+                | Kind::Bpf
+                | Kind::MemfdCreate
+                | Kind::Chroot
+                | Kind::PivotRoot
+                | Kind::ProcessSnapshot => {}
             }
         }
         Body::Net { ret, family, protocol, local, remote, unix_path, bytes_sent, bytes_received } => {

@@ -34,23 +34,63 @@ pub struct Aggregator {
 /// key construction in bpf/src/{file,net,priv}.h).
 pub fn key_of(ev: &Event<'_>) -> Option<AggKey> {
     let s = &ev.subject;
-    let object = match ev.body {
-        Body::File { dev, ino, open_flags, .. } if ev.kind == Kind::FileOpen => {
+    let object = match (ev.kind, ev.body) {
+        (Kind::FileOpen, Body::File { dev, ino, open_flags, .. }) => {
             let wr = open_flags & 3 != 0 || open_flags & (0o100 | 0o1000) != 0;
             [u64::from(dev), ino, u64::from(wr)]
         }
-        Body::Net { ret, family, protocol, local, remote, unix_path, .. } => {
+        (
+            kind @ (Kind::NetConnect | Kind::NetUdpSend | Kind::NetAccept | Kind::NetListen | Kind::NetBind),
+            Body::Net { ret, family, protocol, local, remote, unix_path, .. },
+        ) => {
             let extra = if family == 1 { fnv(unix_path) } else { 0 };
             let a0 = u64::from_le_bytes(remote.addr[..8].try_into().ok()?) ^ extra;
             let a1 = u64::from_le_bytes(remote.addr[8..].try_into().ok()?);
-            let port = match ev.kind {
-                Kind::NetConnect | Kind::NetUdpSend => u64::from(remote.port),
-                _ => u64::from(local.port) << 16,
+            // The ephemeral side's port is left out, as in bpf/src/net.h.
+            let port = if matches!(kind, Kind::NetConnect | Kind::NetUdpSend) {
+                u64::from(remote.port)
+            } else {
+                u64::from(local.port) << 16
             };
             [a0, a1, port | u64::from(family) << 32 | u64::from(protocol) << 48 | u64::from(ret < 0) << 63]
         }
-        Body::Syscall { nr, ret, args, .. } => [u64::from(nr) | u64::from(ret < 0) << 63, args[0], args[1]],
-        _ => return None,
+        (
+            Kind::Setuid | Kind::Setgid | Kind::Capset | Kind::Ptrace | Kind::Bpf | Kind::MemfdCreate,
+            Body::Syscall { nr, ret, args, .. },
+        ) => [u64::from(nr) | u64::from(ret < 0) << 63, args[0], args[1]],
+        // Not aggregated in the kernel (or a body that does not fit the kind).
+        (
+            Kind::Exec
+            | Kind::Fork
+            | Kind::Exit
+            | Kind::CloneThread
+            | Kind::FileOpen
+            | Kind::FileRename
+            | Kind::FileUnlink
+            | Kind::FileChmod
+            | Kind::FileChown
+            | Kind::NetConnect
+            | Kind::NetUdpSend
+            | Kind::NetAccept
+            | Kind::NetListen
+            | Kind::NetBind
+            | Kind::NetClose
+            | Kind::Setuid
+            | Kind::Setgid
+            | Kind::Capset
+            | Kind::Ptrace
+            | Kind::Bpf
+            | Kind::MemfdCreate
+            | Kind::Mount
+            | Kind::Umount
+            | Kind::Unshare
+            | Kind::Setns
+            | Kind::ModuleLoad
+            | Kind::Chroot
+            | Kind::PivotRoot
+            | Kind::ProcessSnapshot,
+            _,
+        ) => return None,
     };
     Some(AggKey { cgroup_id: s.cgroup_id, tgid: s.tgid, kind: ev.kind.id(), object })
 }

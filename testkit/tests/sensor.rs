@@ -147,3 +147,38 @@ async fn threads_are_counted_not_emitted() {
     assert_eq!(threads, 200);
     assert!(mine.iter().filter(|e| e.kind == Kind::CloneThread).count() <= 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_from_a_memfd_is_flagged_fileless() {
+    let (events, pids) = capture(SensorConfig::default(), || vec![common::wait(act(&["memfd-exec"]))]).await;
+    let mine = of_pid(&events, pids[0]);
+    let execs: Vec<_> = mine.iter().filter(|e| e.kind == Kind::Exec).collect();
+    let fileless = execs.iter().find(|e| e.flags & flags::EXE_MEMFD != 0).unwrap_or_else(|| panic!("no memfd exec in {execs:?}"));
+    assert!(fileless.text(0).contains("memfd:tl-fileless"), "exe {}", fileless.text(0));
+    assert!(fileless.as_event().fileless());
+    assert!(mine.iter().any(|e| e.kind == Kind::MemfdCreate && e.text(0) == "tl-fileless"), "memfd_create reported with its name");
+    // The regular exec of tl-act itself is not fileless.
+    assert!(execs.iter().any(|e| !e.as_event().fileless()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_connects_to_one_peer_are_aggregated_with_exact_counts() {
+    const N: u64 = 500;
+    // A port nobody listens on: every connect is refused, quickly.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cfg = SensorConfig::default();
+    cfg.aggregation.interval = Duration::from_millis(300);
+    let (events, pids) = capture(cfg, move || vec![common::wait(act(&["connect-flood", &port.to_string(), &N.to_string()]))]).await;
+    let connects: Vec<_> = of_pid(&events, pids[0]).into_iter().filter(|e| e.kind == Kind::NetConnect).collect();
+    assert_eq!(connects.iter().map(|e| e.count).sum::<u64>(), N);
+    assert!(connects.len() < 30, "{} records", connects.len());
+    for c in &connects {
+        match c.body {
+            OwnedBody::Net { remote, ret, .. } => {
+                assert_eq!(remote.port, port, "summaries keep the peer ({c:?})");
+                assert_eq!(ret, -i64::from(libc::ECONNREFUSED));
+            }
+            ref other => panic!("{other:?}"),
+        }
+    }
+}

@@ -7,6 +7,8 @@
 //! tl-act priv                   unshare(CLONE_NEWUTS), then setuid(65534)
 //! tl-act threads N              create N threads
 //! tl-act exit CODE              exit with CODE
+//! tl-act memfd-exec             copy /bin/true into a memfd and execute it (fileless)
+//! tl-act connect-flood PORT N   N TCP connects to 127.0.0.1:PORT (refused or not)
 
 use std::ffi::CString;
 use std::io::Write;
@@ -62,6 +64,27 @@ fn main() {
             let n: usize = arg(2).parse().unwrap_or_else(|_| die("N"));
             for _ in 0..n {
                 std::thread::spawn(|| {}).join().unwrap_or_else(|_| die("thread"));
+            }
+        }
+        "memfd-exec" => {
+            let image = std::fs::read("/bin/true").unwrap_or_else(|e| die(&e.to_string()));
+            // SAFETY: plain syscalls with valid C strings and buffers we own.
+            unsafe {
+                let fd = libc::memfd_create(c"tl-fileless".as_ptr(), 0);
+                if fd < 0 || libc::write(fd, image.as_ptr().cast(), image.len()) != image.len() as isize {
+                    die("memfd");
+                }
+                let argv = [c"fileless".as_ptr(), std::ptr::null()];
+                let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+                libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
+            }
+            die("execveat failed");
+        }
+        "connect-flood" => {
+            let port: u16 = arg(2).parse().unwrap_or_else(|_| die("PORT"));
+            let n: u32 = arg(3).parse().unwrap_or_else(|_| die("N"));
+            for _ in 0..n {
+                let _ = TcpStream::connect(("127.0.0.1", port));
             }
         }
         "exit" => std::process::exit(arg(2).parse().unwrap_or_else(|_| die("CODE"))),
