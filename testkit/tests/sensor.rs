@@ -182,3 +182,17 @@ async fn repeated_connects_to_one_peer_are_aggregated_with_exact_counts() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_datagram_leaving_is_reported_with_its_destination() {
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let (events, pids) = capture(SensorConfig::default(), move || vec![common::wait(act(&["udp", &port.to_string()]))]).await;
+    let send = of_pid(&events, pids[0]).into_iter().find(|e| e.kind == Kind::NetUdpSend).expect("udp send");
+    match send.body {
+        OwnedBody::Net { remote, protocol, ret, .. } => {
+            assert_eq!((remote.port, &remote.addr[..4], protocol, ret), (port, &[127u8, 0, 0, 1][..], 17, 12));
+        }
+        ref other => panic!("{other:?}"),
+    }
+}

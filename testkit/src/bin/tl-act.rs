@@ -9,6 +9,7 @@
 //! tl-act exit CODE              exit with CODE
 //! tl-act memfd-exec             copy /bin/true into a memfd and execute it (fileless)
 //! tl-act connect-flood PORT N   N TCP connects to 127.0.0.1:PORT (refused or not)
+//! tl-act udp PORT               one datagram to 127.0.0.1:PORT with sendto (a DNS query's shape)
 
 use std::ffi::CString;
 use std::io::Write;
@@ -86,6 +87,11 @@ fn main() {
             for _ in 0..n {
                 let _ = TcpStream::connect(("127.0.0.1", port));
             }
+        }
+        "udp" => {
+            let port: u16 = arg(2).parse().unwrap_or_else(|_| die("PORT"));
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| die(&e.to_string()));
+            s.send_to(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", ("127.0.0.1", port)).unwrap_or_else(|e| die(&e.to_string()));
         }
         "exit" => std::process::exit(arg(2).parse().unwrap_or_else(|_| die("CODE"))),
         other => die(&format!("unknown action {other}")),
