@@ -11,7 +11,7 @@ use std::{fs, thread};
 
 use tracelake_testkit::lab::{Container, ContainerSpec, Lab, LabError, lab_available, unified_cgroup};
 
-const HELPER_ENV: &str = "TRACELAKE_LAB_WATCHDOG_HELPER";
+const HELPER_ENV: &str = "TRACELAKE_LAB_CLEANUP_HELPER";
 
 fn start_lab() -> Lab {
     if let Err(why) = lab_available() {
@@ -53,7 +53,7 @@ fn ctr_stdout(lab: &Lab, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("ctr prints UTF-8")
 }
 
-/// (pid, status) of each task, from `ctr task ls`.
+/// (id, pid, status) of each task, from `ctr task ls`.
 fn tasks(lab: &Lab) -> Vec<(String, u32, String)> {
     ctr_stdout(lab, &["tasks", "ls"])
         .lines()
@@ -71,8 +71,10 @@ fn exec_stdout(c: &Container, exec_id: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
+/// Zombies count as dead: orphans are reaped by this VM's init only lazily.
 fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
 }
 
 /// Pids of processes whose command line mentions `needle` (ours excluded).
@@ -112,9 +114,7 @@ fn assert_lab_gone(dir: &Path, namespace: &str, pids: &[u32]) {
 #[test]
 fn container_runs_with_labels_in_its_own_cgroup() {
     let lab = start_lab();
-    let spec = sleeper("web-0")
-        .label("io.kubernetes.pod.name", "web-0")
-        .label("io.kubernetes.pod.namespace", "shop");
+    let spec = sleeper("web-0").label("io.kubernetes.pod.name", "web-0").label("io.kubernetes.pod.namespace", "shop");
     let c = run(&lab, &spec);
     let pid = c.pid();
     assert!(pid > 1, "pid {pid}");
@@ -259,16 +259,56 @@ fn dropping_a_lab_removes_everything_it_started() {
     let c2 = run(&lab, &ContainerSpec::new("two", ["sh", "-c", "sleep 30 & sleep 30"]));
     let pids = [c1.pid(), c2.pid()];
     let mine = processes_mentioning(&dir);
-    assert!(mine.len() >= 3, "containerd, watchdog and shims: {mine:?}");
-    // Containers that outlive their lab must not fail or hang when dropped.
+    assert!(mine.len() >= 3, "containerd, cleanup script and shims: {mine:?}");
+    let t = Instant::now();
     drop(lab);
+    eprintln!("dropping a lab with two running containers took {:?}", t.elapsed());
     assert_lab_gone(&dir, &namespace, &pids);
+    // Containers that outlive their lab must not fail or hang when dropped.
     drop((c1, c2));
 }
 
-/// Started by `watchdog_cleans_up_after_a_killed_owner` in a child process.
 #[test]
-#[ignore = "helper process for watchdog_cleans_up_after_a_killed_owner"]
+fn short_lived_and_host_network_containers() {
+    let lab = start_lab();
+    let oneshot = run(&lab, &ContainerSpec::new("oneshot", ["sh", "-c", "echo done"]));
+    assert!(oneshot.cgroup_id() > 1);
+    eventually("the one-shot init exits", Duration::from_secs(5), || !pid_alive(oneshot.pid()));
+    assert!(fs::read_to_string(oneshot.log_path()).expect("log").contains("done"));
+    oneshot.stop().expect("stop an exited container");
+
+    let own_net = fs::read_link("/proc/self/ns/net").expect("own netns");
+    let host = run(&lab, &ContainerSpec { net_host: true, ..sleeper("host-net") });
+    assert_eq!(fs::read_link(format!("/proc/{}/ns/net", host.pid())).expect("netns"), own_net);
+    let private = run(&lab, &sleeper("private-net"));
+    assert_ne!(fs::read_link(format!("/proc/{}/ns/net", private.pid())).expect("netns"), own_net);
+}
+
+#[test]
+fn cleanup_copes_with_a_crashed_containerd() {
+    let lab = start_lab();
+    let dir = lab.address().parent().expect("lab dir").to_path_buf();
+    let namespace = lab.namespace().to_owned();
+    let c = run(&lab, &sleeper("orphan"));
+    let containerd = processes_mentioning(&dir.join("config.toml"));
+    assert_eq!(containerd.len(), 1, "one containerd: {containerd:?}");
+    // SAFETY: plain syscall on a pid we just looked up.
+    assert_eq!(unsafe { libc::kill(containerd[0] as i32, libc::SIGKILL) }, 0);
+    let bundle = dir.join("state/io.containerd.runtime.v2.task").join(&namespace).join("orphan");
+    let address = fs::read_to_string(bundle.join("address")).expect("shim address file");
+    let shim_socket = PathBuf::from(address.trim().strip_prefix("unix://").expect("unix:// address"));
+    assert!(shim_socket.starts_with("/run/containerd/s"), "{}", shim_socket.display());
+    assert!(shim_socket.exists());
+    let pid = c.pid();
+    drop(c); // fails quietly: nobody answers on the socket any more
+    drop(lab); // so the shim and the container must be found and killed directly
+    assert_lab_gone(&dir, &namespace, &[pid]);
+    assert!(!shim_socket.exists(), "stale shim socket {} left behind", shim_socket.display());
+}
+
+/// Started by `cleanup_runs_even_when_the_owner_is_killed` in a child process.
+#[test]
+#[ignore = "helper process for cleanup_runs_even_when_the_owner_is_killed"]
 fn helper_hold_lab_until_killed() {
     if std::env::var_os(HELPER_ENV).is_none() {
         return;
@@ -280,7 +320,7 @@ fn helper_hold_lab_until_killed() {
 }
 
 #[test]
-fn watchdog_cleans_up_after_a_killed_owner() {
+fn cleanup_runs_even_when_the_owner_is_killed() {
     lab_available().expect("lab available");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", "helper_hold_lab_until_killed", "--ignored", "--nocapture", "--test-threads=1"])
@@ -289,20 +329,19 @@ fn watchdog_cleans_up_after_a_killed_owner() {
         .spawn()
         .expect("spawn helper");
     let stdout = child.stdout.take().expect("helper stdout");
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        // libtest prints "test NAME ... " on the same line first.
-        .find_map(|l| Some(l.split_once("READY ")?.1.to_owned()))
-        .expect("helper reports READY");
-    let f: Vec<&str> = ready.split_whitespace().collect();
-    let dir = PathBuf::from(f[0]).parent().expect("lab dir").to_path_buf();
-    let (namespace, pid) = (f[1].to_owned(), f[2].parse::<u32>().expect("pid"));
-    assert!(pid_alive(pid));
-
+    // libtest prints "test NAME ... " on the same line before READY.
+    let ready: Option<(PathBuf, String, u32)> = BufReader::new(stdout).lines().map_while(Result::ok).find_map(|l| {
+        let mut f = l.split_once("READY ")?.1.split_whitespace();
+        let dir = Path::new(f.next()?).parent()?.to_path_buf();
+        Some((dir, f.next()?.to_owned(), f.next()?.parse().ok()?))
+    });
+    let was_running = ready.as_ref().is_some_and(|r| pid_alive(r.2));
+    // Killed before any assertion, so a failure never leaves the helper behind.
     child.kill().expect("SIGKILL helper");
     child.wait().expect("reap helper");
-    eventually("the watchdog removed the lab", Duration::from_secs(15), || {
+    let (dir, namespace, pid) = ready.expect("helper reports READY");
+    assert!(was_running, "the helper's container was running");
+    eventually("the cleanup script removed the lab", Duration::from_secs(15), || {
         processes_mentioning(&dir).is_empty() && !pid_alive(pid) && !dir.exists()
     });
     assert_lab_gone(&dir, &namespace, &[pid]);
