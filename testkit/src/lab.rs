@@ -45,17 +45,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
   address = "@SOCK@.ttrpc"
 "#;
 
-/// `ctr task exec` relays output through FIFOs that it closes as soon as the
-/// process exits, so short execs under load lose their output now and then
-/// (about 1 in 100 here). With `--log-uri binary://` the shim instead hands
-/// the process's stdout and stderr to this script on fds 3 and 4 (closing fd
-/// 5 means ready) and waits for it before `ctr` returns. On the shim's
-/// SIGTERM, output still held open by a background child gets a moment.
+/// `ctr task exec` relays output through FIFOs it closes as soon as the
+/// process exits, so short execs under load lose output now and then (~1%
+/// here). With `--log-uri binary://` the shim hands stdout and stderr to this
+/// script on fds 3 and 4 (closing fd 5 = ready) and waits for it to exit. Its
+/// SIGTERM comes right after it closes the pipes: the copies get up to a
+/// second to drain, as a background child may still hold the output open.
 const EXEC_LOGGER: &str = r#"#!@BB@ sh
 exec 5>&-
 "@BB@" cat <&3 >"$2.out" & o=$!
 "@BB@" cat <&4 >"$2.err" & e=$!
-trap '"@BB@" sleep 0.2; kill $o $e 2>/dev/null' TERM
+copying() { "@BB@" grep -qs '^[0-9]* ([^)]*) [^Z]' "/proc/$o/stat" "/proc/$e/stat"; }
+trap 'i=0; while copying && [ $((i += 1)) -lt 100 ]; do "@BB@" sleep 0.01; done; kill $o $e 2>/dev/null' TERM
 wait
 "#;
 
@@ -157,7 +158,7 @@ pub struct ContainerSpec {
     pub id: String,
     pub args: Vec<String>,
     pub labels: Vec<(String, String)>,
-    /// `KEY=value` entries; they replace the environment, except PATH.
+    /// The whole environment as `KEY=value`; a PATH is added unless one is set.
     pub env: Vec<String>,
     /// Share the host network namespace instead of a private loopback-only one.
     pub net_host: bool,
@@ -235,8 +236,7 @@ impl Lab {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         lab_available().map_err(LabError::Unavailable)?;
         let bb = find_busybox().map_err(LabError::Unavailable)?;
-        let tempdir =
-            tempfile::Builder::new().prefix("tracelake-lab-").tempdir().map_err(io_err("creating temp dir"))?;
+        let tempdir = tempfile::Builder::new().prefix("tracelake-lab-").tempdir().map_err(io_err("mkdtemp"))?;
         let dir = tempdir.path().to_path_buf();
         let address = dir.join("containerd.sock");
         // sun_path holds 108 bytes and containerd adds ".ttrpc" for its second socket.
@@ -250,15 +250,16 @@ impl Lab {
             CONTAINERD_CONFIG.replace("@SOCK@", &address.to_string_lossy()).replace("@DIR@", &dir.to_string_lossy());
         fs::write(&config, text).map_err(io_err("writing containerd config"))?;
 
-        // Copied once and hard-linked into each rootfs (one inode, as with one
+        // Copied once and hard-linked into each rootfs (one inode, like one
         // image) so no rootfs binary is ever open for writing: a child another
-        // thread just forked may hold such an fd and make exec fail (ETXTBSY).
+        // thread just forked may hold such an fd, and exec then fails with
+        // ETXTBSY. That is also why the original lists the applets.
         let busybox = dir.join("busybox");
         fs::copy(&bb, &busybox).map_err(io_err(format!("copying {}", bb.display())))?;
         let logger = fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(dir.join("exec-logger"));
         let script = EXEC_LOGGER.replace("@BB@", &bb.to_string_lossy());
         logger.and_then(|mut f| f.write_all(script.as_bytes())).map_err(io_err("writing the exec logger"))?;
-        let list = Command::new(&bb).arg("--list").output().map_err(io_err("running busybox --list"))?; // not the copy
+        let list = Command::new(&bb).arg("--list").output().map_err(io_err("running busybox --list"))?;
         let list = checked(list, "busybox --list")?;
         let applets = String::from_utf8_lossy(&list.stdout).split_whitespace().map(str::to_owned).collect();
 
@@ -269,9 +270,8 @@ impl Lab {
         // Own process group: a terminal Ctrl-C must not kill containerd
         // before the cleanup script has removed its containers.
         let child = cmd.process_group(0).spawn().map_err(io_err("starting containerd"))?;
-        let cpid = child.id();
 
-        let closed = AtomicBool::new(false);
+        let (cpid, closed) = (child.id(), AtomicBool::new(false));
         let shared = Arc::new(Shared { address, namespace, dir, busybox, applets, closed });
         let mut lab = Lab { shared, containerd: Some(child), cleanup: None, _tempdir: tempdir };
         lab.spawn_cleanup(&bb, cpid)?;
@@ -287,8 +287,7 @@ impl Lab {
         cmd.args([s.address.as_os_str(), s.namespace.as_ref(), cpid.as_os_str(), s.dir.as_os_str(), cg.as_os_str()]);
         cmd.env("PATH", search_path()).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = cmd.process_group(0).spawn().map_err(io_err("starting the cleanup script"))?;
-        let stdin = child.stdin.take();
-        self.cleanup = stdin.map(|stdin| (child, stdin));
+        self.cleanup = child.stdin.take().map(|stdin| (child, stdin));
         Ok(())
     }
 
@@ -442,6 +441,7 @@ impl Container {
         self.exec_with_timeout(exec_id, args, EXEC_TIMEOUT)
     }
 
+    /// Like [`Container::exec`]; on timeout `ctr` is killed but the process may live on.
     pub fn exec_with_timeout(&self, exec_id: &str, args: &[&str], timeout: Duration) -> Result<Output, LabError> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dir = &self.shared.dir;
@@ -586,7 +586,8 @@ fn has_interp(elf: &[u8]) -> bool {
     let le = |at: usize, n: usize| elf[at..at + n].iter().rev().fold(0usize, |acc, b| acc << 8 | *b as usize);
     elf.len() >= 64 && elf.starts_with(b"\x7fELF\x02\x01") && {
         let (phoff, phentsize, phnum) = (le(0x20, 8), le(0x36, 2), le(0x38, 2));
-        (0..phnum).any(|i| elf.get(phoff + i * phentsize..phoff + i * phentsize + 4) == Some(&3u32.to_le_bytes()[..]))
+        let pt_interp = |o: usize| elf.get(o..o.saturating_add(4)) == Some(&[3, 0, 0, 0][..]);
+        (0..phnum).any(|i| pt_interp(phoff.saturating_add(i * phentsize)))
     }
 }
 

@@ -167,6 +167,13 @@ fn exec_runs_inside_the_container() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-binary"));
 
+    let big = exec_stdout(&c, "big", &["seq", "1", "100000"]);
+    assert_eq!((big.lines().count(), big.lines().last()), (100_000, Some("100000")));
+    // A background child that keeps stdout open must not hold the exec up.
+    let t = Instant::now();
+    assert_eq!(exec_stdout(&c, "bg", &["sh", "-c", "sleep 5 & echo started"]), "started\n");
+    assert!(t.elapsed() < Duration::from_secs(3), "exec with a background child took {:?}", t.elapsed());
+
     let slow = c.exec_with_timeout("slow", &["sleep", "10"], Duration::from_millis(300));
     assert!(matches!(slow, Err(LabError::Timeout { .. })), "{slow:?}");
 }
