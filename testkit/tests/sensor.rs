@@ -196,3 +196,44 @@ async fn a_udp_datagram_leaving_is_reported_with_its_destination() {
         ref other => panic!("{other:?}"),
     }
 }
+
+/// A reader that falls behind: the ring buffer overflows, and every lost
+/// record is counted, so delivered + dropped is exactly what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_buffer_overflow_is_counted_not_silent() {
+    struct Slow(Vec<tracelake_model::OwnedEvent>);
+    impl tracelake_sensor::EventHandler for Slow {
+        fn handle(&mut self, ev: &tracelake_model::Event<'_>) {
+            if self.0.is_empty() {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            self.0.push(tracelake_model::OwnedEvent::from_event(ev));
+        }
+    }
+    const N: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    let mut cfg = SensorConfig::default();
+    cfg.classes = [tracelake_sensor::config::ClassName::File].into();
+    cfg.file.default = FileAction::Ignore;
+    cfg.file.watch_reads = vec![format!("{}/", dir.path().display())];
+    cfg.aggregation.enabled = false;
+    cfg.ring_buffer_bytes = 4096;
+    let mut sensor = tracelake_sensor::Sensor::start(&cfg).unwrap();
+    let path = file.to_str().unwrap().to_string();
+    let flood = std::thread::spawn(move || common::wait(act(&["open-flood", &path, &N.to_string()])));
+    let mut slow = Slow(Vec::new());
+    let summary = sensor
+        .run(&mut slow, async move {
+            while !flood.is_finished() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap();
+    let delivered = slow.0.iter().filter(|e| e.kind == Kind::FileOpen && e.text(0) == file.display().to_string()).count() as u64;
+    let dropped = summary.stats.dropped.iter().find(|(k, _)| *k == Kind::FileOpen).map_or(0, |(_, n)| *n);
+    assert!(dropped > 0, "a 4 KiB ring and a stalled reader must overflow");
+    assert_eq!(delivered + dropped, N, "delivered {delivered} + dropped {dropped}");
+}
