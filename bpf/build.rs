@@ -50,14 +50,10 @@ fn main() {
 
 fn generate_vmlinux(dest: &Path) {
     let btf = "/sys/kernel/btf/vmlinux";
-    let output = Command::new("bpftool")
-        .args(["btf", "dump", "file", btf, "format", "c"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run bpftool to generate vmlinux.h (install bpftool, or set TRACELAKE_VMLINUX_H): {e}"));
-    assert!(
-        output.status.success(),
-        "bpftool btf dump {btf} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        Command::new("bpftool").args(["btf", "dump", "file", btf, "format", "c"]).output().unwrap_or_else(|e| {
+            panic!("cannot run bpftool to generate vmlinux.h (install bpftool, or set TRACELAKE_VMLINUX_H): {e}")
+        });
+    assert!(output.status.success(), "bpftool btf dump {btf} failed: {}", String::from_utf8_lossy(&output.stderr));
     std::fs::write(dest, output.stdout).expect("write vmlinux.h");
 }

@@ -50,16 +50,53 @@ macro_rules! check {
 #[test]
 fn records_match_btf() {
     let btf = btf_structs();
-    check!(btf, "tl_header", Header, [ktime_ns, cgroup_id, proc_start_ns, kind, size, pid, tgid, ppid, uid, gid, euid, egid, pidns, mntns, flags, comm]);
+    check!(
+        btf,
+        "tl_header",
+        Header,
+        [
+            ktime_ns,
+            cgroup_id,
+            proc_start_ns,
+            kind,
+            size,
+            pid,
+            tgid,
+            ppid,
+            uid,
+            gid,
+            euid,
+            egid,
+            pidns,
+            mntns,
+            flags,
+            comm
+        ]
+    );
     check!(btf, "tl_exec", Exec, [h, exe_ino, exe_dev, exe_nlink, path_len, args_len, cwd_len, _pad0]);
     check!(btf, "tl_fork", Fork, [h, child_start_ns, child_pid, _pad0]);
     check!(btf, "tl_exit", Exit, [h, exit_code, signal, core_dump, _pad0]);
-    check!(btf, "tl_file", File, [h, ret, ino, dev, open_flags, mode, owner_uid, owner_gid, path_len, path2_len, _pad0]);
-    check!(btf, "tl_net", Net, [h, ret, bytes_sent, bytes_received, saddr, daddr, family, protocol, sport, dport, fd, path_len]);
+    check!(
+        btf,
+        "tl_file",
+        File,
+        [h, ret, ino, dev, open_flags, mode, owner_uid, owner_gid, path_len, path2_len, _pad0]
+    );
+    check!(
+        btf,
+        "tl_net",
+        Net,
+        [h, ret, bytes_sent, bytes_received, saddr, daddr, family, protocol, sport, dport, fd, path_len]
+    );
     check!(btf, "tl_syscall", Syscall, [h, ret, args, nr, str1_len, str2_len, str3_len]);
     check!(btf, "tl_agg_key", AggKey, [cgroup_id, tgid, kind, object]);
     check!(btf, "tl_agg_value", AggValue, [count, first_ns, last_ns, ignored, _pad0]);
-    check!(btf, "tl_config", Config, [classes, scope, self_tgid, host_mntns, argv_max, aggregate, generation, file_default, read_watch, _pad0]);
+    check!(
+        btf,
+        "tl_config",
+        Config,
+        [classes, scope, self_tgid, host_mntns, argv_max, aggregate, generation, file_default, read_watch, _pad0]
+    );
     check!(btf, "tl_prefix_key", PrefixKey, [prefixlen, data]);
     check!(btf, "tl_stats", Stats, [emitted, dropped, aggregated, agg_full, filtered]);
 }
@@ -69,22 +106,40 @@ fn records_match_btf() {
 fn kind_ids_match_header() {
     let header = include_str!("../include/tracelake.h");
     let pairs = [
-        ("TL_KIND_EXEC", kind::EXEC), ("TL_KIND_FORK", kind::FORK), ("TL_KIND_EXIT", kind::EXIT),
-        ("TL_KIND_CLONE_THREAD", kind::CLONE_THREAD), ("TL_KIND_FILE_OPEN", kind::FILE_OPEN),
-        ("TL_KIND_FILE_RENAME", kind::FILE_RENAME), ("TL_KIND_FILE_UNLINK", kind::FILE_UNLINK),
-        ("TL_KIND_FILE_CHMOD", kind::FILE_CHMOD), ("TL_KIND_FILE_CHOWN", kind::FILE_CHOWN),
-        ("TL_KIND_NET_CONNECT", kind::NET_CONNECT), ("TL_KIND_NET_ACCEPT", kind::NET_ACCEPT),
-        ("TL_KIND_NET_LISTEN", kind::NET_LISTEN), ("TL_KIND_NET_CLOSE", kind::NET_CLOSE),
-        ("TL_KIND_NET_UDP_SEND", kind::NET_UDP_SEND), ("TL_KIND_NET_BIND", kind::NET_BIND),
-        ("TL_KIND_SETUID", kind::SETUID), ("TL_KIND_SETGID", kind::SETGID), ("TL_KIND_CAPSET", kind::CAPSET),
-        ("TL_KIND_PTRACE", kind::PTRACE), ("TL_KIND_MOUNT", kind::MOUNT), ("TL_KIND_UMOUNT", kind::UMOUNT),
-        ("TL_KIND_UNSHARE", kind::UNSHARE), ("TL_KIND_SETNS", kind::SETNS),
-        ("TL_KIND_MODULE_LOAD", kind::MODULE_LOAD), ("TL_KIND_BPF", kind::BPF),
-        ("TL_KIND_MEMFD_CREATE", kind::MEMFD_CREATE), ("TL_KIND_CHROOT", kind::CHROOT),
+        ("TL_KIND_EXEC", kind::EXEC),
+        ("TL_KIND_FORK", kind::FORK),
+        ("TL_KIND_EXIT", kind::EXIT),
+        ("TL_KIND_CLONE_THREAD", kind::CLONE_THREAD),
+        ("TL_KIND_FILE_OPEN", kind::FILE_OPEN),
+        ("TL_KIND_FILE_RENAME", kind::FILE_RENAME),
+        ("TL_KIND_FILE_UNLINK", kind::FILE_UNLINK),
+        ("TL_KIND_FILE_CHMOD", kind::FILE_CHMOD),
+        ("TL_KIND_FILE_CHOWN", kind::FILE_CHOWN),
+        ("TL_KIND_NET_CONNECT", kind::NET_CONNECT),
+        ("TL_KIND_NET_ACCEPT", kind::NET_ACCEPT),
+        ("TL_KIND_NET_LISTEN", kind::NET_LISTEN),
+        ("TL_KIND_NET_CLOSE", kind::NET_CLOSE),
+        ("TL_KIND_NET_UDP_SEND", kind::NET_UDP_SEND),
+        ("TL_KIND_NET_BIND", kind::NET_BIND),
+        ("TL_KIND_SETUID", kind::SETUID),
+        ("TL_KIND_SETGID", kind::SETGID),
+        ("TL_KIND_CAPSET", kind::CAPSET),
+        ("TL_KIND_PTRACE", kind::PTRACE),
+        ("TL_KIND_MOUNT", kind::MOUNT),
+        ("TL_KIND_UMOUNT", kind::UMOUNT),
+        ("TL_KIND_UNSHARE", kind::UNSHARE),
+        ("TL_KIND_SETNS", kind::SETNS),
+        ("TL_KIND_MODULE_LOAD", kind::MODULE_LOAD),
+        ("TL_KIND_BPF", kind::BPF),
+        ("TL_KIND_MEMFD_CREATE", kind::MEMFD_CREATE),
+        ("TL_KIND_CHROOT", kind::CHROOT),
         ("TL_KIND_PIVOT_ROOT", kind::PIVOT_ROOT),
     ];
     for (name, id) in pairs {
-        let line = header.lines().find(|l| l.trim_start().starts_with(&format!("{name} ="))).unwrap_or_else(|| panic!("{name} missing"));
+        let line = header
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} =")))
+            .unwrap_or_else(|| panic!("{name} missing"));
         let value: u32 = line.split('=').nth(1).unwrap().split(',').next().unwrap().trim().parse().unwrap();
         assert_eq!(value, id, "{name}");
     }

@@ -37,7 +37,8 @@ pub fn write_event(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>) {
     write_time(out, wall);
     let _ = write!(out, "\",\"ts_ns\":{wall},\"event_id\":\"{:016x}\",\"node\":", event_id(ctx.node_salt, ev));
     str_value(out, ctx.node.as_bytes());
-    let _ = write!(out, ",\"kind\":\"{}\",\"class\":\"{}\",\"count\":{}", ev.kind.name(), ev.kind.class().name(), ev.count);
+    let _ =
+        write!(out, ",\"kind\":\"{}\",\"class\":\"{}\",\"count\":{}", ev.kind.name(), ev.kind.class().name(), ev.count);
     if let Some(a) = ev.aggregate {
         out.extend_from_slice(b",\"summary\":true,\"first_time\":\"");
         write_time(out, ctx.clock.wall_ns(a.first_ns));
@@ -75,7 +76,11 @@ fn body(out: &mut Vec<u8>, ev: &Event<'_>) {
             bytes_field(out, "exe", exe);
             args_field(out, ev, args);
             bytes_field(out, "cwd", cwd);
-            let _ = write!(out, ",\"exe_ino\":{exe_ino},\"exe_dev\":{exe_dev},\"exe_nlink\":{exe_nlink},\"fileless\":{}", ev.fileless());
+            let _ = write!(
+                out,
+                ",\"exe_ino\":{exe_ino},\"exe_dev\":{exe_dev},\"exe_nlink\":{exe_nlink},\"fileless\":{}",
+                ev.fileless()
+            );
         }
         Body::Snapshot { exe, args, cwd } => {
             bytes_field(out, "exe", exe);
@@ -191,7 +196,11 @@ fn syscall_fields(out: &mut Vec<u8>, kind: Kind, args: &[u64; 6], str1: &[u8], s
         }
         Kind::ModuleLoad => bytes_field(out, "params", str1),
         Kind::Capset => {
-            let _ = write!(out, ",\"cap_effective\":{},\"cap_permitted\":{},\"cap_inheritable\":{}", args[2], args[3], args[4]);
+            let _ = write!(
+                out,
+                ",\"cap_effective\":{},\"cap_permitted\":{},\"cap_inheritable\":{}",
+                args[2], args[3], args[4]
+            );
         }
         Kind::Setns => {
             let _ = write!(out, ",\"ns_fd\":{},\"ns_type\":{},\"ns_inode\":{}", args[0] as i32, args[1], args[5]);

@@ -6,13 +6,44 @@ use crate::{Aggregate, Body, Endpoint, Event, Kind, Subject};
 /// Owned counterpart of `Body`; strings live in `OwnedEvent::strings`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OwnedBody {
-    Exec { exe_ino: u64, exe_dev: u32, exe_nlink: u32 },
-    Fork { child_pid: u32, child_start_ns: u64 },
-    Exit { exit_code: u32, signal: u32, core_dump: bool },
+    Exec {
+        exe_ino: u64,
+        exe_dev: u32,
+        exe_nlink: u32,
+    },
+    Fork {
+        child_pid: u32,
+        child_start_ns: u64,
+    },
+    Exit {
+        exit_code: u32,
+        signal: u32,
+        core_dump: bool,
+    },
     Threads,
-    File { ret: i64, ino: u64, dev: u32, open_flags: u32, mode: u32, owner_uid: u32, owner_gid: u32 },
-    Net { ret: i64, family: u16, protocol: u16, local: Endpoint, remote: Endpoint, bytes_sent: u64, bytes_received: u64 },
-    Syscall { nr: u32, ret: i64, args: [u64; 6] },
+    File {
+        ret: i64,
+        ino: u64,
+        dev: u32,
+        open_flags: u32,
+        mode: u32,
+        owner_uid: u32,
+        owner_gid: u32,
+    },
+    Net {
+        ret: i64,
+        family: u16,
+        protocol: u16,
+        local: Endpoint,
+        remote: Endpoint,
+        bytes_sent: u64,
+        bytes_received: u64,
+    },
+    Syscall {
+        nr: u32,
+        ret: i64,
+        args: [u64; 6],
+    },
     Snapshot,
 }
 
@@ -46,7 +77,9 @@ impl OwnedEvent {
                 OwnedBody::Net { ret, family, protocol, local, remote, bytes_sent, bytes_received },
                 [unix_path, &[], &[]],
             ),
-            Body::Syscall { nr, ret, args, str1, str2, str3 } => (OwnedBody::Syscall { nr, ret, args }, [str1, str2, str3]),
+            Body::Syscall { nr, ret, args, str1, str2, str3 } => {
+                (OwnedBody::Syscall { nr, ret, args }, [str1, str2, str3])
+            }
             Body::Snapshot { exe, args, cwd } => (OwnedBody::Snapshot, [exe, args, cwd]),
         };
         OwnedEvent {
@@ -64,7 +97,9 @@ impl OwnedEvent {
     pub fn as_event(&self) -> Event<'_> {
         let [a, b, c] = &self.strings;
         let body = match self.body {
-            OwnedBody::Exec { exe_ino, exe_dev, exe_nlink } => Body::Exec { exe: a, args: b, cwd: c, exe_ino, exe_dev, exe_nlink },
+            OwnedBody::Exec { exe_ino, exe_dev, exe_nlink } => {
+                Body::Exec { exe: a, args: b, cwd: c, exe_ino, exe_dev, exe_nlink }
+            }
             OwnedBody::Fork { child_pid, child_start_ns } => Body::Fork { child_pid, child_start_ns },
             OwnedBody::Exit { exit_code, signal, core_dump } => Body::Exit { exit_code, signal, core_dump },
             OwnedBody::Threads => Body::Threads,
@@ -77,7 +112,14 @@ impl OwnedEvent {
             OwnedBody::Syscall { nr, ret, args } => Body::Syscall { nr, ret, args, str1: a, str2: b, str3: c },
             OwnedBody::Snapshot => Body::Snapshot { exe: a, args: b, cwd: c },
         };
-        Event { kind: self.kind, subject: self.subject, flags: self.flags, count: self.count, aggregate: self.aggregate, body }
+        Event {
+            kind: self.kind,
+            subject: self.subject,
+            flags: self.flags,
+            count: self.count,
+            aggregate: self.aggregate,
+            body,
+        }
     }
 
     /// String `i` as text, lossily: convenient in tests and logs.

@@ -96,7 +96,10 @@ pub fn key_of(ev: &Event<'_>) -> Option<AggKey> {
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().take(108).fold(14_695_981_039_346_656_037u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211))
+    bytes
+        .iter()
+        .take(108)
+        .fold(14_695_981_039_346_656_037u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211))
 }
 
 impl Aggregator {
@@ -115,17 +118,21 @@ impl Aggregator {
         let old = (self.generation & 1) as usize;
         self.generation = self.generation.wrapping_add(1);
         kcfg.generation = self.generation;
-        let mut config: Array<&mut MapData, abi::Config> = Array::try_from(
-            ebpf.map_mut("tl_config_map").ok_or(SensorError::MissingMap("tl_config_map"))?,
-        )
-        .map_err(|e| SensorError::map("tl_config_map", e))?;
+        let mut config: Array<&mut MapData, abi::Config> =
+            Array::try_from(ebpf.map_mut("tl_config_map").ok_or(SensorError::MissingMap("tl_config_map"))?)
+                .map_err(|e| SensorError::map("tl_config_map", e))?;
         config.set(0, *kcfg, 0).map_err(|e| SensorError::map("tl_config_map", e))?;
         Ok(old)
     }
 
     /// Empties one table (which the kernel no longer writes) and hands a
     /// summary per entry with repeats to `emit`. Returns the repeats folded.
-    pub fn drain(&mut self, ebpf: &mut Ebpf, table: usize, emit: &mut dyn FnMut(&Event<'_>)) -> Result<u64, SensorError> {
+    pub fn drain(
+        &mut self,
+        ebpf: &mut Ebpf,
+        table: usize,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<u64, SensorError> {
         let name = TABLES[table & 1];
         let mut map: BpfHashMap<&mut MapData, AggKey, AggValue> =
             BpfHashMap::try_from(ebpf.map_mut(name).ok_or(SensorError::MissingMap(name))?)
@@ -213,15 +220,9 @@ fn bare(k: &AggKey) -> OwnedEvent {
             args: [k.object[1], k.object[2], 0, 0, 0, 0],
         },
         // Only opens and the kinds above are aggregated by the kernel.
-        Kind::FileRename | Kind::FileUnlink | Kind::FileChmod | Kind::FileChown => OwnedBody::File {
-            ret: 0,
-            ino: 0,
-            dev: 0,
-            open_flags: 0,
-            mode: 0,
-            owner_uid: 0,
-            owner_gid: 0,
-        },
+        Kind::FileRename | Kind::FileUnlink | Kind::FileChmod | Kind::FileChown => {
+            OwnedBody::File { ret: 0, ino: 0, dev: 0, open_flags: 0, mode: 0, owner_uid: 0, owner_gid: 0 }
+        }
         Kind::Exec | Kind::Fork | Kind::Exit | Kind::CloneThread | Kind::ProcessSnapshot => OwnedBody::Threads,
     };
     OwnedEvent {

@@ -217,9 +217,11 @@ impl SensorConfig {
         if self.scope == Scope::Cgroups && self.cgroup_ids.is_empty() {
             return bad("cgroup_ids", "scope = \"cgroups\" needs at least one cgroup id".into());
         }
-        for (field, list) in
-            [("file.watch_writes", &self.file.watch_writes), ("file.watch_reads", &self.file.watch_reads), ("file.ignore", &self.file.ignore)]
-        {
+        for (field, list) in [
+            ("file.watch_writes", &self.file.watch_writes),
+            ("file.watch_reads", &self.file.watch_reads),
+            ("file.ignore", &self.file.ignore),
+        ] {
             for p in list {
                 if !p.starts_with('/') {
                     return bad(field, format!("{p:?} is not an absolute path prefix"));

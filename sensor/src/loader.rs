@@ -132,7 +132,10 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &SensorConfig) -> Result<Attached, SensorErr
                     out.missing.push(format!("{c}/{n}"));
                 }
                 if present.is_empty() {
-                    tracing::warn!(program = hook.program, "no tracepoint of this program exists here; its events are off");
+                    tracing::warn!(
+                        program = hook.program,
+                        "no tracepoint of this program exists here; its events are off"
+                    );
                     continue;
                 }
                 tp.load().map_err(|e| SensorError::program(hook.program, e))?;

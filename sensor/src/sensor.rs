@@ -32,7 +32,10 @@ pub struct Sensor {
 
 impl std::fmt::Debug for Sensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sensor").field("attached", &self.attached).field("generation", &self.kcfg.generation).finish_non_exhaustive()
+        f.debug_struct("Sensor")
+            .field("attached", &self.attached)
+            .field("generation", &self.kcfg.generation)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,9 +118,11 @@ impl Sensor {
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary, SensorError> {
         let aggregate = self.cfg.aggregation.enabled;
-        let mut flush_tick = tokio::time::interval_at(Instant::now() + self.cfg.aggregation.interval, self.cfg.aggregation.interval);
+        let mut flush_tick =
+            tokio::time::interval_at(Instant::now() + self.cfg.aggregation.interval, self.cfg.aggregation.interval);
         flush_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let status_every = if self.cfg.status_interval.is_zero() { Duration::from_secs(3600) } else { self.cfg.status_interval };
+        let status_every =
+            if self.cfg.status_interval.is_zero() { Duration::from_secs(3600) } else { self.cfg.status_interval };
         let mut status_tick = tokio::time::interval_at(Instant::now() + status_every, status_every);
         let mut pending: Option<(Instant, usize)> = None;
         tokio::pin!(shutdown);
@@ -203,7 +208,12 @@ impl Sensor {
 }
 
 /// Decodes every record now in the ring and hands it to the handler.
-fn read_ring<H: EventHandler>(ring: &mut RingBuf<MapData>, agg: &mut Aggregator, counters: &ReaderCounters, handler: &mut H) {
+fn read_ring<H: EventHandler>(
+    ring: &mut RingBuf<MapData>,
+    agg: &mut Aggregator,
+    counters: &ReaderCounters,
+    handler: &mut H,
+) {
     let mut delivered = 0u64;
     while let Some(item) = ring.next() {
         match decode::decode(&item) {

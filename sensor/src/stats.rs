@@ -55,7 +55,12 @@ pub fn read(ebpf: &Ebpf, reader: &ReaderCounters) -> Result<SensorStats, SensorE
         sum.filtered += cpu.filtered;
     }
     let by_kind = |arr: &[u64; abi::KIND_MAX]| -> Vec<(Kind, u64)> {
-        Kind::ALL.iter().filter(|k| (k.id() as usize) < abi::KIND_MAX).map(|&k| (k, arr[k.id() as usize])).filter(|(_, n)| *n > 0).collect()
+        Kind::ALL
+            .iter()
+            .filter(|k| (k.id() as usize) < abi::KIND_MAX)
+            .map(|&k| (k, arr[k.id() as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     };
     Ok(SensorStats {
         emitted_total: sum.emitted.iter().sum(),
@@ -86,9 +91,24 @@ pub fn register_metrics(latest: Arc<Mutex<SensorStats>>) {
             }
         }
     };
-    tracelake_telemetry::observe_counters(&meter, "tracelake.sensor.events_emitted", "Records the kernel wrote to the ring buffer", per_kind(|s| &s.emitted));
-    tracelake_telemetry::observe_counters(&meter, "tracelake.sensor.events_dropped", "Records lost because the ring buffer was full", per_kind(|s| &s.dropped));
-    tracelake_telemetry::observe_counters(&meter, "tracelake.sensor.events_aggregated", "Repeats folded in the kernel into summaries", per_kind(|s| &s.aggregated));
+    tracelake_telemetry::observe_counters(
+        &meter,
+        "tracelake.sensor.events_emitted",
+        "Records the kernel wrote to the ring buffer",
+        per_kind(|s| &s.emitted),
+    );
+    tracelake_telemetry::observe_counters(
+        &meter,
+        "tracelake.sensor.events_dropped",
+        "Records lost because the ring buffer was full",
+        per_kind(|s| &s.dropped),
+    );
+    tracelake_telemetry::observe_counters(
+        &meter,
+        "tracelake.sensor.events_aggregated",
+        "Repeats folded in the kernel into summaries",
+        per_kind(|s| &s.aggregated),
+    );
     let scalar = |name: &'static str, desc: &'static str, pick: fn(&SensorStats) -> u64| {
         let latest = Arc::clone(&latest);
         tracelake_telemetry::observe_counters(&meter, name, desc, move |report| {

@@ -148,11 +148,7 @@ pub struct Telemetry {
 pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let resource = Resource::builder()
         .with_service_name(cfg.service_name.clone())
-        .with_attributes(
-            cfg.resource_attributes
-                .iter()
-                .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
-        )
+        .with_attributes(cfg.resource_attributes.iter().map(|(key, value)| KeyValue::new(key.clone(), value.clone())))
         .build();
     let mut builder = SdkMeterProvider::builder().with_resource(resource);
     if let Some(endpoint) = &cfg.otlp_endpoint {
@@ -163,44 +159,28 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             .with_endpoint(url.clone())
             .with_timeout(cfg.export_timeout)
             .build()
-            .map_err(|source| TelemetryError::Exporter {
-                endpoint: url,
-                source,
-            })?;
-        let reader = PeriodicReader::builder(exporter)
-            .with_interval(cfg.export_interval)
-            .build();
+            .map_err(|source| TelemetryError::Exporter { endpoint: url, source })?;
+        let reader = PeriodicReader::builder(exporter).with_interval(cfg.export_interval).build();
         builder = builder.with_reader(reader);
     }
     let provider = builder.build();
     opentelemetry::global::set_meter_provider(provider.clone());
-    Ok(Telemetry {
-        provider: Some(provider),
-    })
+    Ok(Telemetry { provider: Some(provider) })
 }
 
 /// Turns the configured base URL into the metrics URL, because the exporter uses an explicitly
 /// configured endpoint verbatim, unlike `OTEL_EXPORTER_OTLP_ENDPOINT`.
 fn metrics_url(endpoint: &str) -> Result<String, TelemetryError> {
-    let invalid = |reason| TelemetryError::InvalidEndpoint {
-        endpoint: endpoint.to_owned(),
-        reason,
-    };
+    let invalid = |reason| TelemetryError::InvalidEndpoint { endpoint: endpoint.to_owned(), reason };
     let Some(rest) = endpoint.strip_prefix("http://") else {
-        return Err(invalid(
-            "must start with http:// (this build has no TLS; export via a local collector)",
-        ));
+        return Err(invalid("must start with http:// (this build has no TLS; export via a local collector)"));
     };
     if rest.is_empty() || rest.starts_with('/') {
         return Err(invalid("has no host"));
     }
     let base = endpoint.trim_end_matches('/');
     // Accept a full metrics URL too, since that is what OTLP_..._METRICS_ENDPOINT users paste.
-    if base.ends_with(METRICS_PATH) {
-        Ok(base.to_owned())
-    } else {
-        Ok(format!("{base}{METRICS_PATH}"))
-    }
+    if base.ends_with(METRICS_PATH) { Ok(base.to_owned()) } else { Ok(format!("{base}{METRICS_PATH}")) }
 }
 
 impl Telemetry {
@@ -308,32 +288,17 @@ mod tests {
     #[test]
     fn metrics_url_appends_the_signal_path_once() {
         let url = |e: &str| metrics_url(e).expect("valid endpoint");
-        assert_eq!(
-            url("http://127.0.0.1:4318"),
-            "http://127.0.0.1:4318/v1/metrics"
-        );
-        assert_eq!(
-            url("http://collector:4318/"),
-            "http://collector:4318/v1/metrics"
-        );
+        assert_eq!(url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/metrics");
+        assert_eq!(url("http://collector:4318/"), "http://collector:4318/v1/metrics");
         assert_eq!(url("http://c:4318/v1/metrics"), "http://c:4318/v1/metrics");
         assert_eq!(url("http://c/prefix"), "http://c/prefix/v1/metrics");
     }
 
     #[test]
     fn metrics_url_rejects_non_http_endpoints() {
-        for bad in [
-            "https://c:4318",
-            "127.0.0.1:4318",
-            "http://",
-            "http:///x",
-            "",
-        ] {
+        for bad in ["https://c:4318", "127.0.0.1:4318", "http://", "http:///x", ""] {
             let err = metrics_url(bad).expect_err(bad);
-            assert!(
-                matches!(err, TelemetryError::InvalidEndpoint { .. }),
-                "{bad}: {err}"
-            );
+            assert!(matches!(err, TelemetryError::InvalidEndpoint { .. }), "{bad}: {err}");
         }
     }
 }

@@ -33,25 +33,19 @@ fn all_fields_parse() {
     assert_eq!(cfg.export_interval, Duration::from_secs(90));
     assert_eq!(cfg.export_timeout, Duration::from_millis(250));
     assert_eq!(cfg.service_name, "tracelake-sensor");
-    assert_eq!(
-        cfg.resource_attributes
-            .get("k8s.node.name")
-            .map(String::as_str),
-        Some("node-1")
-    );
+    assert_eq!(cfg.resource_attributes.get("k8s.node.name").map(String::as_str), Some("node-1"));
 }
 
 #[test]
 fn unknown_field_is_rejected_by_name() {
-    let err = toml::from_str::<TelemetryConfig>("otlp_endpoit = \"http://x:4318\"")
-        .expect_err("typo must not be ignored");
+    let err =
+        toml::from_str::<TelemetryConfig>("otlp_endpoit = \"http://x:4318\"").expect_err("typo must not be ignored");
     assert!(err.to_string().contains("otlp_endpoit"), "{err}");
 }
 
 #[test]
 fn bad_duration_is_rejected() {
-    let err = toml::from_str::<TelemetryConfig>("export_interval = \"ten seconds\"")
-        .expect_err("not a duration");
+    let err = toml::from_str::<TelemetryConfig>("export_interval = \"ten seconds\"").expect_err("not a duration");
     assert!(err.to_string().contains("export_interval"), "{err}");
 }
 

@@ -3,10 +3,7 @@
 //! Every test here uses its guard's own meter (`Telemetry::meter`), because tests run in
 //! parallel and each `init` replaces the global provider.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "a missing metric should fail the test loudly"
-)]
+#![allow(clippy::unwrap_used, reason = "a missing metric should fail the test loudly")]
 
 mod common;
 
@@ -15,13 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{
-    find_metric, gauge_points, int_value, resource_attr, start_receiver, string_attr, sum_points,
-};
+use common::{find_metric, gauge_points, int_value, resource_attr, start_receiver, string_attr, sum_points};
 use opentelemetry_proto::tonic::metrics::v1::NumberDataPoint;
-use tracelake_telemetry::{
-    KeyValue, TelemetryConfig, TelemetryError, init, observe_counters, observe_gauges,
-};
+use tracelake_telemetry::{KeyValue, TelemetryConfig, TelemetryError, init, observe_counters, observe_gauges};
 
 fn config(endpoint: &str) -> TelemetryConfig {
     TelemetryConfig {
@@ -37,26 +30,17 @@ fn observed_counter_and_gauge_reach_the_collector() {
     let collector = start_receiver();
     let mut cfg = config(&collector.base_url);
     cfg.service_name = "tracelake-test".into();
-    cfg.resource_attributes
-        .insert("k8s.node.name".into(), "node-7".into());
+    cfg.resource_attributes.insert("k8s.node.name".into(), "node-7".into());
     let telemetry = init(&cfg).expect("init with endpoint");
 
     let meter = telemetry.meter("sensor");
     let dropped = Arc::new(AtomicU64::new(0));
     let source = Arc::clone(&dropped);
     // The handle is dropped on purpose: the callback must outlive it.
-    let _ = observe_counters(
-        &meter,
-        "tracelake.test.events_dropped",
-        "events lost",
-        move |report| {
-            report(
-                source.load(Ordering::Relaxed),
-                &[KeyValue::new("reason", "full")],
-            );
-            report(3, &[KeyValue::new("reason", "filtered")]);
-        },
-    );
+    let _ = observe_counters(&meter, "tracelake.test.events_dropped", "events lost", move |report| {
+        report(source.load(Ordering::Relaxed), &[KeyValue::new("reason", "full")]);
+        report(3, &[KeyValue::new("reason", "filtered")]);
+    });
     let _gauge = observe_gauges(&meter, "tracelake.test.queue_depth", "queued", |report| {
         report(7, &[]);
     });
@@ -66,19 +50,10 @@ fn observed_counter_and_gauge_reach_the_collector() {
     let (request, payload) = collector.next_with("tracelake.test.events_dropped");
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, "/v1/metrics");
-    assert_eq!(
-        request.header("content-type"),
-        Some("application/x-protobuf")
-    );
+    assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
     let needle = b"tracelake.test.events_dropped";
-    assert!(
-        request.body.windows(needle.len()).any(|w| w == needle),
-        "metric name bytes are in the raw body"
-    );
-    assert_eq!(
-        resource_attr(&payload, "service.name"),
-        Some("tracelake-test")
-    );
+    assert!(request.body.windows(needle.len()).any(|w| w == needle), "metric name bytes are in the raw body");
+    assert_eq!(resource_attr(&payload, "service.name"), Some("tracelake-test"));
     assert_eq!(resource_attr(&payload, "k8s.node.name"), Some("node-7"));
 
     let counter = find_metric(&payload, "tracelake.test.events_dropped").unwrap();
@@ -95,9 +70,7 @@ fn observed_counter_and_gauge_reach_the_collector() {
 
     // Shutdown must export what changed since the last flush.
     dropped.fetch_add(8, Ordering::Relaxed);
-    telemetry
-        .shutdown()
-        .expect("shutdown with a live collector");
+    telemetry.shutdown().expect("shutdown with a live collector");
     let (_, payload) = collector.next_with("tracelake.test.events_dropped");
     let counter = find_metric(&payload, "tracelake.test.events_dropped").unwrap();
     assert_eq!(value_with_reason(sum_points(counter).1, "full"), 50);
@@ -118,14 +91,9 @@ fn periodic_export_happens_without_explicit_flush() {
     let mut cfg = config(&collector.base_url);
     cfg.export_interval = Duration::from_millis(200);
     let telemetry = init(&cfg).expect("init");
-    let _ = observe_counters(
-        &telemetry.meter("t"),
-        "tracelake.test.ticks",
-        "",
-        |report| {
-            report(1, &[]);
-        },
-    );
+    let _ = observe_counters(&telemetry.meter("t"), "tracelake.test.ticks", "", |report| {
+        report(1, &[]);
+    });
     let (_, payload) = collector.next_with("tracelake.test.ticks");
     assert!(find_metric(&payload, "tracelake.test.ticks").is_some());
     drop(telemetry);
@@ -179,10 +147,7 @@ fn without_endpoint_instruments_work_and_nothing_is_exported() {
 #[test]
 fn unreachable_collector_is_reported_and_shutdown_is_bounded() {
     // A port that was just free: connections are refused.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let mut cfg = config(&format!("http://127.0.0.1:{port}"));
     cfg.export_timeout = Duration::from_secs(1);
     let telemetry = init(&cfg).expect("init does not connect");
@@ -194,19 +159,12 @@ fn unreachable_collector_is_reported_and_shutdown_is_bounded() {
     assert!(matches!(err, TelemetryError::Flush(_)), "{err}");
     assert!(std::error::Error::source(&err).is_some());
     drop(telemetry);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "flush + drop took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "flush + drop took {:?}", started.elapsed());
 }
 
 #[test]
 fn https_endpoint_is_rejected_at_init() {
     let err = init(&config("https://collector:4318")).expect_err("no TLS in this build");
-    assert!(
-        matches!(err, TelemetryError::InvalidEndpoint { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, TelemetryError::InvalidEndpoint { .. }), "{err}");
     assert!(err.to_string().contains("https://collector:4318"), "{err}");
 }

@@ -16,7 +16,9 @@ use tracelake_testkit::lab::{ContainerSpec, Lab, lab_available};
 async fn container_process_has_its_own_cgroup_and_scope_containers_skips_the_host() {
     lab_available().expect("the container lab needs root, containerd, runc and busybox (scripts/setup.sh)");
     let lab = Lab::start().expect("containerd starts");
-    let container = lab.run(&ContainerSpec::new("tl-sensor-e2e", ["sleep", "30"]).label("io.kubernetes.pod.name", "web-0")).expect("container runs");
+    let container = lab
+        .run(&ContainerSpec::new("tl-sensor-e2e", ["sleep", "30"]).label("io.kubernetes.pod.name", "web-0"))
+        .expect("container runs");
     let (cg, init_pid) = (container.cgroup_id(), container.pid());
     let mut cfg = SensorConfig::default();
     cfg.scope = Scope::Containers;
@@ -34,11 +36,20 @@ async fn container_process_has_its_own_cgroup_and_scope_containers_skips_the_hos
     let cat = events
         .iter()
         .find(|e| e.kind == Kind::Exec && e.as_event().args().next() == Some(b"cat".as_slice()))
-        .unwrap_or_else(|| panic!("exec of cat in the container: {:?}", events.iter().filter(|e| e.kind == Kind::Exec).collect::<Vec<_>>()));
+        .unwrap_or_else(|| {
+            panic!(
+                "exec of cat in the container: {:?}",
+                events.iter().filter(|e| e.kind == Kind::Exec).collect::<Vec<_>>()
+            )
+        });
     assert_eq!(cat.subject.cgroup_id, cg, "cgroup id of the container");
     let host_mntns = std::fs::metadata("/proc/self/ns/mnt").unwrap().ino() as u32;
     assert_ne!(cat.subject.mntns, host_mntns, "container mount namespace");
-    assert_ne!(cat.subject.pidns, std::fs::metadata("/proc/self/ns/pid").unwrap().ino() as u32, "container pid namespace");
+    assert_ne!(
+        cat.subject.pidns,
+        std::fs::metadata("/proc/self/ns/pid").unwrap().ino() as u32,
+        "container pid namespace"
+    );
     assert!(cat.text(0).starts_with("/bin/"), "exe in the container's view: {}", cat.text(0));
     assert!(events.iter().any(|e| e.kind == Kind::Exit && e.subject.tgid == init_pid), "container init exit seen");
     assert!(events.iter().all(|e| e.subject.tgid != pids[0]), "scope=containers leaves host processes out");

@@ -39,7 +39,12 @@ async fn long_argv_is_cut_and_flagged() {
     let mut cfg = SensorConfig::default();
     cfg.argv_max = 256;
     let long = "x".repeat(1000);
-    let (events, pids) = capture(cfg, move || vec![common::wait(std::process::Command::new("/bin/echo").arg(&long).stdout(std::process::Stdio::null()).spawn().unwrap())]).await;
+    let (events, pids) = capture(cfg, move || {
+        vec![common::wait(
+            std::process::Command::new("/bin/echo").arg(&long).stdout(std::process::Stdio::null()).spawn().unwrap(),
+        )]
+    })
+    .await;
     let exec = of_pid(&events, pids[0]).into_iter().find(|e| e.kind == Kind::Exec).expect("exec");
     assert!(exec.flags & flags::ARGS_TRUNCATED != 0);
     assert_eq!(exec.strings[1].len(), 256);
@@ -77,7 +82,8 @@ async fn writes_under_a_watched_prefix_are_seen_and_ignored_prefix_is_not() {
     let rename = seen.iter().find(|e| e.kind == Kind::FileRename).expect("rename");
     assert_eq!((rename.text(0), rename.text(1)), (format!("{w}/new"), format!("{w}/renamed")));
     assert!(seen.iter().any(|e| e.kind == Kind::FileUnlink && e.text(0) == format!("{w}/renamed")));
-    let in_ignored: Vec<_> = of_pid(&events, pids[1]).into_iter().filter(|e| e.kind.class() == tracelake_model::Class::File).collect();
+    let in_ignored: Vec<_> =
+        of_pid(&events, pids[1]).into_iter().filter(|e| e.kind.class() == tracelake_model::Class::File).collect();
     assert!(in_ignored.is_empty(), "ignored prefix produced {in_ignored:?}");
 }
 
@@ -96,7 +102,9 @@ async fn tcp_connect_and_accept_on_loopback_carry_both_ports() {
     let mine = of_pid(&events, pids[0]);
     let net = |kind| mine.iter().find(|e| e.kind == kind).unwrap_or_else(|| panic!("{kind:?} in {mine:?}"));
     let endpoints = |e: &tracelake_model::OwnedEvent| match e.body {
-        OwnedBody::Net { local, remote, protocol, .. } => (local.port, remote.port, remote.addr[..4].to_vec(), protocol),
+        OwnedBody::Net { local, remote, protocol, .. } => {
+            (local.port, remote.port, remote.addr[..4].to_vec(), protocol)
+        }
         ref other => panic!("{other:?}"),
     };
     assert_eq!(endpoints(net(Kind::NetConnect)), (client, port, vec![127, 0, 0, 1], 6));
@@ -131,8 +139,12 @@ async fn a_million_identical_opens_arrive_as_a_handful_of_records_with_exact_cou
     cfg.file.watch_reads = vec![format!("{}/", dir.path().display())];
     cfg.aggregation.interval = Duration::from_millis(500);
     let f2 = file.clone();
-    let (events, pids) = capture(cfg, move || vec![common::wait(act(&["open-flood", f2.to_str().unwrap(), &N.to_string()]))]).await;
-    let opens: Vec<_> = of_pid(&events, pids[0]).into_iter().filter(|e| e.kind == Kind::FileOpen && e.text(0) == file.display().to_string()).collect();
+    let (events, pids) =
+        capture(cfg, move || vec![common::wait(act(&["open-flood", f2.to_str().unwrap(), &N.to_string()]))]).await;
+    let opens: Vec<_> = of_pid(&events, pids[0])
+        .into_iter()
+        .filter(|e| e.kind == Kind::FileOpen && e.text(0) == file.display().to_string())
+        .collect();
     let total: u64 = opens.iter().map(|e| e.count).sum();
     assert_eq!(total, N, "counts of {} records add up", opens.len());
     assert!(opens.len() < 40, "{} records for {N} opens", opens.len());
@@ -153,10 +165,14 @@ async fn execution_from_a_memfd_is_flagged_fileless() {
     let (events, pids) = capture(SensorConfig::default(), || vec![common::wait(act(&["memfd-exec"]))]).await;
     let mine = of_pid(&events, pids[0]);
     let execs: Vec<_> = mine.iter().filter(|e| e.kind == Kind::Exec).collect();
-    let fileless = execs.iter().find(|e| e.flags & flags::EXE_MEMFD != 0).unwrap_or_else(|| panic!("no memfd exec in {execs:?}"));
+    let fileless =
+        execs.iter().find(|e| e.flags & flags::EXE_MEMFD != 0).unwrap_or_else(|| panic!("no memfd exec in {execs:?}"));
     assert!(fileless.text(0).contains("memfd:tl-fileless"), "exe {}", fileless.text(0));
     assert!(fileless.as_event().fileless());
-    assert!(mine.iter().any(|e| e.kind == Kind::MemfdCreate && e.text(0) == "tl-fileless"), "memfd_create reported with its name");
+    assert!(
+        mine.iter().any(|e| e.kind == Kind::MemfdCreate && e.text(0) == "tl-fileless"),
+        "memfd_create reported with its name"
+    );
     // The regular exec of tl-act itself is not fileless.
     assert!(execs.iter().any(|e| !e.as_event().fileless()));
 }
@@ -168,7 +184,8 @@ async fn repeated_connects_to_one_peer_are_aggregated_with_exact_counts() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cfg = SensorConfig::default();
     cfg.aggregation.interval = Duration::from_millis(300);
-    let (events, pids) = capture(cfg, move || vec![common::wait(act(&["connect-flood", &port.to_string(), &N.to_string()]))]).await;
+    let (events, pids) =
+        capture(cfg, move || vec![common::wait(act(&["connect-flood", &port.to_string(), &N.to_string()]))]).await;
     let connects: Vec<_> = of_pid(&events, pids[0]).into_iter().filter(|e| e.kind == Kind::NetConnect).collect();
     assert_eq!(connects.iter().map(|e| e.count).sum::<u64>(), N);
     assert!(connects.len() < 30, "{} records", connects.len());
@@ -187,7 +204,8 @@ async fn repeated_connects_to_one_peer_are_aggregated_with_exact_counts() {
 async fn a_udp_datagram_leaving_is_reported_with_its_destination() {
     let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sink.local_addr().unwrap().port();
-    let (events, pids) = capture(SensorConfig::default(), move || vec![common::wait(act(&["udp", &port.to_string()]))]).await;
+    let (events, pids) =
+        capture(SensorConfig::default(), move || vec![common::wait(act(&["udp", &port.to_string()]))]).await;
     let send = of_pid(&events, pids[0]).into_iter().find(|e| e.kind == Kind::NetUdpSend).expect("udp send");
     match send.body {
         OwnedBody::Net { remote, protocol, ret, .. } => {
@@ -232,7 +250,8 @@ async fn ring_buffer_overflow_is_counted_not_silent() {
         })
         .await
         .unwrap();
-    let delivered = slow.0.iter().filter(|e| e.kind == Kind::FileOpen && e.text(0) == file.display().to_string()).count() as u64;
+    let delivered =
+        slow.0.iter().filter(|e| e.kind == Kind::FileOpen && e.text(0) == file.display().to_string()).count() as u64;
     let dropped = summary.stats.dropped.iter().find(|(k, _)| *k == Kind::FileOpen).map_or(0, |(_, n)| *n);
     assert!(dropped > 0, "a 4 KiB ring and a stalled reader must overflow");
     assert_eq!(delivered + dropped, N, "delivered {delivered} + dropped {dropped}");

@@ -20,13 +20,17 @@ impl<W: Write> EventHandler for StdoutHandler<W> {
 }
 
 fn node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Differs per node and per boot, so event ids never collide across either.
 fn node_salt(node: &str) -> u64 {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    node.bytes().chain(boot.bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    node.bytes()
+        .chain(boot.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -37,7 +41,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .init();
     let telemetry = tracelake_telemetry::init(&cfg.telemetry).context("cannot set up telemetry")?;
     if !args.stdout {
-        tracing::info!("no sink chosen: writing JSON lines to stdout (the Parquet lake sink arrives with the lake work)");
+        tracing::info!(
+            "no sink chosen: writing JSON lines to stdout (the Parquet lake sink arrives with the lake work)"
+        );
     }
     let node: &'static str = Box::leak(cfg.node_name.clone().unwrap_or_else(node_name).into_boxed_str());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;

@@ -16,8 +16,12 @@ fn run_stdout_for_emits_json_lines_and_exits_cleanly() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
-    let lines: Vec<serde_json::Value> =
-        out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
     // The /proc walk alone reports this test process.
     let me = std::process::id();
     assert!(lines.iter().any(|v| v["kind"] == "process_snapshot" && v["pid"] == me), "own snapshot missing");

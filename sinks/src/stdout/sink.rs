@@ -20,7 +20,15 @@ pub struct JsonLinesSink<W: Write> {
 
 impl<W: Write> JsonLinesSink<W> {
     pub fn new(out: W, cfg: &StdoutConfig, ctx: JsonContext<'static>) -> Self {
-        JsonLinesSink { out, buf: Vec::with_capacity(cfg.buffer_bytes + 4096), limit: cfg.buffer_bytes, ctx, written: 0, error: None, lost: 0 }
+        JsonLinesSink {
+            out,
+            buf: Vec::with_capacity(cfg.buffer_bytes + 4096),
+            limit: cfg.buffer_bytes,
+            ctx,
+            written: 0,
+            error: None,
+            lost: 0,
+        }
     }
 
     /// Appends one event; writes out when the buffer is full.

@@ -30,7 +30,8 @@ fn every_event_is_one_parseable_line() {
     }
     sink.flush().unwrap();
     let out = sink.into_inner();
-    let lines: Vec<serde_json::Value> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
     assert_eq!(lines.len(), 50);
     assert_eq!(lines[49]["pid"], 49);
     assert_eq!(lines[0]["exit_code"], 3);

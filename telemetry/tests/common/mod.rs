@@ -1,10 +1,7 @@
 //! A minimal OTLP/HTTP receiver: a real TCP server on loopback that answers every request with
 //! 200 and hands the requests to the test, plus helpers to decode the protobuf payload.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different subset of the helpers"
-)]
+#![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,15 +26,11 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn decode(&self) -> ExportMetricsServiceRequest {
-        ExportMetricsServiceRequest::decode(self.body.as_slice())
-            .expect("body is an OTLP ExportMetricsServiceRequest")
+        ExportMetricsServiceRequest::decode(self.body.as_slice()).expect("body is an OTLP ExportMetricsServiceRequest")
     }
 }
 
@@ -51,9 +44,7 @@ impl Collector {
     /// The next request, or a panic if none arrives in time; the wait is bounded so a broken
     /// exporter fails the test instead of hanging it.
     pub fn next(&self) -> Request {
-        self.requests
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a request reached the receiver in time")
+        self.requests.recv_timeout(Duration::from_secs(20)).expect("a request reached the receiver in time")
     }
 
     /// Next request whose payload contains `metric_name`, skipping exports that raced ahead
@@ -82,10 +73,7 @@ pub fn start_receiver() -> Collector {
             thread::spawn(move || serve(stream, &tx));
         }
     });
-    Collector {
-        base_url: format!("http://{addr}"),
-        requests: rx,
-    }
+    Collector { base_url: format!("http://{addr}"), requests: rx }
 }
 
 /// Serves keep-alive requests on one connection until the client closes it.
@@ -115,52 +103,34 @@ fn serve(stream: TcpStream, tx: &Sender<Request>) {
                 headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
             }
         }
-        let length = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(0);
+        let length =
+            headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse::<usize>().ok()).unwrap_or(0);
         let mut body = vec![0; length];
         if reader.read_exact(&mut body).is_err() {
             return;
         }
         // An empty protobuf body is a valid ExportMetricsServiceResponse (no partial success).
-        let response =
-            "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+        let response = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
         if writer.write_all(response.as_bytes()).is_err() {
             return;
         }
-        let _ = tx.send(Request {
-            method,
-            path,
-            headers,
-            body,
-        });
+        let _ = tx.send(Request { method, path, headers, body });
     }
 }
 
 pub fn find_metric<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
-    req.resource_metrics
-        .iter()
-        .flat_map(|rm| &rm.scope_metrics)
-        .flat_map(|sm| &sm.metrics)
-        .find(|m| m.name == name)
+    req.resource_metrics.iter().flat_map(|rm| &rm.scope_metrics).flat_map(|sm| &sm.metrics).find(|m| m.name == name)
 }
 
 pub fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        }
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.as_str()),
+        _ => None,
     })
 }
 
 pub fn resource_attr<'a>(req: &'a ExportMetricsServiceRequest, key: &str) -> Option<&'a str> {
-    req.resource_metrics
-        .iter()
-        .filter_map(|rm| rm.resource.as_ref())
-        .find_map(|r| string_attr(&r.attributes, key))
+    req.resource_metrics.iter().filter_map(|rm| rm.resource.as_ref()).find_map(|r| string_attr(&r.attributes, key))
 }
 
 pub fn int_value(point: &NumberDataPoint) -> i64 {

@@ -91,7 +91,8 @@ fn main() {
         "udp" => {
             let port: u16 = arg(2).parse().unwrap_or_else(|_| die("PORT"));
             let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| die(&e.to_string()));
-            s.send_to(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", ("127.0.0.1", port)).unwrap_or_else(|e| die(&e.to_string()));
+            s.send_to(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", ("127.0.0.1", port))
+                .unwrap_or_else(|e| die(&e.to_string()));
         }
         "exit" => std::process::exit(arg(2).parse().unwrap_or_else(|_| die("CODE"))),
         other => die(&format!("unknown action {other}")),

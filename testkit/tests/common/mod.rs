@@ -49,7 +49,10 @@ pub fn wait(mut child: Child) -> u32 {
 /// Runs `activity` (which returns the pids it cares about) while a real
 /// sensor is attached; stops the sensor a moment after, once everything is
 /// drained, and returns every event it delivered.
-pub async fn capture(cfg: SensorConfig, activity: impl FnOnce() -> Vec<u32> + Send + 'static) -> (Vec<OwnedEvent>, Vec<u32>) {
+pub async fn capture(
+    cfg: SensorConfig,
+    activity: impl FnOnce() -> Vec<u32> + Send + 'static,
+) -> (Vec<OwnedEvent>, Vec<u32>) {
     let mut sensor = Sensor::start(&cfg).expect("sensor starts (run tests as root)");
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
