@@ -82,6 +82,11 @@ async fn writes_under_a_watched_prefix_are_seen_and_ignored_prefix_is_not() {
     let rename = seen.iter().find(|e| e.kind == Kind::FileRename).expect("rename");
     assert_eq!((rename.text(0), rename.text(1)), (format!("{w}/new"), format!("{w}/renamed")));
     assert!(seen.iter().any(|e| e.kind == Kind::FileUnlink && e.text(0) == format!("{w}/renamed")));
+    let chmod = seen.iter().find(|e| e.kind == Kind::FileChmod).expect("chmod");
+    assert!(matches!(chmod.body, OwnedBody::File { mode: 0o600, ret: 0, .. }), "{chmod:?}");
+    assert_eq!(chmod.text(0), format!("{w}/new"));
+    let chown = seen.iter().find(|e| e.kind == Kind::FileChown).expect("chown");
+    assert!(matches!(chown.body, OwnedBody::File { owner_uid: 0, owner_gid: 0, ret: 0, .. }), "{chown:?}");
     let in_ignored: Vec<_> =
         of_pid(&events, pids[1]).into_iter().filter(|e| e.kind.class() == tracelake_model::Class::File).collect();
     assert!(in_ignored.is_empty(), "ignored prefix produced {in_ignored:?}");
@@ -114,11 +119,13 @@ async fn tcp_connect_and_accept_on_loopback_carry_both_ports() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn setuid_and_unshare_are_reported() {
+async fn setuid_unshare_and_module_load_attempt_are_reported() {
     let (events, pids) = capture(SensorConfig::default(), || vec![common::wait(act(&["priv"]))]).await;
     let mine = of_pid(&events, pids[0]);
     let unshare = mine.iter().find(|e| e.kind == Kind::Unshare).expect("unshare");
     let setuid = mine.iter().find(|e| e.kind == Kind::Setuid).expect("setuid");
+    let module = mine.iter().find(|e| e.kind == Kind::ModuleLoad).expect("finit_module attempt");
+    assert_eq!(module.text(0), "tl_param=1");
     match (&unshare.body, &setuid.body) {
         (OwnedBody::Syscall { args: ua, ret: ur, .. }, OwnedBody::Syscall { args: sa, ret: sr, .. }) => {
             assert_eq!(ua[0], libc::CLONE_NEWUTS as u64);

@@ -2,9 +2,9 @@
 //! sensor must see, from a process that is not the sensor's own.
 //!
 //! tl-act open-flood PATH N      open+close PATH N times (O_RDONLY)
-//! tl-act write-rename DIR       create DIR/new, write, rename to DIR/renamed, unlink it
+//! tl-act write-rename DIR       create DIR/new, write, chmod, chown, rename to DIR/renamed, unlink it
 //! tl-act tcp                    listen on 127.0.0.1, connect, accept; prints "port=P client=C"
-//! tl-act priv                   unshare(CLONE_NEWUTS), then setuid(65534)
+//! tl-act priv                   unshare(CLONE_NEWUTS), finit_module attempt, then setuid(65534)
 //! tl-act threads N              create N threads
 //! tl-act exit CODE              exit with CODE
 //! tl-act memfd-exec             copy /bin/true into a memfd and execute it (fileless)
@@ -37,6 +37,11 @@ fn main() {
             let mut f = std::fs::File::create(dir.join("new")).unwrap_or_else(|e| die(&e.to_string()));
             f.write_all(b"x").unwrap_or_else(|e| die(&e.to_string()));
             drop(f);
+            let c = CString::new(dir.join("new").into_os_string().into_encoded_bytes()).unwrap_or_else(|_| die("NUL"));
+            // SAFETY: c is a valid C string.
+            if unsafe { libc::chmod(c.as_ptr(), 0o600) } != 0 || unsafe { libc::chown(c.as_ptr(), 0, 0) } != 0 {
+                die("chmod/chown failed");
+            }
             std::fs::rename(dir.join("new"), dir.join("renamed")).unwrap_or_else(|e| die(&e.to_string()));
             std::fs::remove_file(dir.join("renamed")).unwrap_or_else(|e| die(&e.to_string()));
         }
@@ -56,6 +61,8 @@ fn main() {
                 if libc::unshare(libc::CLONE_NEWUTS) != 0 {
                     die("unshare failed");
                 }
+                // No module support in every kernel: the attempt is what matters.
+                libc::syscall(libc::SYS_finit_module, -1, c"tl_param=1".as_ptr(), 0);
                 if libc::setuid(65534) != 0 {
                     die("setuid failed");
                 }
