@@ -226,7 +226,9 @@ static __always_inline void tl_emit(void *rec, __u64 size)
 #define TL_AGG_FOLDED 1  /* repeat: counted, caller does nothing */
 #define TL_AGG_IGNORED 2 /* remembered filter decision: caller does nothing */
 
-static __always_inline int tl_agg_probe_in(void *map, struct tl_agg_key *k, __u64 now)
+/* The clock is read only when a repeat is folded: the ignore path, the
+ * hottest of all, skips the helper call. */
+static __always_inline int tl_agg_probe_in(void *map, struct tl_agg_key *k)
 {
 	struct tl_agg_value *v = bpf_map_lookup_elem(map, k);
 	if (!v)
@@ -234,19 +236,19 @@ static __always_inline int tl_agg_probe_in(void *map, struct tl_agg_key *k, __u6
 	if (v->ignored)
 		return TL_AGG_IGNORED;
 	__sync_fetch_and_add(&v->count, 1);
-	v->last_ns = now;
+	v->last_ns = bpf_ktime_get_boot_ns();
 	return TL_AGG_FOLDED;
 }
 
-static __always_inline int tl_agg_probe(struct tl_config *c, struct tl_agg_key *k, __u64 now)
+static __always_inline int tl_agg_probe(struct tl_config *c, struct tl_agg_key *k)
 {
 	int r;
 	if (!c->aggregate)
 		return TL_AGG_NEW;
 	if (c->generation & 1)
-		r = tl_agg_probe_in(&tl_agg_b, k, now);
+		r = tl_agg_probe_in(&tl_agg_b, k);
 	else
-		r = tl_agg_probe_in(&tl_agg_a, k, now);
+		r = tl_agg_probe_in(&tl_agg_a, k);
 	if (r == TL_AGG_FOLDED) {
 		struct tl_stats *st = tl_st();
 		if (st)
@@ -320,6 +322,20 @@ static __always_inline struct file *tl_fd_file(struct task_struct *task, long fd
 		return NULL;
 	fds = BPF_CORE_READ(fdt, fd);
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* The same through a BTF-typed task (bpf_get_current_task_btf): plain loads
+ * instead of one probe_read helper call per pointer hop, for hot paths. */
+static __always_inline struct file *tl_fd_file_btf(struct task_struct *task, long fd)
+{
+	struct fdtable *fdt = task->files->fdt;
+	struct file *f = NULL;
+
+	if (fd < 0 || fd >= fdt->max_fds)
+		return NULL;
+	/* Variable offsets into BTF pointers are not allowed: read the slot. */
+	bpf_probe_read_kernel(&f, sizeof(f), (void *)((unsigned long)fdt->fd + fd * sizeof(f)));
 	return f;
 }
 

@@ -8,12 +8,14 @@ static __always_inline bool tl_write_intent(__u32 flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC));
 }
 
-/* Successful open: aggregated per (cgroup, process, inode, intent) before
- * the path is even built, so a flood of repeats costs one hash lookup. */
-static __always_inline int tl_open_exit(long ret, __u32 oflags, __u32 mode)
+/* Successful open: aggregated per (process, inode, intent) before
+ * the path is even built, so a flood of repeats (or of opens a filter
+ * already rejected for this process) costs one hash lookup. This is the
+ * hottest program: it reads through BTF pointers where it can, and fetches
+ * the clock and the create mode only when it emits. */
+static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, bool mode_is_ptr)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct tl_config *c = tl_cfg();
 	bool wr = tl_write_intent(oflags);
 	struct tl_agg_key k = {};
@@ -21,7 +23,7 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u32 mode)
 	struct tl_file *r;
 	struct inode *ino;
 	struct file *f;
-	__u32 flags = 0, start, action, len;
+	__u32 tgid, flags = 0, start, action, len;
 	__u64 now;
 	int a;
 
@@ -29,22 +31,24 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u32 mode)
 		return 0;
 	if (!wr && !c->read_watch)
 		return 0;
+	tgid = task->tgid;
 	if (tl_skip(c, TL_CLASS_FILE, task, tgid))
 		return 0;
-	f = tl_fd_file(task, ret);
+	f = tl_fd_file_btf(task, ret);
 	if (!f)
 		return 0;
 	ino = BPF_CORE_READ(f, f_inode);
-	now = bpf_ktime_get_boot_ns();
-	k.cgroup_id = bpf_get_current_cgroup_id();
+	/* No cgroup in open keys: the tgid already names the process, and the
+	 * helper call is measurable on this path (sensor/src/agg.rs mirrors it). */
 	k.tgid = tgid;
 	k.kind = TL_KIND_FILE_OPEN;
 	k.object[0] = BPF_CORE_READ(ino, i_sb, s_dev);
 	k.object[1] = BPF_CORE_READ(ino, i_ino);
 	k.object[2] = wr;
-	if (tl_agg_probe(c, &k, now) != TL_AGG_NEW)
+	if (tl_agg_probe(c, &k) != TL_AGG_NEW)
 		return 0;
 
+	now = bpf_ktime_get_boot_ns();
 	heap = tl_hp();
 	if (!heap)
 		return 0;
@@ -68,7 +72,13 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u32 mode)
 	r->ino = k.object[1];
 	r->dev = k.object[0];
 	r->open_flags = oflags;
-	r->mode = mode;
+	if (mode_is_ptr) {
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)mode_arg);
+		r->mode = how.mode;
+	} else {
+		r->mode = mode_arg;
+	}
 	r->owner_uid = 0;
 	r->owner_gid = 0;
 	len = tl_copy_path(heap->rec + sizeof(*r), heap, start, TL_PATH_HALF, &flags);
@@ -84,30 +94,32 @@ SEC("tracepoint/syscalls/sys_exit_openat")
 int tl_openat_exit(struct tl_sys_exit_ctx *ctx)
 {
 	struct pt_regs *regs = tl_regs();
-	return tl_open_exit(ctx->ret, TL_ARG3(regs), TL_ARG4(regs));
+	/* mode is only needed on emit; pass the register, not a read of it */
+	return tl_open_exit(ctx->ret, regs->dx, regs->r10, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_open")
 int tl_open_legacy_exit(struct tl_sys_exit_ctx *ctx)
 {
 	struct pt_regs *regs = tl_regs();
-	return tl_open_exit(ctx->ret, TL_ARG2(regs), TL_ARG3(regs));
+	return tl_open_exit(ctx->ret, regs->si, regs->dx, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_creat")
 int tl_creat_exit(struct tl_sys_exit_ctx *ctx)
 {
 	struct pt_regs *regs = tl_regs();
-	return tl_open_exit(ctx->ret, O_CREAT | O_WRONLY | O_TRUNC, TL_ARG2(regs));
+	return tl_open_exit(ctx->ret, O_CREAT | O_WRONLY | O_TRUNC, regs->si, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int tl_openat2_exit(struct tl_sys_exit_ctx *ctx)
 {
 	struct pt_regs *regs = tl_regs();
-	struct open_how how = {};
-	bpf_probe_read_user(&how, sizeof(how), (void *)TL_ARG3(regs));
-	return tl_open_exit(ctx->ret, how.flags, how.mode);
+	__u64 flags = 0;
+	/* struct open_how starts with the flags */
+	bpf_probe_read_user(&flags, sizeof(flags), (void *)regs->dx);
+	return tl_open_exit(ctx->ret, flags, regs->dx, true);
 }
 
 /* Arguments of a path-mutating syscall, normalised across its variants. */

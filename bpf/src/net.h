@@ -84,7 +84,7 @@ static __always_inline bool tl_net_first(struct tl_config *c, struct tl_net *n, 
 	/* The ephemeral side's port would make every connection unique. */
 	k.object[2] = (kind == TL_KIND_NET_CONNECT || kind == TL_KIND_NET_UDP_SEND ? (__u64)n->dport : (__u64)n->sport << 16) | ((__u64)n->family << 32) | ((__u64)n->protocol << 48) |
 		      ((n->ret < 0 ? 1ULL : 0) << 63);
-	if (tl_agg_probe(c, &k, now) != TL_AGG_NEW)
+	if (tl_agg_probe(c, &k) != TL_AGG_NEW)
 		return false;
 	r = tl_agg_insert(c, &k, now, 0);
 	if (r == TL_AGG_FOLDED)

@@ -39,10 +39,12 @@ NOOP_TP("tracepoint/syscalls/sys_exit_bind", tl_bind_exit)
 NOOP_TP("tracepoint/syscalls/sys_exit_sendto", tl_sendto_exit)
 NOOP_TP("tracepoint/sock/inet_sock_set_state", tl_sock_state)
 NOOP_TP("tracepoint/syscalls/sys_exit_setuid", tl_priv_exit)
-NOOP_TP("tracepoint/raw_syscalls/sys_exit", tl_module_exit)
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(tl_fork, struct task_struct *parent, struct task_struct *child) { return 0; }
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tl_module_exit, struct pt_regs *regs, long ret) { return 0; }
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(tl_exit, struct task_struct *p) { return 0; }

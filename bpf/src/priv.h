@@ -101,7 +101,7 @@ static __noinline int tl_priv(__s32 nr, long ret)
 			.object = { (__u64)nr | ((ret < 0 ? 1ULL : 0) << 63), s->args[0], s->args[1] },
 		};
 		int r;
-		if (tl_agg_probe(c, &k, now) != TL_AGG_NEW)
+		if (tl_agg_probe(c, &k) != TL_AGG_NEW)
 			return 0;
 		r = tl_agg_insert(c, &k, now, 0);
 		if (r == TL_AGG_FOLDED)
@@ -160,13 +160,16 @@ int tl_priv_exit(struct tl_sys_exit_ctx *ctx)
 }
 
 /* Kernels built without modules have no module syscall tracepoints; the
- * attempt is still worth seeing, so catch it on the generic exit hook. */
-SEC("tracepoint/raw_syscalls/sys_exit")
-int tl_module_exit(struct tl_sys_exit_ctx *ctx)
+ * attempt is still worth seeing, so catch it on the generic exit hook. It
+ * runs on every syscall, so it is a BTF raw tracepoint (no perf-event
+ * dispatch, direct register access) that returns after one compare. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tl_module_exit, struct pt_regs *regs, long ret)
 {
-	if (ctx->nr != NR_init_module && ctx->nr != NR_finit_module)
+	long nr = regs->orig_ax;
+	if (nr != NR_init_module && nr != NR_finit_module)
 		return 0;
-	return tl_priv(ctx->nr, ctx->ret);
+	return tl_priv(nr, ret);
 }
 
 #endif /* TL_PRIV_H */

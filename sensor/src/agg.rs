@@ -92,7 +92,9 @@ pub fn key_of(ev: &Event<'_>) -> Option<AggKey> {
             _,
         ) => return None,
     };
-    Some(AggKey { cgroup_id: s.cgroup_id, tgid: s.tgid, kind: ev.kind.id(), object })
+    // Open keys carry no cgroup (bpf/src/file.h: the tgid is enough there).
+    let cgroup_id = if ev.kind == Kind::FileOpen { 0 } else { s.cgroup_id };
+    Some(AggKey { cgroup_id, tgid: s.tgid, kind: ev.kind.id(), object })
 }
 
 fn fnv(bytes: &[u8]) -> u64 {

@@ -38,7 +38,8 @@ pub struct SensorConfig {
     #[serde(default = "default_true")]
     pub proc_snapshot: bool,
     /// On kernels without module syscall tracepoints, catch init_module and
-    /// finit_module on raw_syscalls:sys_exit (costs a few ns on every syscall).
+    /// finit_module attempts on the sys_exit raw tracepoint (a BTF program
+    /// that runs on every syscall and returns after one compare).
     #[serde(default = "default_true")]
     pub module_load_fallback: bool,
 }

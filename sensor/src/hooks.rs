@@ -49,7 +49,8 @@ pub const PRIVILEGE_SYSCALLS: &[(&str, &str)] = &[
 ];
 
 /// The module-load fallback for kernels without module syscall tracepoints.
-pub const MODULE_FALLBACK: Hook = tp("tl_module_exit", ClassName::Privilege, &[("raw_syscalls", "sys_exit")]);
+pub const MODULE_FALLBACK: Hook =
+    Hook { program: "tl_module_exit", attach: Attach::BtfTracePoint("sys_exit"), class: ClassName::Privilege };
 
 /// Every program of tracelake.bpf.o except the fallback.
 pub const HOOKS: &[Hook] = &[
