@@ -86,6 +86,24 @@ struct {
 	__type(value, struct tl_agg_value);
 } tl_agg_b SEC(".maps");
 
+/* Opens a prefix filter rejected, remembered per process so the next open
+ * of the same file costs one small lookup. Keyed by the inode's address and
+ * number (both must match, so a recycled inode cannot inherit a decision),
+ * and only trusted for the generation it was made in and the next one. */
+struct tl_ign_key {
+	__u64 inode;
+	__u64 ino;
+	__u32 tgid;
+	__u32 wr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tl_ign_key);
+	__type(value, __u32);
+} tl_ignore SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 1024);

@@ -10,7 +10,7 @@ static __always_inline bool tl_write_intent(__u32 flags)
 
 /* Successful open: aggregated per (process, inode, intent) before
  * the path is even built, so a flood of repeats (or of opens a filter
- * already rejected for this process) costs one hash lookup. This is the
+ * already rejected for this process, see tl_ignore) costs a lookup or two. This is the
  * hottest program: it reads through BTF pointers where it can, and fetches
  * the clock and the create mode only when it emits. */
 static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, bool mode_is_ptr)
@@ -19,11 +19,12 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, 
 	struct tl_config *c = tl_cfg();
 	bool wr = tl_write_intent(oflags);
 	struct tl_agg_key k = {};
+	struct tl_ign_key ik = {};
 	struct tl_heap *heap;
 	struct tl_file *r;
 	struct inode *ino;
 	struct file *f;
-	__u32 tgid, flags = 0, start, action, len;
+	__u32 tgid, flags = 0, start, action, len, *gen;
 	__u64 now;
 	int a;
 
@@ -38,12 +39,19 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, 
 	if (!f)
 		return 0;
 	ino = BPF_CORE_READ(f, f_inode);
+	ik.inode = (__u64)ino;
+	ik.ino = BPF_CORE_READ(ino, i_ino);
+	ik.tgid = tgid;
+	ik.wr = wr;
+	gen = bpf_map_lookup_elem(&tl_ignore, &ik);
+	if (gen && c->generation - *gen <= 1)
+		return 0;
 	/* No cgroup in open keys: the tgid already names the process, and the
 	 * helper call is measurable on this path (sensor/src/agg.rs mirrors it). */
 	k.tgid = tgid;
 	k.kind = TL_KIND_FILE_OPEN;
 	k.object[0] = BPF_CORE_READ(ino, i_sb, s_dev);
-	k.object[1] = BPF_CORE_READ(ino, i_ino);
+	k.object[1] = ik.ino;
 	k.object[2] = wr;
 	if (tl_agg_probe(c, &k) != TL_AGG_NEW)
 		return 0;
@@ -58,7 +66,7 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, 
 		struct tl_stats *st = tl_st();
 		if (st)
 			st->filtered++;
-		tl_agg_insert(c, &k, now, 1);
+		bpf_map_update_elem(&tl_ignore, &ik, &c->generation, BPF_ANY);
 		return 0;
 	}
 	a = tl_agg_insert(c, &k, now, 0);
