@@ -37,6 +37,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config.as_deref())?;
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let telemetry = tracelake_telemetry::init(&cfg.telemetry).context("cannot set up telemetry")?;
@@ -45,6 +46,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             "no sink chosen: writing JSON lines to stdout (the Parquet lake sink arrives with the lake work)"
         );
     }
+    // Leaked once per process: the JSON context borrows it for the whole run.
     let node: &'static str = Box::leak(cfg.node_name.clone().unwrap_or_else(node_name).into_boxed_str());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
     let result = rt.block_on(async {
