@@ -104,6 +104,29 @@ struct {
 	__type(value, __u32);
 } tl_ignore SEC(".maps");
 
+/* A direct-mapped per-CPU front for tl_ignore: a process opening the same
+ * rejected file over and over (the common case) hits here with an array
+ * index and four compares, no hashing and no shared cache lines. */
+#define TL_IGN_SLOTS 64
+#define TL_SLOT_IGNORED 1 /* a filter rejected this file for this process */
+#define TL_SLOT_WATCHED 2 /* reported: repeats go straight to aggregation */
+struct tl_ign_slot {
+	struct tl_ign_key k;
+	__u32 generation;
+	__u32 valid;
+};
+
+struct tl_ign_cache {
+	struct tl_ign_slot slot[TL_IGN_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tl_ign_cache);
+} tl_ign_cpu SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 1024);

@@ -24,7 +24,9 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, 
 	struct tl_file *r;
 	struct inode *ino;
 	struct file *f;
-	__u32 tgid, flags = 0, start, action, len, *gen;
+	__u32 tgid, flags = 0, start, action, len, *gen, zero = 0, known = 0;
+	struct tl_ign_cache *cache;
+	struct tl_ign_slot *slot = NULL;
 	__u64 now;
 	int a;
 
@@ -43,9 +45,24 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, 
 	ik.ino = BPF_CORE_READ(ino, i_ino);
 	ik.tgid = tgid;
 	ik.wr = wr;
-	gen = bpf_map_lookup_elem(&tl_ignore, &ik);
-	if (gen && c->generation - *gen <= 1)
+	cache = bpf_map_lookup_elem(&tl_ign_cpu, &zero);
+	if (cache) {
+		slot = &cache->slot[((ik.inode >> 6) ^ ik.tgid) & (TL_IGN_SLOTS - 1)];
+		if (slot->valid && slot->k.inode == ik.inode && slot->k.ino == ik.ino && slot->k.tgid == tgid &&
+		    slot->k.wr == ik.wr && c->generation - slot->generation <= 1)
+			known = slot->valid;
+	}
+	if (known == TL_SLOT_IGNORED)
 		return 0;
+	gen = known == TL_SLOT_WATCHED ? NULL : bpf_map_lookup_elem(&tl_ignore, &ik);
+	if (gen && c->generation - *gen <= 1) {
+		if (slot) {
+			slot->k = ik;
+			slot->generation = *gen;
+			slot->valid = TL_SLOT_IGNORED;
+		}
+		return 0;
+	}
 	/* No cgroup in open keys: the tgid already names the process, and the
 	 * helper call is measurable on this path (sensor/src/agg.rs mirrors it). */
 	k.tgid = tgid;
@@ -53,8 +70,15 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, 
 	k.object[0] = BPF_CORE_READ(ino, i_sb, s_dev);
 	k.object[1] = ik.ino;
 	k.object[2] = wr;
-	if (tl_agg_probe(c, &k) != TL_AGG_NEW)
+	if (tl_agg_probe(c, &k) != TL_AGG_NEW) {
+		/* Watched and aggregating: next time, skip the ignore lookup. */
+		if (slot && known != TL_SLOT_WATCHED) {
+			slot->k = ik;
+			slot->generation = c->generation;
+			slot->valid = TL_SLOT_WATCHED;
+		}
 		return 0;
+	}
 
 	now = bpf_ktime_get_boot_ns();
 	heap = tl_hp();
@@ -67,6 +91,11 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, 
 		if (st)
 			st->filtered++;
 		bpf_map_update_elem(&tl_ignore, &ik, &c->generation, BPF_ANY);
+		if (slot) {
+			slot->k = ik;
+			slot->generation = c->generation;
+			slot->valid = TL_SLOT_IGNORED;
+		}
 		return 0;
 	}
 	a = tl_agg_insert(c, &k, now, 0);
