@@ -13,9 +13,8 @@ static __always_inline bool tl_write_intent(__u32 flags)
  * already rejected for this process, see tl_ignore) costs a lookup or two. This is the
  * hottest program: it reads through BTF pointers where it can, and fetches
  * the clock and the create mode only when it emits. */
-static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, bool mode_is_ptr)
+static __always_inline int tl_open_exit(struct task_struct *task, long ret, __u32 oflags, __u64 mode_arg, bool mode_is_ptr)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct tl_config *c = tl_cfg();
 	bool wr = tl_write_intent(oflags);
 	struct tl_agg_key k = {};
@@ -127,36 +126,42 @@ static __always_inline int tl_open_exit(long ret, __u32 oflags, __u64 mode_arg, 
 	return 0;
 }
 
+/* The open handlers fetch the task once and hand it down: each helper call
+ * shows on this path. */
+#define TL_OPEN_PROLOGUE                                                       \
+	struct task_struct *task = bpf_get_current_task_btf();                 \
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task)
+
 SEC("tracepoint/syscalls/sys_exit_openat")
 int tl_openat_exit(struct tl_sys_exit_ctx *ctx)
 {
-	struct pt_regs *regs = tl_regs();
+	TL_OPEN_PROLOGUE;
 	/* mode is only needed on emit; pass the register, not a read of it */
-	return tl_open_exit(ctx->ret, regs->dx, regs->r10, false);
+	return tl_open_exit(task, ctx->ret, regs->dx, regs->r10, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_open")
 int tl_open_legacy_exit(struct tl_sys_exit_ctx *ctx)
 {
-	struct pt_regs *regs = tl_regs();
-	return tl_open_exit(ctx->ret, regs->si, regs->dx, false);
+	TL_OPEN_PROLOGUE;
+	return tl_open_exit(task, ctx->ret, regs->si, regs->dx, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_creat")
 int tl_creat_exit(struct tl_sys_exit_ctx *ctx)
 {
-	struct pt_regs *regs = tl_regs();
-	return tl_open_exit(ctx->ret, O_CREAT | O_WRONLY | O_TRUNC, regs->si, false);
+	TL_OPEN_PROLOGUE;
+	return tl_open_exit(task, ctx->ret, O_CREAT | O_WRONLY | O_TRUNC, regs->si, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int tl_openat2_exit(struct tl_sys_exit_ctx *ctx)
 {
-	struct pt_regs *regs = tl_regs();
+	TL_OPEN_PROLOGUE;
 	__u64 flags = 0;
 	/* struct open_how starts with the flags */
 	bpf_probe_read_user(&flags, sizeof(flags), (void *)regs->dx);
-	return tl_open_exit(ctx->ret, flags, regs->dx, true);
+	return tl_open_exit(task, ctx->ret, flags, regs->dx, true);
 }
 
 /* Arguments of a path-mutating syscall, normalised across its variants. */
