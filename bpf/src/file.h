@@ -66,13 +66,14 @@ static __always_inline int tl_open_exit(struct task_struct *task, long ret, __u3
 	 * helper call is measurable on this path (sensor/src/agg.rs mirrors it). */
 	k.tgid = tgid;
 	k.kind = TL_KIND_FILE_OPEN;
-	k.object[0] = BPF_CORE_READ(ino, i_sb, s_dev);
+	k.object[0] = known == TL_SLOT_WATCHED ? slot->dev : BPF_CORE_READ(ino, i_sb, s_dev);
 	k.object[1] = ik.ino;
 	k.object[2] = wr;
 	if (tl_agg_probe(c, &k) != TL_AGG_NEW) {
 		/* Watched and aggregating: next time, skip the ignore lookup. */
 		if (slot && known != TL_SLOT_WATCHED) {
 			slot->k = ik;
+			slot->dev = k.object[0];
 			slot->generation = c->generation;
 			slot->valid = TL_SLOT_WATCHED;
 		}
