@@ -1,0 +1,47 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::os::unix::fs::MetadataExt;
+
+use super::*;
+use crate::{Runtime, parse_cgroup_path};
+use tracelake_testkit::lab::{ContainerSpec, Lab, lab_available, unified_cgroup};
+
+fn root() -> PathBuf {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if unified.join("cgroup.procs").exists() { unified.to_path_buf() } else { PathBuf::from("/sys/fs/cgroup") }
+}
+
+#[test]
+fn own_cgroup_and_root_resolve() {
+    let idx = CgroupIndex::open(&root(), 1000, Duration::from_secs(60)).unwrap();
+    let (dir, id) = unified_cgroup(std::process::id()).unwrap();
+    let expected = format!("/{}", dir.strip_prefix(root()).unwrap().display());
+    let expected = if expected == "/" { expected } else { expected.trim_end_matches('/').to_string() };
+    assert_eq!(idx.path(id).as_deref(), Some(expected.as_str()));
+    let root_id = std::fs::metadata(root()).unwrap().ino();
+    assert_eq!(idx.path(root_id).as_deref(), Some("/"));
+    assert_eq!(idx.path(0xdead_beef_dead), None, "unknown ids resolve to nothing");
+    assert_eq!(idx.path(0xdead_beef_dead), None, "and are cached as such");
+}
+
+/// A real containerd container: its cgroup id (what the sensor reports)
+/// resolves to its path, which names the container; after the container is
+/// gone the cached identity remains.
+#[test]
+fn a_real_container_is_identified_from_its_cgroup_id() {
+    lab_available().expect("container lab prerequisites (scripts/setup.sh)");
+    let lab = Lab::start().unwrap();
+    let id = format!("{:064x}", 0x7ac0_u128 << 64 | u128::from(std::process::id()));
+    let c = lab.run(&ContainerSpec::new(id.clone(), ["sleep", "30"])).unwrap();
+    let idx = CgroupIndex::open(&root(), 1000, Duration::from_secs(60)).unwrap();
+    let path = idx.path(c.cgroup_id()).expect("container cgroup resolves");
+    let r = parse_cgroup_path(&path).expect("layout recognised");
+    assert_eq!(r.container_id, id);
+    assert_eq!(r.runtime, Runtime::Containerd);
+    assert_eq!(r.namespace.as_deref(), Some(lab.namespace()));
+    let cg = c.cgroup_id();
+    c.stop().unwrap();
+    assert_eq!(idx.path(cg), Some(path), "identity outlives the container while cached");
+    let fresh = CgroupIndex::open(&root(), 1000, Duration::from_secs(60)).unwrap();
+    assert_eq!(fresh.path(cg), None, "a removed cgroup no longer resolves without the cache");
+}
