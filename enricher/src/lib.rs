@@ -1,12 +1,15 @@
 //! Workload identity for events: cgroup, container, pod, workload.
 //!
-//! This first part turns a cgroup v2 id (what every kernel record carries)
-//! into the cgroup path and the container reference the path encodes, for
-//! every runtime layout in use. Container and pod metadata, the workload
+//! What exists so far: a cgroup v2 id (what every kernel record carries)
+//! turned into the cgroup path and the container reference the path encodes,
+//! for every runtime layout in use; and the process table with lineage and
+//! tombstones. Container and pod metadata, the workload
 //! chain and the pod IP history come with the rest of the enricher issue.
 
 pub mod cgroup;
 pub mod cgroup_index;
+pub mod process;
 
 pub use cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 pub use cgroup_index::CgroupIndex;
+pub use process::{ProcessInfo, ProcessTable};

@@ -1,0 +1,188 @@
+//! The process table: who every pid is, built from exec, fork and exit
+//! events plus the /proc snapshot, with exited processes kept as tombstones
+//! so late events and short-lived containers still resolve.
+//!
+//! Updated per process-lifecycle event (exec, fork, exit), not per event of
+//! the high-rate classes: lookups are a hash probe and an Arc clone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use tracelake_model::{Body, Event, Kind};
+
+/// What is known of one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// CLOCK_BOOTTIME ns of its start: (pid, start_ns) is unique.
+    pub start_ns: u64,
+    pub ppid: u32,
+    /// Start of the parent (0 if unknown): finds it among tombstones too.
+    pub parent_start_ns: u64,
+    pub uid: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; 16],
+    /// Shared with the parent until the process execs.
+    pub exe: Arc<[u8]>,
+    /// NUL-separated argv, shared like `exe`.
+    pub args: Arc<[u8]>,
+    /// CLOCK_BOOTTIME ns of its exit, once it is a tombstone.
+    pub exited_ns: Option<u64>,
+}
+
+impl ProcessInfo {
+    pub fn args(&self) -> impl Iterator<Item = &[u8]> {
+        let raw: &[u8] = &self.args;
+        let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+        raw.split(|&b| b == 0).filter(move |_| !raw.is_empty())
+    }
+}
+
+/// Live processes by pid, exited ones by (pid, start) for a while.
+pub struct ProcessTable {
+    live: HashMap<u32, Arc<ProcessInfo>>,
+    tombstones: Cache<(u32, u64), Arc<ProcessInfo>>,
+    max_live: usize,
+}
+
+impl std::fmt::Debug for ProcessTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessTable")
+            .field("live", &self.live.len())
+            .field("tombstones", &self.tombstones.entry_count())
+            .finish()
+    }
+}
+
+impl ProcessTable {
+    /// `tombstone_ttl`: how long an exited process stays resolvable;
+    /// `max_live`: bound on live entries (missed exits cannot grow it forever).
+    pub fn new(tombstone_ttl: Duration, max_tombstones: u64, max_live: usize) -> ProcessTable {
+        ProcessTable {
+            live: HashMap::new(),
+            tombstones: Cache::builder().max_capacity(max_tombstones).time_to_live(tombstone_ttl).build(),
+            max_live,
+        }
+    }
+
+    /// Folds a lifecycle event into the table; other kinds are ignored.
+    pub fn observe(&mut self, ev: &Event<'_>) {
+        let s = &ev.subject;
+        match ev.kind {
+            Kind::Exec | Kind::ProcessSnapshot => {
+                let (Body::Exec { exe, args, .. } | Body::Snapshot { exe, args, .. }) = ev.body else { return };
+                // exec keeps the process: what its fork told of the parent stays true.
+                let parent_start_ns = match self.live.get(&s.tgid) {
+                    Some(p) if p.ppid == s.ppid => p.parent_start_ns,
+                    _ => 0,
+                };
+                self.insert(ProcessInfo {
+                    pid: s.tgid,
+                    start_ns: s.proc_start_ns,
+                    ppid: s.ppid,
+                    parent_start_ns,
+                    uid: s.uid,
+                    cgroup_id: s.cgroup_id,
+                    comm: s.comm,
+                    exe: Arc::from(exe),
+                    args: Arc::from(args),
+                    exited_ns: None,
+                });
+            }
+            Kind::Fork => {
+                let Body::Fork { child_pid, child_start_ns } = ev.body else { return };
+                // A child runs its parent's image until it execs.
+                let (exe, args) = match self.live.get(&s.tgid) {
+                    Some(p) => (Arc::clone(&p.exe), Arc::clone(&p.args)),
+                    None => (Arc::from(&[][..]), Arc::from(&[][..])),
+                };
+                self.insert(ProcessInfo {
+                    pid: child_pid,
+                    start_ns: child_start_ns,
+                    ppid: s.tgid,
+                    parent_start_ns: s.proc_start_ns,
+                    uid: s.uid,
+                    cgroup_id: s.cgroup_id,
+                    comm: s.comm,
+                    exe,
+                    args,
+                    exited_ns: None,
+                });
+            }
+            Kind::Exit => {
+                if let Some(p) = self.live.remove(&s.tgid) {
+                    let mut dead = (*p).clone();
+                    dead.exited_ns = Some(s.ktime_ns);
+                    self.tombstones.insert((dead.pid, dead.start_ns), Arc::new(dead));
+                }
+            }
+            Kind::CloneThread
+            | Kind::FileOpen
+            | Kind::FileRename
+            | Kind::FileUnlink
+            | Kind::FileChmod
+            | Kind::FileChown
+            | Kind::NetConnect
+            | Kind::NetAccept
+            | Kind::NetListen
+            | Kind::NetClose
+            | Kind::NetUdpSend
+            | Kind::NetBind
+            | Kind::Setuid
+            | Kind::Setgid
+            | Kind::Capset
+            | Kind::Ptrace
+            | Kind::Mount
+            | Kind::Umount
+            | Kind::Unshare
+            | Kind::Setns
+            | Kind::ModuleLoad
+            | Kind::Bpf
+            | Kind::MemfdCreate
+            | Kind::Chroot
+            | Kind::PivotRoot => {}
+        }
+    }
+
+    fn insert(&mut self, info: ProcessInfo) {
+        if self.live.len() >= self.max_live && !self.live.contains_key(&info.pid) {
+            // Exits were missed (ring overflow): drop the oldest-started entry.
+            if let Some(oldest) = self.live.values().min_by_key(|p| p.start_ns).map(|p| p.pid) {
+                self.live.remove(&oldest);
+            }
+        }
+        self.live.insert(info.pid, Arc::new(info));
+    }
+
+    /// The process `pid` that started at `start_ns` (0: whichever is live),
+    /// live or a tombstone.
+    pub fn get(&self, pid: u32, start_ns: u64) -> Option<Arc<ProcessInfo>> {
+        match self.live.get(&pid) {
+            Some(p) if start_ns == 0 || p.start_ns == start_ns => Some(Arc::clone(p)),
+            _ => self.tombstones.get(&(pid, start_ns)),
+        }
+    }
+
+    /// The process and its ancestors, nearest first, up to `depth` entries.
+    pub fn lineage(&self, pid: u32, start_ns: u64, depth: usize) -> Vec<Arc<ProcessInfo>> {
+        let mut out = Vec::new();
+        let mut next = self.get(pid, start_ns);
+        while let Some(p) = next {
+            if out.len() >= depth {
+                break;
+            }
+            next = if p.ppid == 0 || p.ppid == p.pid { None } else { self.get(p.ppid, p.parent_start_ns) };
+            out.push(p);
+        }
+        out
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
