@@ -8,8 +8,12 @@
 
 pub mod cgroup;
 pub mod cgroup_index;
+pub mod config;
+pub mod identity;
 pub mod process;
 
 pub use cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 pub use cgroup_index::CgroupIndex;
+pub use config::EnricherConfig;
+pub use identity::{CgroupIdentity, Enricher};
 pub use process::{ProcessInfo, ProcessTable};

@@ -29,8 +29,30 @@ pub fn event_id(salt: u64, ev: &Event<'_>) -> u64 {
     h
 }
 
+/// Workload identity resolved for an event by the enricher. Fields are
+/// written only when known; more (pod name, workload, namespace, image)
+/// join as the enricher learns them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Identity<'a> {
+    /// cgroup v2 path of the process.
+    pub cgroup: Option<&'a str>,
+    /// Container id, when the cgroup path names one.
+    pub container_id: Option<&'a str>,
+    /// containerd, cri-o, docker, or unknown.
+    pub container_runtime: Option<&'a str>,
+    /// Pod UID from the kubelet cgroup layout.
+    pub pod_uid: Option<&'a str>,
+    /// containerd namespace (non-CRI layout).
+    pub containerd_namespace: Option<&'a str>,
+}
+
 /// Appends one event as a JSON object and a newline to `out`.
 pub fn write_event(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>) {
+    write_event_with(out, ctx, ev, &Identity::default());
+}
+
+/// `write_event` plus the identity fields the enricher resolved.
+pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>, id: &Identity<'_>) {
     let s = &ev.subject;
     let wall = ctx.clock.wall_ns(s.ktime_ns);
     out.extend_from_slice(b"{\"time\":\"");
@@ -66,6 +88,19 @@ pub fn write_event(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>) {
         s.tgid, s.pid, s.ppid, s.uid, s.gid, s.euid, s.egid, s.proc_start_ns, s.cgroup_id, s.pidns, s.mntns
     );
     str_value(out, s.comm());
+    let _ = write!(out, ",\"container\":{}", id.container_id.is_some());
+    for (name, value) in [
+        ("cgroup", id.cgroup),
+        ("container_id", id.container_id),
+        ("container_runtime", id.container_runtime),
+        ("pod_uid", id.pod_uid),
+        ("containerd_namespace", id.containerd_namespace),
+    ] {
+        if let Some(v) = value {
+            let _ = write!(out, ",\"{name}\":");
+            str_value(out, v.as_bytes());
+        }
+    }
     body(out, ev);
     out.extend_from_slice(b"}\n");
 }

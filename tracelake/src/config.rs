@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use tracelake_enricher::EnricherConfig;
 use tracelake_sensor::SensorConfig;
 use tracelake_sinks::stdout::StdoutConfig;
 use tracelake_telemetry::TelemetryConfig;
@@ -22,6 +23,9 @@ pub struct Config {
     /// The eBPF sensor.
     #[serde(default)]
     pub sensor: SensorConfig,
+    /// Workload identity.
+    #[serde(default)]
+    pub enricher: EnricherConfig,
     /// Event sinks.
     #[serde(default)]
     pub sinks: SinksConfig,

@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
+use tracelake_enricher::Enricher;
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_sensor::{EventHandler, Sensor};
@@ -11,11 +12,15 @@ use tracelake_sinks::stdout::JsonLinesSink;
 use crate::cli::RunArgs;
 use crate::config;
 
-struct StdoutHandler<W: Write>(JsonLinesSink<W>);
+struct StdoutHandler<W: Write> {
+    sink: JsonLinesSink<W>,
+    enricher: Enricher,
+}
 
 impl<W: Write> EventHandler for StdoutHandler<W> {
     fn handle(&mut self, ev: &Event<'_>) {
-        self.0.push(ev);
+        let ident = self.enricher.cgroup(ev.subject.cgroup_id);
+        self.sink.push_with(ev, &Enricher::identity(ident.as_deref()));
     }
 }
 
@@ -53,7 +58,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let mut sensor = Sensor::start(&cfg.sensor).context("cannot start the sensor")?;
         let ctx = JsonContext { node, clock: Sensor::boot_clock(), node_salt: node_salt(node) };
         let stdout = io::stdout().lock();
-        let mut handler = StdoutHandler(JsonLinesSink::new(stdout, &cfg.sinks.stdout, ctx));
+        let e = &cfg.enricher;
+        let enricher = Enricher::new(&e.cgroup_root(), e.cache_entries, e.tombstone_ttl).context("cannot start the enricher")?;
+        let mut handler = StdoutHandler { sink: JsonLinesSink::new(stdout, &cfg.sinks.stdout, ctx), enricher };
         if cfg.sensor.proc_snapshot {
             let n = sensor.snapshot(&mut handler);
             tracing::info!(processes = n, "reported running processes");
@@ -74,7 +81,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
         };
         let summary = sensor.run(&mut handler, shutdown).await.context("sensor stopped")?;
-        let sink_result = handler.0.flush();
+        let sink_result = handler.sink.flush();
         let s = &summary.stats;
         tracing::info!(
             delivered = s.delivered,

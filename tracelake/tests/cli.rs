@@ -49,3 +49,52 @@ fn bad_config_is_refused_with_the_field_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("sensor.file.watch_reads"));
 }
+
+/// The JSON of a process in a real container names the container.
+#[test]
+fn events_from_a_container_carry_its_identity() {
+    use tracelake_testkit::lab::{ContainerSpec, Lab, lab_available};
+    lab_available().expect("container lab prerequisites (scripts/setup.sh)");
+    let lab = Lab::start().unwrap();
+    let id = format!("{:064x}", 0xc11_u128 << 64 | u128::from(std::process::id()));
+    let container = lab.run(&ContainerSpec::new(id.clone(), ["sleep", "30"])).unwrap();
+    let mut child = tracelake()
+        .args(["run", "--stdout", "--for", "6s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Act only once the sensor says it is attached and has walked /proc.
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("reported running processes") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30)).expect("sensor started");
+    let out = container.exec("tl-cli-e2e", &["cat", "/etc/hostname"]).unwrap();
+    assert!(out.status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let cat = lines
+        .iter()
+        .find(|v| v["kind"] == "exec" && v["args"][0] == "cat" && v["args"][1] == "/etc/hostname")
+        .expect("exec of cat in the container");
+    assert_eq!(cat["container"], true);
+    assert_eq!(cat["container_id"], id.as_str());
+    assert_eq!(cat["container_runtime"], "containerd");
+    assert_eq!(cat["containerd_namespace"], lab.namespace());
+    let host = lines.iter().find(|v| v["kind"] == "process_snapshot" && v["pid"] == 1).expect("init snapshot");
+    assert_eq!(host["container"], false);
+    container.stop().unwrap();
+}

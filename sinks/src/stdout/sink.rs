@@ -1,7 +1,7 @@
 use std::io::{self, Write};
 
 use tracelake_model::Event;
-use tracelake_model::json::{JsonContext, write_event};
+use tracelake_model::json::{Identity, JsonContext, write_event_with};
 
 use super::StdoutConfig;
 
@@ -33,7 +33,12 @@ impl<W: Write> JsonLinesSink<W> {
 
     /// Appends one event; writes out when the buffer is full.
     pub fn push(&mut self, ev: &Event<'_>) {
-        write_event(&mut self.buf, &self.ctx, ev);
+        self.push_with(ev, &Identity::default());
+    }
+
+    /// Appends one event with the identity the enricher resolved for it.
+    pub fn push_with(&mut self, ev: &Event<'_>, id: &Identity<'_>) {
+        write_event_with(&mut self.buf, &self.ctx, ev, id);
         self.written += 1;
         if self.buf.len() >= self.limit {
             self.flush_buf();

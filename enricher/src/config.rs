@@ -1,0 +1,45 @@
+//! `[enricher]` of tracelake.toml.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How identities are resolved and kept.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnricherConfig {
+    /// The cgroup2 mount; default: /sys/fs/cgroup/unified on hybrid hosts, else /sys/fs/cgroup.
+    #[serde(default)]
+    pub cgroup_root: Option<PathBuf>,
+    /// Entries per identity cache (cgroups and containers).
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: u64,
+    /// How long identities of gone cgroups, containers and processes are kept.
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub tombstone_ttl: Duration,
+}
+
+fn default_cache_entries() -> u64 {
+    100_000
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for EnricherConfig {
+    fn default() -> Self {
+        EnricherConfig { cgroup_root: None, cache_entries: default_cache_entries(), tombstone_ttl: default_ttl() }
+    }
+}
+
+impl EnricherConfig {
+    /// The configured cgroup2 mount, or the one this host uses.
+    pub fn cgroup_root(&self) -> PathBuf {
+        if let Some(p) = &self.cgroup_root {
+            return p.clone();
+        }
+        let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+        if unified.join("cgroup.procs").exists() { unified.to_path_buf() } else { PathBuf::from("/sys/fs/cgroup") }
+    }
+}
