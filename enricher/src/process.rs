@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use tracelake_model::{Body, Event, Kind};
+use tracelake_model::{Body, Event};
 
 /// What is known of one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,9 +70,10 @@ impl ProcessTable {
     /// Folds a lifecycle event into the table; other kinds are ignored.
     pub fn observe(&mut self, ev: &Event<'_>) {
         let s = &ev.subject;
-        match ev.kind {
-            Kind::Exec | Kind::ProcessSnapshot => {
-                let (Body::Exec { exe, args, .. } | Body::Snapshot { exe, args, .. }) = ev.body else { return };
+        // Matched on the body: only lifecycle bodies change the table, and a
+        // new body type must decide here whether it does.
+        match ev.body {
+            Body::Exec { exe, args, .. } | Body::Snapshot { exe, args, .. } => {
                 // exec keeps the process: what its fork told of the parent stays true.
                 let parent_start_ns = match self.live.get(&s.tgid) {
                     Some(p) if p.ppid == s.ppid => p.parent_start_ns,
@@ -91,8 +92,7 @@ impl ProcessTable {
                     exited_ns: None,
                 });
             }
-            Kind::Fork => {
-                let Body::Fork { child_pid, child_start_ns } = ev.body else { return };
+            Body::Fork { child_pid, child_start_ns } => {
                 // A child runs its parent's image until it execs.
                 let (exe, args) = match self.live.get(&s.tgid) {
                     Some(p) => (Arc::clone(&p.exe), Arc::clone(&p.args)),
@@ -111,38 +111,14 @@ impl ProcessTable {
                     exited_ns: None,
                 });
             }
-            Kind::Exit => {
+            Body::Exit { .. } => {
                 if let Some(p) = self.live.remove(&s.tgid) {
                     let mut dead = (*p).clone();
                     dead.exited_ns = Some(s.ktime_ns);
                     self.tombstones.insert((dead.pid, dead.start_ns), Arc::new(dead));
                 }
             }
-            Kind::CloneThread
-            | Kind::FileOpen
-            | Kind::FileRename
-            | Kind::FileUnlink
-            | Kind::FileChmod
-            | Kind::FileChown
-            | Kind::NetConnect
-            | Kind::NetAccept
-            | Kind::NetListen
-            | Kind::NetClose
-            | Kind::NetUdpSend
-            | Kind::NetBind
-            | Kind::Setuid
-            | Kind::Setgid
-            | Kind::Capset
-            | Kind::Ptrace
-            | Kind::Mount
-            | Kind::Umount
-            | Kind::Unshare
-            | Kind::Setns
-            | Kind::ModuleLoad
-            | Kind::Bpf
-            | Kind::MemfdCreate
-            | Kind::Chroot
-            | Kind::PivotRoot => {}
+            Body::Threads | Body::File { .. } | Body::Net { .. } | Body::Syscall { .. } => {}
         }
     }
 
