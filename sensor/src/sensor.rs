@@ -11,7 +11,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracelake_bpf::abi;
-use tracelake_model::{BootClock, Event, flags};
+use tracelake_model::{BootClock, flags};
 
 use crate::agg::{self, Aggregator};
 use crate::loader::{self, Attached};
@@ -233,11 +233,4 @@ fn read_ring<H: EventHandler>(
         }
     }
     counters.delivered.fetch_add(delivered, Ordering::Relaxed);
-}
-
-/// Handler used where only counting matters (benchmarks).
-impl EventHandler for u64 {
-    fn handle(&mut self, _ev: &Event<'_>) {
-        *self += 1;
-    }
 }
