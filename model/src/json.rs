@@ -57,10 +57,18 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
     let wall = ctx.clock.wall_ns(s.ktime_ns);
     out.extend_from_slice(b"{\"time\":\"");
     write_time(out, wall);
-    let _ = write!(out, "\",\"ts_ns\":{wall},\"event_id\":\"{:016x}\",\"node\":", event_id(ctx.node_salt, ev));
+    out.push(b'"');
+    num(out, "ts_ns", wall);
+    out.extend_from_slice(b",\"event_id\":\"");
+    hex16(out, event_id(ctx.node_salt, ev));
+    out.extend_from_slice(b"\",\"node\":");
     str_value(out, ctx.node.as_bytes());
-    let _ =
-        write!(out, ",\"kind\":\"{}\",\"class\":\"{}\",\"count\":{}", ev.kind.name(), ev.kind.class().name(), ev.count);
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(ev.kind.name().as_bytes());
+    out.extend_from_slice(b"\",\"class\":\"");
+    out.extend_from_slice(ev.kind.class().name().as_bytes());
+    out.push(b'"');
+    num(out, "count", ev.count);
     if let Some(a) = ev.aggregate {
         out.extend_from_slice(b",\"summary\":true,\"first_time\":\"");
         write_time(out, ctx.clock.wall_ns(a.first_ns));
@@ -77,18 +85,28 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
                     out.push(b',');
                 }
                 first = false;
-                let _ = write!(out, "\"{name}\"");
+                out.push(b'"');
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'"');
             }
         }
         out.push(b']');
     }
-    let _ = write!(
-        out,
-        ",\"pid\":{},\"tid\":{},\"ppid\":{},\"uid\":{},\"gid\":{},\"euid\":{},\"egid\":{},\"proc_start_ns\":{},\"cgroup_id\":{},\"pidns\":{},\"mntns\":{},\"comm\":",
-        s.tgid, s.pid, s.ppid, s.uid, s.gid, s.euid, s.egid, s.proc_start_ns, s.cgroup_id, s.pidns, s.mntns
-    );
+    // The common fields go through itoa: core::fmt dominated the profile.
+    num(out, "pid", s.tgid);
+    num(out, "tid", s.pid);
+    num(out, "ppid", s.ppid);
+    num(out, "uid", s.uid);
+    num(out, "gid", s.gid);
+    num(out, "euid", s.euid);
+    num(out, "egid", s.egid);
+    num(out, "proc_start_ns", s.proc_start_ns);
+    num(out, "cgroup_id", s.cgroup_id);
+    num(out, "pidns", s.pidns);
+    num(out, "mntns", s.mntns);
+    out.extend_from_slice(b",\"comm\":");
     str_value(out, s.comm());
-    let _ = write!(out, ",\"container\":{}", id.container_id.is_some());
+    out.extend_from_slice(if id.container_id.is_some() { b",\"container\":true" } else { b",\"container\":false" });
     for (name, value) in [
         ("cgroup", id.cgroup),
         ("container_id", id.container_id),
@@ -269,10 +287,60 @@ fn syscall_fields(out: &mut Vec<u8>, kind: Kind, args: &[u64; 6], str1: &[u8], s
     }
 }
 
+/// `,"key":value` for an integer.
+fn num(out: &mut Vec<u8>, key: &str, v: impl itoa::Integer) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn hex16(out: &mut Vec<u8>, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(HEX[((v >> (shift * 4)) & 15) as usize]);
+    }
+}
+
+fn digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let mut buf = [b'0'; 9];
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// RFC 3339 UTC with nanoseconds (what humantime's format_rfc3339_nanos
+/// prints), without core::fmt. Dates from Howard Hinnant's days_from_civil
+/// inverse; times before the epoch clamp to it.
 fn write_time(out: &mut Vec<u8>, wall_ns: i128) {
     let ns = u64::try_from(wall_ns.max(0)).unwrap_or(u64::MAX);
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
-    let _ = write!(out, "{}", humantime::format_rfc3339_nanos(t));
+    let (secs, nanos) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    let (days, sod) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    digits(out, y.max(0) as u64, 4);
+    out.push(b'-');
+    digits(out, m as u64, 2);
+    out.push(b'-');
+    digits(out, d as u64, 2);
+    out.push(b'T');
+    digits(out, sod / 3600, 2);
+    out.push(b':');
+    digits(out, sod / 60 % 60, 2);
+    out.push(b':');
+    digits(out, sod % 60, 2);
+    out.push(b'.');
+    digits(out, nanos, 9);
+    out.push(b'Z');
 }
 
 fn write_ip(out: &mut Vec<u8>, family: u16, addr: &[u8; 16]) {

@@ -110,3 +110,20 @@ fn event_ids_are_stable_and_distinct() {
     assert_ne!(event_id(1, &a), event_id(1, &b));
     assert_ne!(event_id(1, &a), event_id(2, &a));
 }
+
+#[test]
+fn time_format_matches_humantime_across_dates() {
+    let mut ns: u64 = 0;
+    for _ in 0..20_000 {
+        let mut out = Vec::new();
+        write_time(&mut out, i128::from(ns));
+        let expected =
+            humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)).to_string();
+        assert_eq!(String::from_utf8(out).unwrap(), expected, "at {ns} ns");
+        // Steps that hit leap years, month ends and every field's carry.
+        ns = ns.wrapping_add(86_399_999_999_937 * 3 + 7_777);
+        if ns > 4_000_000_000_000_000_000 {
+            ns %= 4_000_000_000_000_000_000;
+        }
+    }
+}
