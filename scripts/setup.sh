@@ -23,6 +23,7 @@ declare -A PKGS=(
   [bpftrace]=bpftrace
   [auditctl]=auditd
   [pkg-config]=pkg-config
+  [protoc]=protobuf-compiler
 )
 missing=()
 for cmd in "${!PKGS[@]}"; do

@@ -18,6 +18,19 @@ pub struct EnricherConfig {
     /// How long identities of gone cgroups, containers and processes are kept.
     #[serde(default = "default_ttl", with = "humantime_serde")]
     pub tombstone_ttl: Duration,
+    /// containerd's API socket; container and pod metadata come from it when it exists.
+    #[serde(default = "default_containerd_socket")]
+    pub containerd_socket: PathBuf,
+    /// Longest wait for one runtime lookup (events never wait for it).
+    #[serde(default = "default_runtime_timeout", with = "humantime_serde")]
+    pub runtime_timeout: Duration,
+}
+
+fn default_containerd_socket() -> PathBuf {
+    PathBuf::from("/run/containerd/containerd.sock")
+}
+fn default_runtime_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 fn default_cache_entries() -> u64 {
@@ -29,7 +42,13 @@ fn default_ttl() -> Duration {
 
 impl Default for EnricherConfig {
     fn default() -> Self {
-        EnricherConfig { cgroup_root: None, cache_entries: default_cache_entries(), tombstone_ttl: default_ttl() }
+        EnricherConfig {
+            cgroup_root: None,
+            cache_entries: default_cache_entries(),
+            tombstone_ttl: default_ttl(),
+            containerd_socket: default_containerd_socket(),
+            runtime_timeout: default_runtime_timeout(),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use tracelake_model::json::Identity;
 
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 use crate::cgroup_index::{CgroupIndex, IndexError};
+use crate::containerd::{ContainerMeta, ContainerdMeta};
 
 /// What a cgroup id resolves to.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,6 +23,29 @@ pub struct CgroupIdentity {
 pub struct Enricher {
     index: CgroupIndex,
     by_cgroup: Cache<u64, Arc<CgroupIdentity>>,
+    containerd: Option<Arc<ContainerdMeta>>,
+}
+
+/// Everything known of one event's workload, held for the event's lifetime.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub cgroup: Option<Arc<CgroupIdentity>>,
+    pub meta: Option<Arc<ContainerMeta>>,
+}
+
+impl Resolved {
+    /// Borrowed JSON identity fields.
+    pub fn identity(&self) -> Identity<'_> {
+        let mut id = Enricher::identity(self.cgroup.as_deref());
+        if let Some(m) = &self.meta {
+            id.pod = m.pod_name.as_deref();
+            id.namespace = m.pod_namespace.as_deref();
+            id.container_name = m.container_name.as_deref();
+            id.image = (!m.image.is_empty()).then_some(m.image.as_str());
+            id.pod_uid = id.pod_uid.or(m.pod_uid.as_deref());
+        }
+        id
+    }
 }
 
 fn runtime_name(r: Runtime) -> &'static str {
@@ -39,7 +63,29 @@ impl Enricher {
         Ok(Enricher {
             index: CgroupIndex::open(cgroup_root, capacity, ttl)?,
             by_cgroup: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
+            containerd: None,
         })
+    }
+
+    /// Adds container and pod metadata from containerd (looked up in the
+    /// background). Needs a tokio runtime.
+    pub fn with_containerd(mut self, meta: Arc<ContainerdMeta>) -> Enricher {
+        self.containerd = Some(meta);
+        self
+    }
+
+    /// cgroup identity plus whatever containerd has told so far.
+    pub fn resolve(&self, cgroup_id: u64) -> Resolved {
+        let cgroup = self.cgroup(cgroup_id);
+        let meta = match (&self.containerd, cgroup.as_ref().and_then(|c| c.container.as_ref())) {
+            (Some(src), Some(c)) => {
+                // CRI containers live in kubelet's namespace; others say theirs in the path.
+                let ns = c.namespace.as_deref().unwrap_or("k8s.io");
+                src.get(ns, &c.container_id)
+            }
+            _ => None,
+        };
+        Resolved { cgroup, meta }
     }
 
     /// The identity behind a cgroup id, or None when the cgroup is unknown
@@ -65,6 +111,7 @@ impl Enricher {
             container_runtime: c.map(|c| runtime_name(c.runtime)),
             pod_uid: c.and_then(|c| c.pod_uid.as_deref()),
             containerd_namespace: c.and_then(|c| c.namespace.as_deref()),
+            ..Identity::default()
         }
     }
 }

@@ -9,11 +9,13 @@
 pub mod cgroup;
 pub mod cgroup_index;
 pub mod config;
+pub mod containerd;
 pub mod identity;
 pub mod process;
 
 pub use cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 pub use cgroup_index::CgroupIndex;
 pub use config::EnricherConfig;
-pub use identity::{CgroupIdentity, Enricher};
+pub use containerd::{ContainerMeta, ContainerdMeta};
+pub use identity::{CgroupIdentity, Enricher, Resolved};
 pub use process::{ProcessInfo, ProcessTable};

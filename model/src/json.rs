@@ -44,6 +44,14 @@ pub struct Identity<'a> {
     pub pod_uid: Option<&'a str>,
     /// containerd namespace (non-CRI layout).
     pub containerd_namespace: Option<&'a str>,
+    /// Pod name (kubelet's label on the container).
+    pub pod: Option<&'a str>,
+    /// Kubernetes namespace of the pod.
+    pub namespace: Option<&'a str>,
+    /// Container name within the pod.
+    pub container_name: Option<&'a str>,
+    /// Image reference the container was created from.
+    pub image: Option<&'a str>,
 }
 
 /// Appends one event as a JSON object and a newline to `out`.
@@ -113,6 +121,10 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
         ("container_runtime", id.container_runtime),
         ("pod_uid", id.pod_uid),
         ("containerd_namespace", id.containerd_namespace),
+        ("namespace", id.namespace),
+        ("pod", id.pod),
+        ("container_name", id.container_name),
+        ("image", id.image),
     ] {
         if let Some(v) = value {
             let _ = write!(out, ",\"{name}\":");

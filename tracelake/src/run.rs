@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
-use tracelake_enricher::Enricher;
+use tracelake_enricher::{ContainerdMeta, Enricher};
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_sensor::{EventHandler, Sensor};
@@ -19,8 +19,8 @@ struct StdoutHandler<W: Write> {
 
 impl<W: Write> EventHandler for StdoutHandler<W> {
     fn handle(&mut self, ev: &Event<'_>) {
-        let ident = self.enricher.cgroup(ev.subject.cgroup_id);
-        self.sink.push_with(ev, &Enricher::identity(ident.as_deref()));
+        let resolved = self.enricher.resolve(ev.subject.cgroup_id);
+        self.sink.push_with(ev, &resolved.identity());
     }
 }
 
@@ -59,7 +59,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let ctx = JsonContext { node, clock: Sensor::boot_clock(), node_salt: node_salt(node) };
         let stdout = io::stdout().lock();
         let e = &cfg.enricher;
-        let enricher = Enricher::new(&e.cgroup_root(), e.cache_entries, e.tombstone_ttl).context("cannot start the enricher")?;
+        let mut enricher =
+            Enricher::new(&e.cgroup_root(), e.cache_entries, e.tombstone_ttl).context("cannot start the enricher")?;
+        if e.containerd_socket.exists() {
+            enricher = enricher.with_containerd(ContainerdMeta::start(
+                e.containerd_socket.clone(),
+                e.runtime_timeout,
+                e.cache_entries,
+                e.tombstone_ttl,
+            ));
+        } else {
+            tracing::info!(socket = %e.containerd_socket.display(), "no containerd socket: container metadata off");
+        }
         let mut handler = StdoutHandler { sink: JsonLinesSink::new(stdout, &cfg.sinks.stdout, ctx), enricher };
         if cfg.sensor.proc_snapshot {
             let n = sensor.snapshot(&mut handler);

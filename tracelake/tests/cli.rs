@@ -57,9 +57,14 @@ fn events_from_a_container_carry_its_identity() {
     lab_available().expect("container lab prerequisites (scripts/setup.sh)");
     let lab = Lab::start().unwrap();
     let id = format!("{:064x}", 0xc11_u128 << 64 | u128::from(std::process::id()));
-    let container = lab.run(&ContainerSpec::new(id.clone(), ["sleep", "30"])).unwrap();
+    let spec = ContainerSpec::new(id.clone(), ["sleep", "30"])
+        .label("io.kubernetes.pod.name", "api-0")
+        .label("io.kubernetes.pod.namespace", "payments")
+        .label("io.kubernetes.container.name", "api");
+    let container = lab.run(&spec).unwrap();
     let mut child = tracelake()
         .args(["run", "--stdout", "--for", "6s"])
+        .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -78,6 +83,10 @@ fn events_from_a_container_carry_its_identity() {
     rx.recv_timeout(std::time::Duration::from_secs(30)).expect("sensor started");
     let out = container.exec("tl-cli-e2e", &["cat", "/etc/hostname"]).unwrap();
     assert!(out.status.success());
+    // The first event of a container only queues the runtime lookup; a later one carries its answer.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let out = container.exec("tl-cli-e2e-2", &["cat", "/etc/hosts"]).unwrap();
+    assert!(out.status.success());
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     let lines: Vec<serde_json::Value> = output
@@ -94,6 +103,14 @@ fn events_from_a_container_carry_its_identity() {
     assert_eq!(cat["container_id"], id.as_str());
     assert_eq!(cat["container_runtime"], "containerd");
     assert_eq!(cat["containerd_namespace"], lab.namespace());
+    let later = lines
+        .iter()
+        .find(|v| v["kind"] == "exec" && v["args"][0] == "cat" && v["args"][1] == "/etc/hosts")
+        .expect("second exec in the container");
+    assert_eq!(later["pod"], "api-0");
+    assert_eq!(later["namespace"], "payments");
+    assert_eq!(later["container_name"], "api");
+    assert_eq!(later["container_id"], id.as_str());
     let host = lines.iter().find(|v| v["kind"] == "process_snapshot" && v["pid"] == 1).expect("init snapshot");
     assert_eq!(host["container"], false);
     container.stop().unwrap();

@@ -1,0 +1,148 @@
+//! Container and pod metadata from containerd, looked up off the hot path.
+//!
+//! Events only probe a cache. A miss queues the container for a background
+//! task that asks containerd (with a timeout) and fills the cache, so a slow
+//! or absent runtime never stalls the event stream: events go on partially
+//! enriched until the answer is there. Kubelet's labels on the container
+//! give the pod (io.kubernetes.pod.name / namespace / uid) and container
+//! name (io.kubernetes.container.name).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use containerd_client::services::v1::GetContainerRequest;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::tonic::Request;
+use moka::sync::Cache;
+use tokio::sync::mpsc;
+
+/// What containerd knows of one container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerMeta {
+    pub id: String,
+    pub image: String,
+    pub container_name: Option<String>,
+    pub pod_name: Option<String>,
+    pub pod_namespace: Option<String>,
+    pub pod_uid: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerMeta {
+    fn from_labels(id: &str, image: String, labels: BTreeMap<String, String>) -> ContainerMeta {
+        let get = |k: &str| labels.get(k).cloned();
+        ContainerMeta {
+            id: id.to_string(),
+            image,
+            container_name: get("io.kubernetes.container.name"),
+            pod_name: get("io.kubernetes.pod.name"),
+            pod_namespace: get("io.kubernetes.pod.namespace"),
+            pod_uid: get("io.kubernetes.pod.uid"),
+            labels,
+        }
+    }
+}
+
+/// Cached containerd metadata with background lookups.
+#[derive(Debug)]
+pub struct ContainerdMeta {
+    found: Cache<String, Arc<ContainerMeta>>,
+    /// Ids containerd did not know (or could not be asked about), briefly.
+    missing: Cache<String, ()>,
+    queued: Mutex<HashSet<String>>,
+    tx: mpsc::UnboundedSender<(String, String)>,
+}
+
+/// Counts for metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LookupStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl ContainerdMeta {
+    /// Starts the background lookup task on the current tokio runtime.
+    /// `ttl`: how long metadata of removed containers is kept.
+    pub fn start(socket: PathBuf, timeout: Duration, capacity: u64, ttl: Duration) -> Arc<ContainerdMeta> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+        let me = Arc::new(ContainerdMeta {
+            found: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
+            missing: Cache::builder().max_capacity(capacity).time_to_live(Duration::from_secs(5)).build(),
+            queued: Mutex::new(HashSet::new()),
+            tx,
+        });
+        let weak = Arc::downgrade(&me);
+        tokio::spawn(async move {
+            let mut client = None;
+            while let Some((namespace, id)) = rx.recv().await {
+                let Some(me) = weak.upgrade() else { break };
+                let result = tokio::time::timeout(timeout, lookup(&socket, &mut client, &namespace, &id)).await;
+                match result {
+                    Ok(Ok(Some(meta))) => {
+                        me.found.insert(id.clone(), Arc::new(meta));
+                    }
+                    Ok(Ok(None)) => me.missing.insert(id.clone(), ()),
+                    Ok(Err(e)) => {
+                        tracing_warn(&format!("containerd lookup of {id} failed: {e}"));
+                        client = None;
+                        me.missing.insert(id.clone(), ());
+                    }
+                    Err(_) => {
+                        tracing_warn(&format!("containerd lookup of {id} timed out after {timeout:?}"));
+                        client = None;
+                        me.missing.insert(id.clone(), ());
+                    }
+                }
+                if let Ok(mut q) = me.queued.lock() {
+                    q.remove(&id);
+                }
+            }
+        });
+        me
+    }
+
+    /// Cached metadata, or None (and a background lookup queued) on a miss.
+    pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<ContainerMeta>> {
+        if let Some(m) = self.found.get(id) {
+            return Some(m);
+        }
+        if self.missing.contains_key(id) {
+            return None;
+        }
+        if let Ok(mut q) = self.queued.lock()
+            && q.insert(id.to_string())
+        {
+            let _ = self.tx.send((namespace.to_string(), id.to_string()));
+        }
+        None
+    }
+}
+
+fn tracing_warn(msg: &str) {
+    // The enricher has no logging dependency yet; stderr keeps it visible.
+    eprintln!("tracelake-enricher: {msg}");
+}
+
+async fn lookup(
+    socket: &std::path::Path,
+    client: &mut Option<ContainersClient<containerd_client::tonic::transport::Channel>>,
+    namespace: &str,
+    id: &str,
+) -> Result<Option<ContainerMeta>, Box<dyn std::error::Error + Send + Sync>> {
+    if client.is_none() {
+        *client = Some(ContainersClient::new(containerd_client::connect(socket).await?));
+    }
+    let Some(c) = client.as_mut() else { return Ok(None) };
+    let mut req = Request::new(GetContainerRequest { id: id.to_string() });
+    req.metadata_mut().insert("containerd-namespace", namespace.parse()?);
+    match c.get(req).await {
+        Ok(resp) => Ok(resp.into_inner().container.map(|ct| {
+            let labels: BTreeMap<String, String> = ct.labels.into_iter().collect();
+            ContainerMeta::from_labels(id, ct.image, labels)
+        })),
+        Err(status) if status.code() == containerd_client::tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(Box::new(status)),
+    }
+}
