@@ -18,6 +18,12 @@ pub struct EnricherConfig {
     /// How long identities of gone cgroups, containers and processes are kept.
     #[serde(default = "default_ttl", with = "humantime_serde")]
     pub tombstone_ttl: Duration,
+    /// Ancestors written into each event (0 to 8).
+    #[serde(default = "default_lineage_depth")]
+    pub lineage_depth: usize,
+    /// Live processes tracked (exits missed on ring overflow cannot grow it further).
+    #[serde(default = "default_max_processes")]
+    pub max_processes: usize,
     /// containerd's API socket; container and pod metadata come from it when it exists.
     #[serde(default = "default_containerd_socket")]
     pub containerd_socket: PathBuf,
@@ -26,6 +32,12 @@ pub struct EnricherConfig {
     pub runtime_timeout: Duration,
 }
 
+fn default_lineage_depth() -> usize {
+    4
+}
+fn default_max_processes() -> usize {
+    1_000_000
+}
 fn default_containerd_socket() -> PathBuf {
     PathBuf::from("/run/containerd/containerd.sock")
 }
@@ -46,6 +58,8 @@ impl Default for EnricherConfig {
             cgroup_root: None,
             cache_entries: default_cache_entries(),
             tombstone_ttl: default_ttl(),
+            lineage_depth: default_lineage_depth(),
+            max_processes: default_max_processes(),
             containerd_socket: default_containerd_socket(),
             runtime_timeout: default_runtime_timeout(),
         }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use tracelake_model::json::Identity;
+use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS};
 
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 use crate::cgroup_index::{CgroupIndex, IndexError};
 use crate::containerd::{ContainerMeta, ContainerdMeta};
+use crate::process::{ProcessInfo, ProcessTable};
 
 /// What a cgroup id resolves to.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,12 +32,20 @@ pub struct Enricher {
 pub struct Resolved {
     pub cgroup: Option<Arc<CgroupIdentity>>,
     pub meta: Option<Arc<ContainerMeta>>,
+    /// The process, then its ancestors (see `ProcessTable::lineage_into`).
+    pub chain: [Option<Arc<ProcessInfo>>; MAX_ANCESTORS + 1],
 }
 
 impl Resolved {
     /// Borrowed JSON identity fields.
     pub fn identity(&self) -> Identity<'_> {
         let mut id = Enricher::identity(self.cgroup.as_deref());
+        if let Some(p) = &self.chain[0] {
+            id.process_exe = Some(&p.exe);
+        }
+        for (slot, p) in id.ancestors.iter_mut().zip(self.chain[1..].iter().map_while(|p| p.as_ref())) {
+            *slot = Some(Ancestor { pid: p.pid, exe: &p.exe, args: &p.args });
+        }
         if let Some(m) = &self.meta {
             id.pod = m.pod_name.as_deref();
             id.namespace = m.pod_namespace.as_deref();
@@ -85,7 +94,20 @@ impl Enricher {
             }
             _ => None,
         };
-        Resolved { cgroup, meta }
+        Resolved { cgroup, meta, chain: Default::default() }
+    }
+
+    /// `resolve` plus the process and up to `depth` ancestors from `table`.
+    pub fn resolve_with_lineage(
+        &self,
+        ev: &tracelake_model::Event<'_>,
+        table: &ProcessTable,
+        depth: usize,
+    ) -> Resolved {
+        let mut r = self.resolve(ev.subject.cgroup_id);
+        let len = (depth + 1).min(r.chain.len());
+        table.lineage_into(ev.subject.tgid, ev.subject.proc_start_ns, &mut r.chain[..len]);
+        r
     }
 
     /// The identity behind a cgroup id, or None when the cgroup is unknown

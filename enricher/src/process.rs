@@ -30,7 +30,12 @@ pub struct ProcessInfo {
     pub args: Arc<[u8]>,
     /// CLOCK_BOOTTIME ns of its exit, once it is a tombstone.
     pub exited_ns: Option<u64>,
+    /// False for /proc snapshots, whose start time has clock-tick precision.
+    pub start_exact: bool,
 }
+
+/// Widest gap between a /proc start time (clock ticks) and the kernel's.
+const TICK_SLACK_NS: u64 = 20_000_000;
 
 impl ProcessInfo {
     pub fn args(&self) -> impl Iterator<Item = &[u8]> {
@@ -74,6 +79,7 @@ impl ProcessTable {
         // new body type must decide here whether it does.
         match ev.body {
             Body::Exec { exe, args, .. } | Body::Snapshot { exe, args, .. } => {
+                let start_exact = matches!(ev.body, Body::Exec { .. });
                 // exec keeps the process: what its fork told of the parent stays true.
                 let parent_start_ns = match self.live.get(&s.tgid) {
                     Some(p) if p.ppid == s.ppid => p.parent_start_ns,
@@ -90,6 +96,7 @@ impl ProcessTable {
                     exe: Arc::from(exe),
                     args: Arc::from(args),
                     exited_ns: None,
+                    start_exact,
                 });
             }
             Body::Fork { child_pid, child_start_ns } => {
@@ -109,6 +116,7 @@ impl ProcessTable {
                     exe,
                     args,
                     exited_ns: None,
+                    start_exact: true,
                 });
             }
             Body::Exit { .. } => {
@@ -136,7 +144,13 @@ impl ProcessTable {
     /// live or a tombstone.
     pub fn get(&self, pid: u32, start_ns: u64) -> Option<Arc<ProcessInfo>> {
         match self.live.get(&pid) {
-            Some(p) if start_ns == 0 || p.start_ns == start_ns => Some(Arc::clone(p)),
+            Some(p)
+                if start_ns == 0
+                    || p.start_ns == start_ns
+                    || (!p.start_exact && p.start_ns.abs_diff(start_ns) < TICK_SLACK_NS) =>
+            {
+                Some(Arc::clone(p))
+            }
             _ => self.tombstones.get(&(pid, start_ns)),
         }
     }
@@ -153,6 +167,22 @@ impl ProcessTable {
             out.push(p);
         }
         out
+    }
+
+    /// `lineage` without allocating: fills `out` (process first), returns
+    /// how many slots were filled.
+    pub fn lineage_into(&self, pid: u32, start_ns: u64, out: &mut [Option<Arc<ProcessInfo>>]) -> usize {
+        let mut n = 0;
+        let mut next = self.get(pid, start_ns);
+        while let Some(p) = next {
+            if n >= out.len() {
+                break;
+            }
+            next = if p.ppid == 0 || p.ppid == p.pid { None } else { self.get(p.ppid, p.parent_start_ns) };
+            out[n] = Some(p);
+            n += 1;
+        }
+        n
     }
 
     pub fn live_count(&self) -> usize {

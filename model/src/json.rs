@@ -52,6 +52,22 @@ pub struct Identity<'a> {
     pub container_name: Option<&'a str>,
     /// Image reference the container was created from.
     pub image: Option<&'a str>,
+    /// Executable of the process itself (from the process table).
+    pub process_exe: Option<&'a [u8]>,
+    /// Parent, grandparent, ...: nearest first, unused slots None.
+    pub ancestors: [Option<Ancestor<'a>>; MAX_ANCESTORS],
+}
+
+/// Longest lineage written into an event.
+pub const MAX_ANCESTORS: usize = 8;
+
+/// One ancestor of the process, as the process table knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ancestor<'a> {
+    pub pid: u32,
+    pub exe: &'a [u8],
+    /// NUL-separated argv.
+    pub args: &'a [u8],
 }
 
 /// Appends one event as a JSON object and a newline to `out`.
@@ -130,6 +146,31 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
             let _ = write!(out, ",\"{name}\":");
             str_value(out, v.as_bytes());
         }
+    }
+    if let Some(exe) = id.process_exe {
+        bytes_field(out, "process_exe", exe);
+    }
+    if id.ancestors[0].is_some() {
+        out.extend_from_slice(b",\"ancestors\":[");
+        for (i, a) in id.ancestors.iter().map_while(|a| a.as_ref()).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"pid\":");
+            out.extend_from_slice(itoa::Buffer::new().format(a.pid).as_bytes());
+            out.extend_from_slice(b",\"exe\":");
+            str_value(out, a.exe);
+            out.extend_from_slice(b",\"args\":[");
+            let raw = a.args.strip_suffix(&[0]).unwrap_or(a.args);
+            for (j, arg) in raw.split(|&b| b == 0).filter(|_| !raw.is_empty()).enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                str_value(out, arg);
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.push(b']');
     }
     body(out, ev);
     out.extend_from_slice(b"}\n");

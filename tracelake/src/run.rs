@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
-use tracelake_enricher::{ContainerdMeta, Enricher};
+use tracelake_enricher::{ContainerdMeta, Enricher, ProcessTable};
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_sensor::{EventHandler, Sensor};
@@ -15,11 +15,14 @@ use crate::config;
 struct StdoutHandler<W: Write> {
     sink: JsonLinesSink<W>,
     enricher: Enricher,
+    processes: ProcessTable,
+    lineage_depth: usize,
 }
 
 impl<W: Write> EventHandler for StdoutHandler<W> {
     fn handle(&mut self, ev: &Event<'_>) {
-        let resolved = self.enricher.resolve(ev.subject.cgroup_id);
+        self.processes.observe(ev);
+        let resolved = self.enricher.resolve_with_lineage(ev, &self.processes, self.lineage_depth);
         self.sink.push_with(ev, &resolved.identity());
     }
 }
@@ -71,7 +74,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         } else {
             tracing::info!(socket = %e.containerd_socket.display(), "no containerd socket: container metadata off");
         }
-        let mut handler = StdoutHandler { sink: JsonLinesSink::new(stdout, &cfg.sinks.stdout, ctx), enricher };
+        let processes = ProcessTable::new(e.tombstone_ttl, e.cache_entries, e.max_processes);
+        let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
+        let mut handler =
+            StdoutHandler { sink: JsonLinesSink::new(stdout, &cfg.sinks.stdout, ctx), enricher, processes, lineage_depth };
         if cfg.sensor.proc_snapshot {
             let n = sensor.snapshot(&mut handler);
             tracing::info!(processes = n, "reported running processes");

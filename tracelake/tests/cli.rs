@@ -111,6 +111,13 @@ fn events_from_a_container_carry_its_identity() {
     assert_eq!(later["namespace"], "payments");
     assert_eq!(later["container_name"], "api");
     assert_eq!(later["container_id"], id.as_str());
+    // Lineage: an exec into a container descends from the runtime shim, not from the entrypoint.
+    assert!(later["process_exe"].as_str().is_some_and(|e| e.starts_with("/bin/")), "{later}");
+    let ancestors = later["ancestors"].as_array().expect("ancestors");
+    assert!(
+        ancestors.iter().any(|a| a["exe"].as_str().is_some_and(|e| e.ends_with("containerd-shim-runc-v2"))),
+        "{ancestors:?}"
+    );
     let host = lines.iter().find(|v| v["kind"] == "process_snapshot" && v["pid"] == 1).expect("init snapshot");
     assert_eq!(host["container"], false);
     container.stop().unwrap();
