@@ -49,6 +49,10 @@ impl ProcessInfo {
 pub struct ProcessTable {
     live: HashMap<u32, Arc<ProcessInfo>>,
     tombstones: Cache<(u32, u64), Arc<ProcessInfo>>,
+    /// pid -> start of its latest exited process: finds a parent that exited
+    /// before its child's first event arrived, when the child's record does
+    /// not say when the parent started.
+    last_exit: Cache<u32, u64>,
     max_live: usize,
 }
 
@@ -68,6 +72,7 @@ impl ProcessTable {
         ProcessTable {
             live: HashMap::new(),
             tombstones: Cache::builder().max_capacity(max_tombstones).time_to_live(tombstone_ttl).build(),
+            last_exit: Cache::builder().max_capacity(max_tombstones).time_to_live(tombstone_ttl).build(),
             max_live,
         }
     }
@@ -123,6 +128,7 @@ impl ProcessTable {
                 if let Some(p) = self.live.remove(&s.tgid) {
                     let mut dead = (*p).clone();
                     dead.exited_ns = Some(s.ktime_ns);
+                    self.last_exit.insert(dead.pid, dead.start_ns);
                     self.tombstones.insert((dead.pid, dead.start_ns), Arc::new(dead));
                 }
             }
@@ -151,6 +157,7 @@ impl ProcessTable {
             {
                 Some(Arc::clone(p))
             }
+            None if start_ns == 0 => self.tombstones.get(&(pid, self.last_exit.get(&pid)?)),
             _ => self.tombstones.get(&(pid, start_ns)),
         }
     }

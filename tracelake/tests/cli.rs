@@ -113,7 +113,13 @@ fn events_from_a_container_carry_its_identity() {
     assert_eq!(later["container_id"], id.as_str());
     // Lineage: an exec into a container descends from the runtime shim, not from the entrypoint.
     assert!(later["process_exe"].as_str().is_some_and(|e| e.starts_with("/bin/")), "{later}");
-    let ancestors = later["ancestors"].as_array().expect("ancestors");
+    let ancestors = later["ancestors"].as_array().unwrap_or_else(|| {
+        let related: Vec<_> = lines
+            .iter()
+            .filter(|v| v["pid"] == later["pid"] || v["pid"] == later["ppid"] || v["child_pid"] == later["pid"])
+            .collect();
+        panic!("no ancestors in {later}\nrelated: {related:#?}")
+    });
     assert!(
         ancestors.iter().any(|a| a["exe"].as_str().is_some_and(|e| e.ends_with("containerd-shim-runc-v2"))),
         "{ancestors:?}"

@@ -61,7 +61,7 @@ fn lineage_follows_fork_and_exec_and_survives_exit() {
     // and so does the lineage of its child through the tombstone.
     t.observe(&exit(200, 40));
     assert_eq!(t.lineage(300, 30, 8).len(), 3);
-    assert_eq!(t.get(200, 0), None, "not live any more");
+    assert!(t.get(200, 0).unwrap().exited_ns.is_some(), "only its tombstone is left");
     let dead = t.get(200, 20).unwrap();
     assert_eq!((&*dead.exe, dead.exited_ns), (&b"/bin/sh"[..], Some(40)));
     // A reused pid is a different process.
@@ -78,4 +78,17 @@ fn live_entries_are_bounded_when_exits_are_missed() {
     }
     assert_eq!(t.live_count(), 3);
     assert!(t.get(1, 0).is_none() && t.get(5, 0).is_some(), "the oldest went first");
+}
+
+#[test]
+fn a_parent_that_exited_before_its_child_was_seen_is_still_found() {
+    let mut t = ProcessTable::new(Duration::from_secs(60), 1000, 1000);
+    t.observe(&exec(10, 1, 5, b"/usr/bin/containerd-shim-runc-v2", b"shim\0"));
+    t.observe(&exec(20, 10, 6, b"/usr/sbin/runc", b"runc\0exec\0"));
+    // runc exits before the exec'd process's first event arrives, and no
+    // fork event told the child when its parent started.
+    t.observe(&exit(20, 7));
+    t.observe(&exec(30, 20, 8, b"/bin/cat", b"cat\0"));
+    let chain: Vec<_> = t.lineage(30, 8, 8).iter().map(|p| String::from_utf8_lossy(&p.exe).into_owned()).collect();
+    assert_eq!(chain, ["/bin/cat", "/usr/sbin/runc", "/usr/bin/containerd-shim-runc-v2"]);
 }
