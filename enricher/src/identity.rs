@@ -34,12 +34,15 @@ pub struct Resolved {
     pub meta: Option<Arc<ContainerMeta>>,
     /// The process, then its ancestors (see `ProcessTable::lineage_into`).
     pub chain: [Option<Arc<ProcessInfo>>; MAX_ANCESTORS + 1],
+    /// A container whose runtime metadata was asked for but is not known (yet).
+    pub partial: bool,
 }
 
 impl Resolved {
     /// Borrowed JSON identity fields.
     pub fn identity(&self) -> Identity<'_> {
         let mut id = Enricher::identity(self.cgroup.as_deref());
+        id.partial = self.partial;
         if let Some(p) = &self.chain[0] {
             id.process_exe = Some(&p.exe);
         }
@@ -86,15 +89,17 @@ impl Enricher {
     /// cgroup identity plus whatever containerd has told so far.
     pub fn resolve(&self, cgroup_id: u64) -> Resolved {
         let cgroup = self.cgroup(cgroup_id);
-        let meta = match (&self.containerd, cgroup.as_ref().and_then(|c| c.container.as_ref())) {
+        let (meta, partial) = match (&self.containerd, cgroup.as_ref().and_then(|c| c.container.as_ref())) {
             (Some(src), Some(c)) => {
                 // CRI containers live in kubelet's namespace; others say theirs in the path.
                 let ns = c.namespace.as_deref().unwrap_or("k8s.io");
-                src.get(ns, &c.container_id)
+                let meta = src.get(ns, &c.container_id);
+                let partial = meta.is_none();
+                (meta, partial)
             }
-            _ => None,
+            _ => (None, false),
         };
-        Resolved { cgroup, meta, chain: Default::default() }
+        Resolved { cgroup, meta, chain: Default::default(), partial }
     }
 
     /// `resolve` plus the process and up to `depth` ancestors from `table`.

@@ -56,6 +56,9 @@ pub struct Identity<'a> {
     pub process_exe: Option<&'a [u8]>,
     /// Parent, grandparent, ...: nearest first, unused slots None.
     pub ancestors: [Option<Ancestor<'a>>; MAX_ANCESTORS],
+    /// Some identity source had no answer yet (lookup queued, or the
+    /// runtime is slow or down): the event went on with what was known.
+    pub partial: bool,
 }
 
 /// Longest lineage written into an event.
@@ -146,6 +149,9 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
             let _ = write!(out, ",\"{name}\":");
             str_value(out, v.as_bytes());
         }
+    }
+    if id.partial {
+        out.extend_from_slice(b",\"enrichment\":\"partial\"");
     }
     if let Some(exe) = id.process_exe {
         bytes_field(out, "process_exe", exe);

@@ -102,12 +102,16 @@ fn events_from_a_container_carry_its_identity() {
     assert_eq!(cat["container"], true);
     assert_eq!(cat["container_id"], id.as_str());
     assert_eq!(cat["container_runtime"], "containerd");
+    // The container's first event only queued the runtime lookup: it says so instead of waiting.
+    let first = lines.iter().find(|v| v["container_id"] == id.as_str()).expect("an event of the container");
+    assert_eq!(first["enrichment"], "partial", "{first}");
     assert_eq!(cat["containerd_namespace"], lab.namespace());
     let later = lines
         .iter()
         .find(|v| v["kind"] == "exec" && v["args"][0] == "cat" && v["args"][1] == "/etc/hosts")
         .expect("second exec in the container");
     assert_eq!(later["pod"], "api-0");
+    assert!(later.get("enrichment").is_none(), "complete once containerd answered");
     assert_eq!(later["namespace"], "payments");
     assert_eq!(later["container_name"], "api");
     assert_eq!(later["container_id"], id.as_str());
