@@ -189,7 +189,7 @@ struct tl_agg_value {
 	__u64 count;
 	__u64 first_ns;
 	__u64 last_ns;
-	__u32 ignored; /* 1: a remembered filter decision, not counted (opens keep theirs in tl_ignore) */
+	__u32 _reserved; /* always 0 (filter decisions live in tl_ignore) */
 	__u32 _pad0;
 };
 

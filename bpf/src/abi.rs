@@ -175,7 +175,7 @@ pub struct AggValue {
     pub count: u64,
     pub first_ns: u64,
     pub last_ns: u64,
-    pub ignored: u32,
+    pub _reserved: u32,
     pub _pad0: u32,
 }
 

@@ -266,7 +266,6 @@ static __always_inline void tl_emit(void *rec, __u64 size)
 /* Result of an aggregation lookup. */
 #define TL_AGG_NEW 0     /* first occurrence: caller emits */
 #define TL_AGG_FOLDED 1  /* repeat: counted, caller does nothing */
-#define TL_AGG_IGNORED 2 /* remembered filter decision: caller does nothing */
 
 /* The clock is read only when a repeat is folded: the ignore path, the
  * hottest of all, skips the helper call. */
@@ -275,8 +274,6 @@ static __always_inline int tl_agg_probe_in(void *map, struct tl_agg_key *k)
 	struct tl_agg_value *v = bpf_map_lookup_elem(map, k);
 	if (!v)
 		return TL_AGG_NEW;
-	if (v->ignored)
-		return TL_AGG_IGNORED;
 	__sync_fetch_and_add(&v->count, 1);
 	v->last_ns = bpf_ktime_get_boot_ns();
 	return TL_AGG_FOLDED;
@@ -304,19 +301,19 @@ static __always_inline int tl_agg_insert_in(void *map, struct tl_agg_key *k, str
 	long err = bpf_map_update_elem(map, k, nv, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: another CPU inserted it first */) {
 		struct tl_agg_value *v = bpf_map_lookup_elem(map, k);
-		if (v && !nv->ignored)
+		if (v)
 			__sync_fetch_and_add(&v->count, 1);
 		return TL_AGG_FOLDED;
 	}
 	return err ? -1 : TL_AGG_NEW;
 }
 
-/* Remembers a first occurrence (or a filter decision). Returns TL_AGG_NEW
+/* Remembers a first occurrence. Returns TL_AGG_NEW
  * when the caller should emit with TL_F_AGGREGATED, TL_AGG_FOLDED when a
  * racing CPU won, -1 when the table is full (emit unaggregated). */
-static __always_inline int tl_agg_insert(struct tl_config *c, struct tl_agg_key *k, __u64 now, __u32 ignored)
+static __always_inline int tl_agg_insert(struct tl_config *c, struct tl_agg_key *k, __u64 now)
 {
-	struct tl_agg_value nv = { .count = 1, .first_ns = now, .last_ns = now, .ignored = ignored };
+	struct tl_agg_value nv = { .count = 1, .first_ns = now, .last_ns = now };
 	int r;
 	if (!c->aggregate)
 		return -1;

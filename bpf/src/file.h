@@ -98,7 +98,7 @@ static __always_inline int tl_open_exit(struct task_struct *task, long ret, __u3
 		}
 		return 0;
 	}
-	a = tl_agg_insert(c, &k, now, 0);
+	a = tl_agg_insert(c, &k, now);
 	if (a == TL_AGG_FOLDED)
 		return 0;
 	flags |= tl_agg_flag(c, a);

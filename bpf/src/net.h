@@ -86,7 +86,7 @@ static __always_inline bool tl_net_first(struct tl_config *c, struct tl_net *n, 
 		      ((n->ret < 0 ? 1ULL : 0) << 63);
 	if (tl_agg_probe(c, &k) != TL_AGG_NEW)
 		return false;
-	r = tl_agg_insert(c, &k, now, 0);
+	r = tl_agg_insert(c, &k, now);
 	if (r == TL_AGG_FOLDED)
 		return false;
 	*flags |= tl_agg_flag(c, r);

@@ -103,7 +103,7 @@ static __noinline int tl_priv(__s32 nr, long ret)
 		int r;
 		if (tl_agg_probe(c, &k) != TL_AGG_NEW)
 			return 0;
-		r = tl_agg_insert(c, &k, now, 0);
+		r = tl_agg_insert(c, &k, now);
 		if (r == TL_AGG_FOLDED)
 			return 0;
 		flags |= tl_agg_flag(c, r);

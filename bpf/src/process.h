@@ -96,7 +96,7 @@ int BPF_PROG(tl_fork, struct task_struct *parent, struct task_struct *child)
 		};
 		__u64 now = bpf_ktime_get_boot_ns();
 		struct tl_stats *st;
-		if (tl_agg_probe(c, &k) == TL_AGG_NEW && tl_agg_insert(c, &k, now, 0) != TL_AGG_FOLDED) {
+		if (tl_agg_probe(c, &k) == TL_AGG_NEW && tl_agg_insert(c, &k, now) != TL_AGG_FOLDED) {
 			st = tl_st();
 			if (st)
 				st->aggregated[TL_KIND_CLONE_THREAD]++;

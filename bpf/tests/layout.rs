@@ -90,7 +90,7 @@ fn records_match_btf() {
     );
     check!(btf, "tl_syscall", Syscall, [h, ret, args, nr, str1_len, str2_len, str3_len]);
     check!(btf, "tl_agg_key", AggKey, [cgroup_id, tgid, kind, object]);
-    check!(btf, "tl_agg_value", AggValue, [count, first_ns, last_ns, ignored, _pad0]);
+    check!(btf, "tl_agg_value", AggValue, [count, first_ns, last_ns, _reserved, _pad0]);
     check!(
         btf,
         "tl_config",

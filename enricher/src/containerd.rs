@@ -85,12 +85,12 @@ impl ContainerdMeta {
                     }
                     Ok(Ok(None)) => me.missing.insert(id.clone(), ()),
                     Ok(Err(e)) => {
-                        tracing_warn(&format!("containerd lookup of {id} failed: {e}"));
+                        tracing::warn!(container = %id, error = %e, "containerd lookup failed");
                         client = None;
                         me.missing.insert(id.clone(), ());
                     }
                     Err(_) => {
-                        tracing_warn(&format!("containerd lookup of {id} timed out after {timeout:?}"));
+                        tracing::warn!(container = %id, ?timeout, "containerd lookup timed out");
                         client = None;
                         me.missing.insert(id.clone(), ());
                     }
@@ -111,18 +111,16 @@ impl ContainerdMeta {
         if self.missing.contains_key(id) {
             return None;
         }
+        // Events of a container whose lookup is in flight find it queued
+        // without allocating; only the first miss copies the id.
         if let Ok(mut q) = self.queued.lock()
-            && q.insert(id.to_string())
+            && !q.contains(id)
         {
+            q.insert(id.to_string());
             let _ = self.tx.send((namespace.to_string(), id.to_string()));
         }
         None
     }
-}
-
-fn tracing_warn(msg: &str) {
-    // The enricher has no logging dependency yet; stderr keeps it visible.
-    eprintln!("tracelake-enricher: {msg}");
 }
 
 async fn lookup(

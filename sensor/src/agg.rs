@@ -144,9 +144,6 @@ impl Aggregator {
         for k in keys {
             let Ok(v) = map.get(&k, 0) else { continue };
             map.remove(&k).map_err(|e| SensorError::map(name, e))?;
-            if v.ignored != 0 {
-                continue;
-            }
             // Threads are never emitted one by one: all of them are repeats.
             let repeats = if k.kind == abi::kind::CLONE_THREAD { v.count } else { v.count.saturating_sub(1) };
             if repeats == 0 {

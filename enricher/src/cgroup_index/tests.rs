@@ -7,8 +7,7 @@ use crate::{Runtime, parse_cgroup_path};
 use tracelake_testkit::lab::{ContainerSpec, Lab, lab_available, unified_cgroup};
 
 fn root() -> PathBuf {
-    let unified = Path::new("/sys/fs/cgroup/unified");
-    if unified.join("cgroup.procs").exists() { unified.to_path_buf() } else { PathBuf::from("/sys/fs/cgroup") }
+    crate::EnricherConfig::default().cgroup_root()
 }
 
 #[test]
