@@ -69,6 +69,13 @@ fn events_from_a_container_carry_its_identity() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // stdout is drained all along: the /proc walk alone can fill a pipe, and a
+    // child blocked on a full pipe would never say it started.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut buf).map(|_| buf)
+    });
     // Act only once the sensor says it is attached and has walked /proc.
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -87,10 +94,10 @@ fn events_from_a_container_carry_its_identity() {
     std::thread::sleep(std::time::Duration::from_millis(1000));
     let out = container.exec("tl-cli-e2e-2", &["cat", "/etc/hosts"]).unwrap();
     assert!(out.status.success());
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    let lines: Vec<serde_json::Value> = output
-        .stdout
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let stdout = reader.join().unwrap().unwrap();
+    let lines: Vec<serde_json::Value> = stdout
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).unwrap())
