@@ -52,6 +52,10 @@ pub struct Identity<'a> {
     pub container_name: Option<&'a str>,
     /// Image reference the container was created from.
     pub image: Option<&'a str>,
+    /// Kind of the workload that owns the pod: Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet, Pod.
+    pub workload_kind: Option<&'a str>,
+    /// Name of the workload that owns the pod.
+    pub workload: Option<&'a str>,
     /// Executable of the process itself (from the process table).
     pub process_exe: Option<&'a [u8]>,
     /// Parent, grandparent, ...: nearest first, unused slots None.
