@@ -18,6 +18,81 @@ pub enum Command {
     Run(RunArgs),
     /// Check a configuration file and print the effective configuration.
     Config(ConfigArgs),
+    /// Detection rules: list them, or check them (header, SQL, plan against the lake schemas).
+    Rules(RulesArgs),
+    /// Run SQL over the Parquet lake (every table, with `date`/`hour` partition columns, and views).
+    Query(QueryArgs),
+    /// Run one detection rule over the lake (back-testing, hunting).
+    Hunt(HuntArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Print every rule: built-in, from `[detections] rule_dirs`, and from --dir.
+    List(RuleSourceArgs),
+    /// Validate every rule; errors name the file and line. Exit status 1 on any error.
+    Check(RuleSourceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RuleSourceArgs {
+    /// Also (with --only-dir: only) the rules of this directory; repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Vec<PathBuf>,
+    /// Leave out the built-in rules and the configured rule_dirs.
+    #[arg(long)]
+    pub only_dir: bool,
+    /// TOML configuration file (for `[detections] rule_dirs`).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The lake's directory (default: sinks.lake.dir of the configuration).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// TOML configuration file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The SQL query; `-` reads it from standard input, `@FILE` from a file.
+    pub sql: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HuntArgs {
+    /// Rule id (built-in, or in --dir / rule_dirs).
+    #[arg(long)]
+    pub rule: String,
+    /// How far back (e.g. 24h, 7d); only those hour partitions are read.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    pub since: Duration,
+    /// The lake's directory (default: sinks.lake.dir of the configuration).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of more rules; repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// TOML configuration file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tracelake_enricher::EnricherConfig;
+use tracelake_queries::DetectionsConfig;
 use tracelake_sensor::SensorConfig;
 use tracelake_sinks::parquet::LakeConfig;
 use tracelake_sinks::stdout::StdoutConfig;
@@ -33,6 +34,9 @@ pub struct Config {
     /// Metrics export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Detection rules, live and over the lake.
+    #[serde(default)]
+    pub detections: DetectionsConfig,
 }
 
 /// `[sinks]`: one table per sink.

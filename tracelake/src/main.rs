@@ -2,6 +2,8 @@
 
 mod cli;
 mod config;
+mod detect;
+mod query;
 mod run;
 
 use clap::Parser;
@@ -11,6 +13,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Run(args) => run::run(&args),
         cli::Command::Config(args) => config::command(&args),
+        cli::Command::Rules(args) => query::rules(&args),
+        cli::Command::Query(args) => query::query(&args),
+        cli::Command::Hunt(args) => query::hunt(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ use anyhow::Context;
 use tracelake_enricher::{ContainerdMeta, Enricher, ProcessTable};
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
+use tracelake_queries::live::LiveDetector;
 use tracelake_sensor::{EventHandler, Sensor};
 use tracelake_sinks::parquet::LakeSink;
 use tracelake_sinks::stdout::JsonLinesSink;
@@ -18,6 +19,7 @@ use crate::config;
 struct SinkHandler<W: Write> {
     stdout: Option<JsonLinesSink<W>>,
     lake: Option<LakeSink>,
+    detect: Option<LiveDetector>,
     enricher: Enricher,
     processes: ProcessTable,
     lineage_depth: usize,
@@ -34,11 +36,17 @@ impl<W: Write> EventHandler for SinkHandler<W> {
         if let Some(l) = &mut self.lake {
             l.push_with(ev, &id);
         }
+        if let Some(d) = &mut self.detect {
+            d.push(ev, &id);
+        }
     }
 
     fn tick(&mut self) {
         if let Some(l) = &mut self.lake {
             l.tick();
+        }
+        if let Some(d) = &mut self.detect {
+            d.tick();
         }
     }
 }
@@ -89,6 +97,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         } else {
             None
         };
+        let detect = crate::detect::start(&cfg, use_lake.then_some(&lake_cfg), ctx)?;
         let stdout = args.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
         let e = &cfg.enricher;
         let mut enricher =
@@ -105,7 +114,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         let processes = ProcessTable::new(e.tombstone_ttl, e.cache_entries, e.max_processes);
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
-        let mut handler = SinkHandler { stdout, lake, enricher, processes, lineage_depth };
+        let mut handler = SinkHandler { stdout, lake, detect, enricher, processes, lineage_depth };
         if cfg.sensor.proc_snapshot {
             let n = sensor.snapshot(&mut handler);
             tracing::info!(processes = n, "reported running processes");
@@ -128,6 +137,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let summary = sensor.run(&mut handler, shutdown).await.context("sensor stopped")?;
         let stdout_result = handler.stdout.as_mut().map_or(Ok(()), JsonLinesSink::flush);
         let lake_result = handler.lake.take().map(|l| l.close(CLOSE_RETRIES, CLOSE_BACKOFF));
+        if let Some(d) = handler.detect.take() {
+            crate::detect::log_stats(&d.close());
+        }
         let s = &summary.stats;
         tracing::info!(
             delivered = s.delivered,

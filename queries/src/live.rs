@@ -1,0 +1,297 @@
+//! Live evaluation in `tracelake run`: events are appended to Arrow
+//! builders of the tables the rules read (the lake's own builders), handed
+//! as batches every `interval` (or `batch_rows`) to a detection thread that
+//! runs the planned rules, and findings go to `FindingSink`s (log, lake,
+//! and whatever comes next, e.g. Kafka).
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use tracelake_model::Event;
+use tracelake_model::json::{Identity, JsonContext};
+use tracelake_sinks::parquet::{LakeConfig, LakeWriter, Table, TableBuilder, error_chain};
+
+use crate::config::DetectionsConfig;
+use crate::engine::RuleEngine;
+use crate::finding::{Finding, findings_batch};
+use crate::rule::{Rule, RuleError};
+
+/// Where findings go. Called on the detection thread, in time order per round.
+pub trait FindingSink: Send {
+    fn findings(&mut self, rules: &[Rule], findings: &[Finding]);
+    /// At shutdown: write what is buffered.
+    fn close(&mut self) {}
+}
+
+/// Logs each finding at WARN with its rule and identity.
+#[derive(Debug, Default)]
+pub struct LogFindings;
+
+impl FindingSink for LogFindings {
+    fn findings(&mut self, rules: &[Rule], findings: &[Finding]) {
+        for f in findings {
+            let r = &rules[f.rule];
+            tracing::warn!(
+                rule = %r.id,
+                severity = %r.severity,
+                tactic = %r.tactic,
+                technique = %r.mitre,
+                node = f.get("node").unwrap_or("-"),
+                namespace = f.get("namespace").unwrap_or("-"),
+                pod = f.get("pod").unwrap_or("-"),
+                workload = f.get("workload").unwrap_or("-"),
+                container_id = f.get("container_id").unwrap_or("-"),
+                pid = f.pid.unwrap_or(0),
+                exe = f.get("exe").unwrap_or("-"),
+                events = f.event_ids.len(),
+                "detection: {}",
+                f.message
+            );
+        }
+    }
+}
+
+/// Writes findings into the lake's `detection_finding` table (a writer of its own: the event sink never
+/// writes that table). A failed write is logged and retried with the next findings.
+#[derive(Debug)]
+pub struct LakeFindings {
+    writer: LakeWriter,
+    pending: Vec<RecordBatch>,
+    pub written: u64,
+    pub lost: u64,
+}
+
+impl LakeFindings {
+    pub fn open(cfg: &LakeConfig) -> Result<LakeFindings, tracelake_sinks::parquet::LakeError> {
+        Ok(LakeFindings { writer: LakeWriter::new(cfg)?, pending: Vec::new(), written: 0, lost: 0 })
+    }
+
+    fn write_pending(&mut self) {
+        while let Some(b) = self.pending.first() {
+            match self.writer.write(Table::DetectionFinding, b) {
+                Ok(files) => {
+                    self.written += files.iter().map(|f| f.rows as u64).sum::<u64>();
+                    self.pending.remove(0);
+                }
+                Err(partial) => {
+                    tracing::error!(error = %error_chain(&partial.error), "detections: cannot write findings, kept for retry");
+                    self.written += partial.written.iter().map(|f| f.rows as u64).sum::<u64>();
+                    self.pending[0] = partial.unwritten;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl FindingSink for LakeFindings {
+    fn findings(&mut self, rules: &[Rule], findings: &[Finding]) {
+        match findings_batch(rules, findings) {
+            Ok(b) => self.pending.push(b),
+            Err(e) => {
+                self.lost += findings.len() as u64;
+                tracing::error!(error = %e, "detections: cannot build finding rows");
+            }
+        }
+        self.write_pending();
+    }
+
+    fn close(&mut self) {
+        self.write_pending();
+        let rows: usize = self.pending.iter().map(RecordBatch::num_rows).sum();
+        if rows > 0 {
+            self.lost += rows as u64;
+            tracing::error!(rows, "detections: findings lost, the lake could not be written");
+        }
+    }
+}
+
+/// Why live detection could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("{} rule(s) failed to plan", .0.len())]
+    Plan(Vec<RuleError>),
+    #[error("cannot start the detection thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// What the detection thread did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectStats {
+    pub rounds: u64,
+    pub events: u64,
+    pub findings: u64,
+    pub suppressed: u64,
+    pub rule_errors: u64,
+    /// Batches dropped because the detection thread was behind (events not evaluated live).
+    pub batches_dropped: u64,
+    pub events_dropped: u64,
+}
+
+type Batches = Vec<(Table, RecordBatch)>;
+
+/// The sensor-side half: builders and the channel to the detection thread.
+#[derive(Debug)]
+pub struct LiveDetector {
+    ctx: JsonContext<'static>,
+    /// Indexed like `Table::EVENT_TABLES`; None for tables no rule reads.
+    builders: [Option<TableBuilder>; 5],
+    rows: usize,
+    last_send: Instant,
+    cfg: DetectionsConfig,
+    tx: Option<SyncSender<Batches>>,
+    thread: Option<JoinHandle<DetectStats>>,
+    batches_dropped: u64,
+    events_dropped: u64,
+}
+
+fn run_thread(
+    rt: &tokio::runtime::Runtime,
+    mut engine: RuleEngine,
+    rx: Receiver<Batches>,
+    mut sinks: Vec<Box<dyn FindingSink>>,
+) -> DetectStats {
+    let mut stats = DetectStats::default();
+    while let Ok(batches) = rx.recv() {
+        stats.rounds += 1;
+        stats.events += batches.iter().map(|(_, b)| b.num_rows() as u64).sum::<u64>();
+        let round = rt.block_on(engine.evaluate(batches));
+        for (rule, error) in &round.errors {
+            stats.rule_errors += 1;
+            tracing::error!(rule = %rule, error = %error, "detections: rule failed on a batch");
+        }
+        if !round.findings.is_empty() {
+            stats.findings += round.findings.len() as u64;
+            for s in &mut sinks {
+                s.findings(engine.rules(), &round.findings);
+            }
+        }
+    }
+    for s in &mut sinks {
+        s.close();
+    }
+    stats.suppressed = engine.suppressed();
+    stats
+}
+
+impl LiveDetector {
+    /// Plans the rules (every error at once) and starts the detection thread. Planning runs on that
+    /// thread, in its own runtime, so this may be called from async code.
+    pub fn start(
+        rules: Vec<Rule>,
+        cfg: &DetectionsConfig,
+        ctx: JsonContext<'static>,
+        sinks: Vec<Box<dyn FindingSink>>,
+    ) -> Result<LiveDetector, DetectError> {
+        let (tx, rx) = sync_channel::<Batches>(cfg.queue_batches.max(1));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<Table>, DetectError>>();
+        let thread = std::thread::Builder::new()
+            .name("tl-detect".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(DetectError::Thread(e)));
+                        return DetectStats::default();
+                    }
+                };
+                match rt.block_on(RuleEngine::new(rules)) {
+                    Ok(engine) => {
+                        let _ = ready_tx.send(Ok(engine.tables()));
+                        run_thread(&rt, engine, rx, sinks)
+                    }
+                    Err(errors) => {
+                        let _ = ready_tx.send(Err(DetectError::Plan(errors)));
+                        DetectStats::default()
+                    }
+                }
+            })
+            .map_err(DetectError::Thread)?;
+        let wanted = match ready_rx.recv() {
+            Ok(Ok(tables)) => tables,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(DetectError::Thread(std::io::Error::other("the detection thread ended while planning")));
+            }
+        };
+        let builders = Table::EVENT_TABLES.map(|t| if wanted.contains(&t) { TableBuilder::new(t) } else { None });
+        Ok(LiveDetector {
+            ctx,
+            builders,
+            rows: 0,
+            last_send: Instant::now(),
+            cfg: cfg.clone(),
+            tx: Some(tx),
+            thread: Some(thread),
+            batches_dropped: 0,
+            events_dropped: 0,
+        })
+    }
+
+    /// Appends an enriched event to its table's builder (if a rule reads that table).
+    pub fn push(&mut self, ev: &Event<'_>, id: &Identity<'_>) {
+        let t = Table::of(ev);
+        let Some(i) = Table::EVENT_TABLES.iter().position(|x| *x == t) else { return };
+        if let Some(b) = &mut self.builders[i] {
+            b.push(&self.ctx, ev, id);
+            self.rows += 1;
+            if self.rows >= self.cfg.batch_rows {
+                self.send();
+            }
+        }
+    }
+
+    /// Hands the buffered events over once `interval` has passed; call about every second.
+    pub fn tick(&mut self) {
+        if self.last_send.elapsed() >= self.cfg.interval {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        self.last_send = Instant::now();
+        if self.rows == 0 {
+            return;
+        }
+        let mut batches = Vec::new();
+        for b in self.builders.iter_mut().flatten() {
+            if b.is_empty() {
+                continue;
+            }
+            match b.finish() {
+                Ok(batch) => batches.push((b.table(), batch)),
+                Err(e) => tracing::error!(error = %error_chain(&e), "detections: cannot build a batch"),
+            }
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(batches) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.batches_dropped += 1;
+                self.events_dropped += rows as u64;
+                tracing::warn!(
+                    events = rows,
+                    dropped_total = self.events_dropped,
+                    "detections behind: a batch was not evaluated live (it is in the lake for `tracelake hunt`)"
+                );
+            }
+        }
+    }
+
+    /// Evaluates what is buffered, waits for the detection thread and closes the sinks.
+    pub fn close(mut self) -> DetectStats {
+        self.send();
+        drop(self.tx.take());
+        let mut stats = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
+        stats.batches_dropped = self.batches_dropped;
+        stats.events_dropped = self.events_dropped;
+        stats
+    }
+}

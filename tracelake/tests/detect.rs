@@ -1,0 +1,181 @@
+//! Detections end to end: `rules list|check`, `query`, `hunt` as a user runs
+//! them, and a real container attacked under `tracelake run`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn tracelake() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tracelake"))
+}
+
+#[test]
+fn rules_list_and_check_the_builtin_pack() {
+    let out = tracelake().args(["rules", "list"]).output().unwrap();
+    assert!(out.status.success());
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(list.lines().count() >= 25, "{list}");
+    assert!(list.contains("TL-K8S-006") && list.contains("Container service account"), "{list}");
+    let out = tracelake().args(["rules", "check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rules ok"));
+}
+
+#[test]
+fn rules_check_names_file_and_line_of_each_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "-- id: MY-1\n-- title: t\n-- severity: high\n-- tactic: Execution\n-- technique: x\n-- mitre: T1609\n\
+                  -- tables: process_activity\n-- description: d\n-- false_positives: none\n-- suppress: 5m\n\n";
+    std::fs::write(
+        dir.path().join("good.sql"),
+        format!("{header}SELECT * FROM process_activity WHERE kind = 'exec'\n"),
+    )
+    .unwrap();
+    // Line 14: unknown column.
+    std::fs::write(
+        dir.path().join("bad_column.sql"),
+        format!("{}SELECT *\nFROM process_activity\nWHERE kindd = 'exec'\n", header.replace("MY-1", "MY-2")),
+    )
+    .unwrap();
+    // Line 3: bad severity.
+    std::fs::write(
+        dir.path().join("bad_header.sql"),
+        header.replace("MY-1", "MY-3").replace("high", "urgent") + "SELECT 1",
+    )
+    .unwrap();
+    let out = tracelake().args(["rules", "check", "--only-dir", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let d = dir.path().display();
+    assert!(err.contains(&format!("{d}/bad_column.sql:14: SQL")), "{err}");
+    assert!(err.contains("kindd"), "{err}");
+    assert!(err.contains(&format!("{d}/bad_header.sql:3: severity \"urgent\"")), "{err}");
+    assert!(!err.contains("good.sql"), "{err}");
+    assert!(err.contains("2 rule(s) with errors, 1 ok"), "{err}");
+}
+
+fn run_query(dir: &std::path::Path, sql: &str) -> Vec<serde_json::Value> {
+    let out = tracelake().args(["query", "--format", "json", "--data-dir"]).arg(dir).arg(sql).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+}
+
+#[test]
+fn query_errors_list_tables_and_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tracelake()
+        .args(["query", "--data-dir"])
+        .arg(dir.path())
+        .arg("SELECT nope FROM file_activity")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("file_activity columns: time, event_id"), "{err}");
+}
+
+/// pyarrow (scripts/check_lake.py) reads every file; returns its summary.
+fn check_lake(dir: &std::path::Path) -> serde_json::Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check_lake.py");
+    let out = Command::new("python3").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A shell in a real container reads a service account token and connects to a NodePort: `tracelake run`
+/// reports the three with pod and namespace, writes them to detection_finding, and `query` and `hunt` find them.
+#[test]
+fn attack_in_a_container_is_detected_live_and_in_the_lake() {
+    use tracelake_testkit::lab::{ContainerSpec, Lab, lab_available};
+    lab_available().expect("container lab prerequisites (scripts/setup.sh)");
+    let lab = Lab::start().unwrap();
+    let id = format!("{:064x}", 0xde7_u128 << 64 | u128::from(std::process::id()));
+    let spec = ContainerSpec::new(id.clone(), ["sleep", "60"])
+        .label("io.kubernetes.pod.name", "api-0")
+        .label("io.kubernetes.pod.namespace", "payments")
+        .label("io.kubernetes.container.name", "api");
+    let container = lab.run(&spec).unwrap();
+    let sa = container.rootfs().join("var/run/secrets/kubernetes.io/serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), "eyJhbGciOiJSUzI1NiJ9.test.token").unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let mut child = tracelake()
+        .args(["run", "--for", "10s", "--lake"])
+        .arg(lake.path())
+        .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("reported running processes") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("sensor started");
+    // The container's first event only queues the runtime lookup; the attack comes once it is answered.
+    let out = container.exec("tl-detect-warm", &["cat", "/etc/hostname"]).unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let attack = "cat /var/run/secrets/kubernetes.io/serviceaccount/token >/dev/null; \
+                  nc -w 1 127.0.0.1 30080 </dev/null; true";
+    let out = container.exec("tl-detect-attack", &["sh", "-c", attack]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = child.wait().unwrap();
+    let stderr = log.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    container.stop().unwrap();
+
+    let detections: Vec<&str> = stderr.lines().filter(|l| l.contains("detection:")).collect();
+    for rule in ["TL-K8S-001", "TL-K8S-006", "TL-K8S-025"] {
+        let line = detections
+            .iter()
+            .find(|l| l.contains(&format!("rule={rule}")) && l.contains(&id))
+            .unwrap_or_else(|| panic!("no live {rule} finding for the container in:\n{}", detections.join("\n")));
+        assert!(line.contains("pod=api-0") && line.contains("namespace=payments"), "{line}");
+    }
+
+    let rows = run_query(
+        lake.path(),
+        &format!(
+            "SELECT rule_id, pod, namespace, container_id, severity, tactic, technique, event_ids, exe \
+             FROM detection_finding WHERE container_id = '{id}' ORDER BY rule_id"
+        ),
+    );
+    let rules: Vec<&str> = rows.iter().map(|r| r["rule_id"].as_str().unwrap()).collect();
+    for rule in ["TL-K8S-001", "TL-K8S-006", "TL-K8S-025"] {
+        assert!(rules.contains(&rule), "{rule} not in detection_finding: {rows:?}");
+    }
+    for r in &rows {
+        assert_eq!(r["pod"], "api-0", "{r}");
+        assert_eq!(r["namespace"], "payments", "{r}");
+        assert!(!r["event_ids"].as_array().unwrap().is_empty(), "{r}");
+    }
+    // The triggering events are in the lake under the ids the findings carry.
+    let token = rows.iter().find(|r| r["rule_id"] == "TL-K8S-006").unwrap();
+    let eid = token["event_ids"][0].as_str().unwrap();
+    let ev = run_query(lake.path(), &format!("SELECT path, comm FROM file_activity WHERE event_id = '{eid}'"));
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(ev[0]["path"].as_str().unwrap().ends_with("/serviceaccount/token"), "{ev:?}");
+    // pyarrow reads the findings table too.
+    let summary = check_lake(lake.path());
+    assert!(summary["rows"]["detection_finding"].as_u64().unwrap() >= 3, "{summary}");
+    // Back-testing over the lake finds the same thing.
+    let out = tracelake()
+        .args(["hunt", "--rule", "TL-K8S-006", "--since", "1h", "--format", "json", "--data-dir"])
+        .arg(lake.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hunt = String::from_utf8_lossy(&out.stdout);
+    assert!(hunt.contains(&id) && hunt.contains("\"pod\":\"api-0\""), "{hunt}");
+}
