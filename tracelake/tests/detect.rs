@@ -136,12 +136,13 @@ fn attack_in_a_container_is_detected_live_and_in_the_lake() {
     container.stop().unwrap();
 
     let detections: Vec<&str> = stderr.lines().filter(|l| l.contains("detection:")).collect();
+    eprintln!("{}", detections.join("\n"));
     for rule in ["TL-K8S-001", "TL-K8S-006", "TL-K8S-025"] {
         let line = detections
             .iter()
             .find(|l| l.contains(&format!("rule={rule}")) && l.contains(&id))
             .unwrap_or_else(|| panic!("no live {rule} finding for the container in:\n{}", detections.join("\n")));
-        assert!(line.contains("pod=api-0") && line.contains("namespace=payments"), "{line}");
+        assert!(line.contains("pod=\"api-0\"") && line.contains("namespace=\"payments\""), "{line}");
     }
 
     let rows = run_query(
