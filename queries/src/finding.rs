@@ -252,7 +252,8 @@ impl Suppressor {
 /// `detection_finding` rows (docs/schema.md) of findings.
 pub fn findings_batch(rules: &[Rule], findings: &[Finding]) -> Result<RecordBatch, arrow::error::ArrowError> {
     let mut time = TimestampNanosecondBuilder::new().with_timezone("UTC");
-    let mut text: [StringBuilder; 8] = Default::default(); // finding_id .. technique
+    // finding_id, rule_id, rule_name, severity (then severity_id), message, tactic, technique.
+    let mut text: [StringBuilder; 7] = Default::default();
     let mut severity_id = Int32Builder::new();
     let mut ids: [StringBuilder; 8] = Default::default(); // node .. image
     let mut pid = UInt32Builder::new();
@@ -263,17 +264,9 @@ pub fn findings_batch(rules: &[Rule], findings: &[Finding]) -> Result<RecordBatc
         let r = &rules[f.rule];
         time.append_value(f.time_ns);
         let fid = f.finding_id();
-        for (b, v) in text.iter_mut().zip([
-            Some(fid.as_str()),
-            Some(r.id.as_str()),
-            Some(r.title.as_str()),
-            Some(r.severity.as_str()),
-            None,
-            Some(f.message.as_str()),
-            Some(r.tactic.as_str()),
-            Some(r.mitre.as_str()),
-        ]) {
-            b.append_option(v);
+        let values = [&fid, &r.id, &r.title, &r.severity, &f.message, &r.tactic, &r.mitre];
+        for (b, v) in text.iter_mut().zip(values) {
+            b.append_value(v);
         }
         severity_id.append_value(r.severity_id);
         for (b, col) in ids.iter_mut().zip(&IDENTITY[..8]) {
@@ -287,7 +280,7 @@ pub fn findings_batch(rules: &[Rule], findings: &[Finding]) -> Result<RecordBatc
         }
         event_ids.append(true);
     }
-    let [mut finding_id, mut rule_id, mut rule_name, mut severity, _, mut message, mut tactic, mut technique] = text;
+    let [mut finding_id, mut rule_id, mut rule_name, mut severity, mut message, mut tactic, mut technique] = text;
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(time.finish()),
         Arc::new(finding_id.finish()),
