@@ -18,6 +18,8 @@ use containerd_client::tonic::Request;
 use moka::sync::Cache;
 use tokio::sync::mpsc;
 
+use crate::metrics::{self, CacheCounters};
+
 /// What containerd knows of one container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerMeta {
@@ -53,6 +55,7 @@ pub struct ContainerdMeta {
     missing: Cache<String, ()>,
     queued: Mutex<HashSet<String>>,
     tx: mpsc::UnboundedSender<(String, String)>,
+    counters: Arc<CacheCounters>,
 }
 
 /// Counts for metrics and tests.
@@ -67,11 +70,17 @@ impl ContainerdMeta {
     /// `ttl`: how long metadata of removed containers is kept.
     pub fn start(socket: PathBuf, timeout: Duration, capacity: u64, ttl: Duration) -> Arc<ContainerdMeta> {
         let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+        let counters = Arc::<CacheCounters>::default();
         let me = Arc::new(ContainerdMeta {
-            found: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
+            found: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(ttl)
+                .eviction_listener(metrics::listener(&counters))
+                .build(),
             missing: Cache::builder().max_capacity(capacity).time_to_live(Duration::from_secs(5)).build(),
             queued: Mutex::new(HashSet::new()),
             tx,
+            counters,
         });
         let weak = Arc::downgrade(&me);
         tokio::spawn(async move {
@@ -103,11 +112,24 @@ impl ContainerdMeta {
         me
     }
 
+    /// Hit, miss and eviction counts of the metadata cache.
+    pub fn counters(&self) -> &Arc<CacheCounters> {
+        &self.counters
+    }
+
+    /// Seeds the cache with metadata learned elsewhere (a runtime event
+    /// stream, the Kubernetes watch), so no lookup is needed.
+    pub fn prime(&self, meta: ContainerMeta) {
+        self.found.insert(meta.id.clone(), Arc::new(meta));
+    }
+
     /// Cached metadata, or None (and a background lookup queued) on a miss.
     pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<ContainerMeta>> {
         if let Some(m) = self.found.get(id) {
+            self.counters.hit();
             return Some(m);
         }
+        self.counters.miss();
         if self.missing.contains_key(id) {
             return None;
         }

@@ -10,6 +10,8 @@ use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS};
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 use crate::cgroup_index::{CgroupIndex, IndexError};
 use crate::containerd::{ContainerMeta, ContainerdMeta};
+use crate::front::{Front, RECHECK_NS, Slot};
+use crate::metrics::{self, CacheCounters};
 use crate::process::{ProcessInfo, ProcessTable};
 
 /// What a cgroup id resolves to.
@@ -25,6 +27,8 @@ pub struct Enricher {
     index: CgroupIndex,
     by_cgroup: Cache<u64, Arc<CgroupIdentity>>,
     containerd: Option<Arc<ContainerdMeta>>,
+    counters: Arc<CacheCounters>,
+    front: Front,
 }
 
 /// Everything known of one event's workload, held for the event's lifetime.
@@ -72,11 +76,34 @@ fn runtime_name(r: Runtime) -> &'static str {
 impl Enricher {
     /// `ttl`: how long identities of gone cgroups (exited containers) stay.
     pub fn new(cgroup_root: &std::path::Path, capacity: u64, ttl: Duration) -> Result<Enricher, IndexError> {
+        let counters = Arc::<CacheCounters>::default();
         Ok(Enricher {
             index: CgroupIndex::open(cgroup_root, capacity, ttl)?,
-            by_cgroup: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
+            by_cgroup: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(ttl)
+                .eviction_listener(metrics::listener(&counters))
+                .build(),
             containerd: None,
+            counters,
+            front: Front::default(),
         })
+    }
+
+    /// The counters of every cache behind this enricher, by cache name.
+    pub fn cache_counters(&self) -> Vec<(&'static str, Arc<CacheCounters>)> {
+        let mut all =
+            vec![("cgroup_identity", Arc::clone(&self.counters)), ("cgroup_path", Arc::clone(self.index.counters()))];
+        if let Some(c) = &self.containerd {
+            all.push(("container_metadata", Arc::clone(c.counters())));
+        }
+        all
+    }
+
+    /// Remembers the cgroup path of an id learned elsewhere (the /proc walk),
+    /// so events still resolve after the cgroup is removed.
+    pub fn remember_cgroup(&self, cgroup_id: u64, path: &str) {
+        self.index.remember(cgroup_id, path);
     }
 
     /// Adds container and pod metadata from containerd (looked up in the
@@ -86,8 +113,18 @@ impl Enricher {
         self
     }
 
-    /// cgroup identity plus whatever containerd has told so far.
-    pub fn resolve(&self, cgroup_id: u64) -> Resolved {
+    /// cgroup identity plus whatever containerd has told so far, at event
+    /// time `now_ns` (CLOCK_BOOTTIME, as events carry it).
+    pub fn resolve(&mut self, cgroup_id: u64, now_ns: u64) -> Resolved {
+        let with_runtime = self.containerd.is_some();
+        if let Some(slot) = self.front.get(cgroup_id)
+            && (slot.complete(with_runtime) || now_ns < slot.recheck_ns)
+        {
+            self.counters.hit();
+            let cgroup = slot.cgroup.clone();
+            let partial = !slot.complete(with_runtime) && cgroup.is_some();
+            return Resolved { cgroup, meta: slot.meta.clone(), chain: Default::default(), partial };
+        }
         let cgroup = self.cgroup(cgroup_id);
         let (meta, partial) = match (&self.containerd, cgroup.as_ref().and_then(|c| c.container.as_ref())) {
             (Some(src), Some(c)) => {
@@ -99,17 +136,19 @@ impl Enricher {
             }
             _ => (None, false),
         };
+        let slot = Slot { cgroup: cgroup.clone(), meta: meta.clone(), recheck_ns: now_ns.saturating_add(RECHECK_NS) };
+        self.front.insert(cgroup_id, slot);
         Resolved { cgroup, meta, chain: Default::default(), partial }
     }
 
     /// `resolve` plus the process and up to `depth` ancestors from `table`.
     pub fn resolve_with_lineage(
-        &self,
+        &mut self,
         ev: &tracelake_model::Event<'_>,
         table: &ProcessTable,
         depth: usize,
     ) -> Resolved {
-        let mut r = self.resolve(ev.subject.cgroup_id);
+        let mut r = self.resolve(ev.subject.cgroup_id, ev.subject.ktime_ns);
         let len = (depth + 1).min(r.chain.len());
         table.lineage_into(ev.subject.tgid, ev.subject.proc_start_ns, &mut r.chain[..len]);
         r
@@ -118,6 +157,7 @@ impl Enricher {
     /// The identity behind a cgroup id, or None when the cgroup is unknown
     /// (gone before it was ever seen): the event then goes on partially enriched.
     pub fn cgroup(&self, cgroup_id: u64) -> Option<Arc<CgroupIdentity>> {
+        self.counters.miss();
         if let Some(hit) = self.by_cgroup.get(&cgroup_id) {
             return Some(hit);
         }
@@ -142,3 +182,6 @@ impl Enricher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

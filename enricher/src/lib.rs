@@ -10,7 +10,9 @@ pub mod cgroup;
 pub mod cgroup_index;
 pub mod config;
 pub mod containerd;
+mod front;
 pub mod identity;
+pub mod metrics;
 pub mod process;
 
 pub use cgroup::{ContainerRef, Runtime, parse_cgroup_path};
@@ -18,4 +20,5 @@ pub use cgroup_index::CgroupIndex;
 pub use config::EnricherConfig;
 pub use containerd::{ContainerMeta, ContainerdMeta};
 pub use identity::{CgroupIdentity, Enricher, Resolved};
+pub use metrics::{CacheCounters, CacheStats};
 pub use process::{ProcessInfo, ProcessTable};

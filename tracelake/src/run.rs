@@ -75,6 +75,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             tracing::info!(socket = %e.containerd_socket.display(), "no containerd socket: container metadata off");
         }
         let processes = ProcessTable::new(e.tombstone_ttl, e.cache_entries, e.max_processes);
+        let mut caches = enricher.cache_counters();
+        caches.push(("process", std::sync::Arc::clone(processes.counters())));
+        tracelake_enricher::metrics::register(&caches);
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
         let mut handler =
             StdoutHandler { sink: JsonLinesSink::new(stdout, &cfg.sinks.stdout, ctx), enricher, processes, lineage_depth };
@@ -108,6 +111,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             summaries = s.summaries,
             "stopped"
         );
+        for (cache, c) in &caches {
+            let c = c.read();
+            tracing::info!(cache, hits = c.hits, misses = c.misses, evicted = c.evicted, expired = c.expired, "enricher cache");
+        }
         match sink_result {
             // A closed pipe (| head) is the reader's choice, not an error.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
