@@ -12,9 +12,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use containerd_client::services::v1::GetContainerRequest;
 use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest};
 use containerd_client::tonic::Request;
+use containerd_client::tonic::transport::Channel;
 use moka::sync::Cache;
 use tokio::sync::mpsc;
 
@@ -30,6 +32,8 @@ pub struct ContainerMeta {
     pub pod_namespace: Option<String>,
     pub pod_uid: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The image's content digest, when the runtime still has the image.
+    pub image_digest: Option<String>,
 }
 
 impl ContainerMeta {
@@ -43,6 +47,7 @@ impl ContainerMeta {
             pod_namespace: get("io.kubernetes.pod.namespace"),
             pod_uid: get("io.kubernetes.pod.uid"),
             labels,
+            image_digest: None,
         }
     }
 }
@@ -147,22 +152,34 @@ impl ContainerdMeta {
 
 async fn lookup(
     socket: &std::path::Path,
-    client: &mut Option<ContainersClient<containerd_client::tonic::transport::Channel>>,
+    channel: &mut Option<Channel>,
     namespace: &str,
     id: &str,
 ) -> Result<Option<ContainerMeta>, Box<dyn std::error::Error + Send + Sync>> {
-    if client.is_none() {
-        *client = Some(ContainersClient::new(containerd_client::connect(socket).await?));
+    if channel.is_none() {
+        *channel = Some(containerd_client::connect(socket).await?);
     }
-    let Some(c) = client.as_mut() else { return Ok(None) };
+    let Some(ch) = channel.clone() else { return Ok(None) };
+    let ns: containerd_client::tonic::metadata::MetadataValue<_> = namespace.parse()?;
     let mut req = Request::new(GetContainerRequest { id: id.to_string() });
-    req.metadata_mut().insert("containerd-namespace", namespace.parse()?);
-    match c.get(req).await {
-        Ok(resp) => Ok(resp.into_inner().container.map(|ct| {
-            let labels: BTreeMap<String, String> = ct.labels.into_iter().collect();
-            ContainerMeta::from_labels(id, ct.image, labels)
-        })),
-        Err(status) if status.code() == containerd_client::tonic::Code::NotFound => Ok(None),
-        Err(status) => Err(Box::new(status)),
+    req.metadata_mut().insert("containerd-namespace", ns.clone());
+    let ct = match ContainersClient::new(ch.clone()).get(req).await {
+        Ok(resp) => match resp.into_inner().container {
+            Some(ct) => ct,
+            None => return Ok(None),
+        },
+        Err(status) if status.code() == containerd_client::tonic::Code::NotFound => return Ok(None),
+        Err(status) => return Err(Box::new(status)),
+    };
+    let labels: BTreeMap<String, String> = ct.labels.into_iter().collect();
+    let mut meta = ContainerMeta::from_labels(id, ct.image, labels);
+    if !meta.image.is_empty() {
+        // The image may have been removed since: then the digest stays unknown.
+        let mut req = Request::new(GetImageRequest { name: meta.image.clone() });
+        req.metadata_mut().insert("containerd-namespace", ns);
+        if let Ok(resp) = ImagesClient::new(ch).get(req).await {
+            meta.image_digest = resp.into_inner().image.and_then(|i| i.target).map(|t| t.digest);
+        }
     }
+    Ok(Some(meta))
 }

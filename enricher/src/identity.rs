@@ -58,6 +58,7 @@ impl Resolved {
             id.namespace = m.pod_namespace.as_deref();
             id.container_name = m.container_name.as_deref();
             id.image = (!m.image.is_empty()).then_some(m.image.as_str());
+            id.image_digest = m.image_digest.as_deref();
             id.pod_uid = id.pod_uid.or(m.pod_uid.as_deref());
         }
         id

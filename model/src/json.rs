@@ -59,6 +59,8 @@ pub struct Identity<'a> {
     /// Some identity source had no answer yet (lookup queued, or the
     /// runtime is slow or down): the event went on with what was known.
     pub partial: bool,
+    /// Content digest of the image (`sha256:...`): the reference can be re-tagged, the digest cannot.
+    pub image_digest: Option<&'a str>,
 }
 
 /// Longest lineage written into an event.
@@ -144,6 +146,7 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
         ("pod", id.pod),
         ("container_name", id.container_name),
         ("image", id.image),
+        ("image_digest", id.image_digest),
     ] {
         if let Some(v) = value {
             let _ = write!(out, ",\"{name}\":");
