@@ -56,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         meta.prime(ContainerMeta {
             id: id.clone(),
             image: "registry.local/shop/api:1.4.2".into(),
+            image_digest: Some(format!("sha256:{:064x}", i % 50)),
             container_name: labels.get("io.kubernetes.container.name").cloned(),
             pod_name: labels.get("io.kubernetes.pod.name").cloned(),
             pod_namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
