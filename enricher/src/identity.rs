@@ -1,15 +1,18 @@
 //! Per-event identity: cgroup id -> path -> container reference, cached per
 //! cgroup id so the per-event cost is one cache probe.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
 use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS};
+use tracelake_model::{Body, BootClock, Event, Kind};
 
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 use crate::cgroup_index::{CgroupIndex, IndexError};
 use crate::containerd::{ContainerMeta, ContainerdMeta};
+use crate::iphistory::{IpHistory, NodeObserver, Owner};
 use crate::process::{ProcessInfo, ProcessTable};
 
 /// What a cgroup id resolves to.
@@ -25,6 +28,15 @@ pub struct Enricher {
     index: CgroupIndex,
     by_cgroup: Cache<u64, Arc<CgroupIdentity>>,
     containerd: Option<Arc<ContainerdMeta>>,
+    ips: Option<IpSource>,
+}
+
+/// The IP history and what feeds it from this node.
+#[derive(Debug)]
+struct IpSource {
+    history: Arc<IpHistory>,
+    observer: Option<NodeObserver>,
+    clock: BootClock,
 }
 
 /// Everything known of one event's workload, held for the event's lifetime.
@@ -36,6 +48,10 @@ pub struct Resolved {
     pub chain: [Option<Arc<ProcessInfo>>; MAX_ANCESTORS + 1],
     /// A container whose runtime metadata was asked for but is not known (yet).
     pub partial: bool,
+    /// Network events: who held the remote IP at the event's time.
+    pub peer: Option<Arc<Owner>>,
+    /// The container's own IP, when observed.
+    pub pod_ip: Option<Arc<str>>,
 }
 
 impl Resolved {
@@ -55,6 +71,15 @@ impl Resolved {
             id.container_name = m.container_name.as_deref();
             id.image = (!m.image.is_empty()).then_some(m.image.as_str());
             id.pod_uid = id.pod_uid.or(m.pod_uid.as_deref());
+        }
+        id.pod_ip = self.pod_ip.as_deref();
+        if let Some(p) = &self.peer {
+            id.peer_pod = p.pod.as_deref();
+            id.peer_namespace = p.namespace.as_deref();
+            id.peer_workload_kind = p.workload_kind.as_deref();
+            id.peer_workload = p.workload.as_deref();
+            id.peer_container_id = p.container_id.as_deref();
+            id.peer_service = p.service.as_deref();
         }
         id
     }
@@ -76,7 +101,65 @@ impl Enricher {
             index: CgroupIndex::open(cgroup_root, capacity, ttl)?,
             by_cgroup: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
             containerd: None,
+            ips: None,
         })
+    }
+
+    /// Adds peer identity on network events from `history` (looked up at
+    /// the event's time: `clock` turns kernel time into wall time), and the
+    /// container's own IP from `observer`, which is told of every new container.
+    pub fn with_ip_history(
+        mut self,
+        history: Arc<IpHistory>,
+        observer: Option<NodeObserver>,
+        clock: BootClock,
+    ) -> Enricher {
+        self.ips = Some(IpSource { history, observer, clock });
+        self
+    }
+
+    /// The owner of the remote address of a network event at the event's time.
+    pub fn peer(&self, ev: &Event<'_>) -> Option<Arc<Owner>> {
+        let ips = self.ips.as_ref()?;
+        let with_peer = match ev.kind {
+            Kind::NetConnect | Kind::NetAccept | Kind::NetUdpSend | Kind::NetClose => true,
+            Kind::NetListen
+            | Kind::NetBind
+            | Kind::Exec
+            | Kind::Fork
+            | Kind::Exit
+            | Kind::CloneThread
+            | Kind::FileOpen
+            | Kind::FileRename
+            | Kind::FileUnlink
+            | Kind::FileChmod
+            | Kind::FileChown
+            | Kind::Setuid
+            | Kind::Setgid
+            | Kind::Capset
+            | Kind::Ptrace
+            | Kind::Mount
+            | Kind::Umount
+            | Kind::Unshare
+            | Kind::Setns
+            | Kind::ModuleLoad
+            | Kind::Bpf
+            | Kind::MemfdCreate
+            | Kind::Chroot
+            | Kind::PivotRoot
+            | Kind::ProcessSnapshot => false,
+        };
+        let Body::Net { family, remote, .. } = ev.body else { return None };
+        let ip = match family {
+            2 => IpAddr::V4(Ipv4Addr::new(remote.addr[0], remote.addr[1], remote.addr[2], remote.addr[3])),
+            10 => IpAddr::V6(Ipv6Addr::from(remote.addr)),
+            _ => return None,
+        };
+        if !with_peer || ip.is_unspecified() || ip.is_loopback() {
+            return None;
+        }
+        let at = i64::try_from(ips.clock.wall_ns(ev.subject.ktime_ns)).unwrap_or(i64::MAX);
+        ips.history.who_had(ip, at)
     }
 
     /// Adds container and pod metadata from containerd (looked up in the
@@ -99,7 +182,7 @@ impl Enricher {
             }
             _ => (None, false),
         };
-        Resolved { cgroup, meta, chain: Default::default(), partial }
+        Resolved { cgroup, meta, chain: Default::default(), partial, peer: None, pod_ip: None }
     }
 
     /// `resolve` plus the process and up to `depth` ancestors from `table`.
@@ -112,6 +195,12 @@ impl Enricher {
         let mut r = self.resolve(ev.subject.cgroup_id);
         let len = (depth + 1).min(r.chain.len());
         table.lineage_into(ev.subject.tgid, ev.subject.proc_start_ns, &mut r.chain[..len]);
+        if let Some(ips) = &self.ips {
+            r.peer = self.peer(ev);
+            if r.cgroup.as_ref().is_some_and(|c| c.container.is_some()) {
+                r.pod_ip = ips.observer.as_ref().and_then(|o| o.pod_ip(ev.subject.cgroup_id));
+            }
+        }
         r
     }
 
@@ -125,6 +214,9 @@ impl Enricher {
         let container = parse_cgroup_path(&path);
         let ident = Arc::new(CgroupIdentity { path, container });
         self.by_cgroup.insert(cgroup_id, Arc::clone(&ident));
+        if let Some(o) = self.ips.as_ref().and_then(|i| i.observer.as_ref()) {
+            o.seen(cgroup_id, &ident);
+        }
         Some(ident)
     }
 
