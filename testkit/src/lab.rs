@@ -16,6 +16,9 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
+mod net;
+use net::{Attachment, LabNet};
+
 const CTR_TIMEOUT: Duration = Duration::from_secs(30);
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,7 +68,7 @@ wait
 /// test process dies without dropping it (SIGKILL, `process::exit`, a leaked
 /// static), since the kernel closes the write end either way.
 const CLEANUP: &str = r#"
-bb="$1"; ctr="$2"; addr="$3"; ns="$4"; cpid="$5"; dir="$6"; cg="$7"
+bb="$1"; ctr="$2"; addr="$3"; ns="$4"; cpid="$5"; dir="$6"; cg="$7"; br="$8"; netns="$9"
 while read -r _; do :; done
 c() { "$ctr" --connect-timeout 5s --address "$addr" --namespace "$ns" "$@" 2>/dev/null; }
 for id in $(c containers ls -q); do (c tasks rm --force "$id"; c containers rm "$id") >/dev/null & done
@@ -89,6 +92,11 @@ done
 rmcg() { for d in /sys/fs/cgroup/*/"$ns"/* /sys/fs/cgroup/*/"$ns" "$cg/$ns"/* "$cg/$ns"; do
   [ ! -d "$d" ] || "$bb" rmdir "$d" 2>/dev/null || return 1; done; }
 retry rmcg
+# Network namespaces and the bridge of networked containers (lab/net.rs).
+if [ -n "$br" ]; then
+  for n in /var/run/netns/"$netns"*; do [ -e "$n" ] && ip netns delete "${n##*/}"; done
+  ip link delete "$br" 2>/dev/null
+fi
 "$bb" awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | "$bb" sort -r |
   while read -r m; do "$bb" umount -l "$m"; done
 "$bb" rm -rf "$dir"
@@ -162,6 +170,10 @@ pub struct ContainerSpec {
     pub env: Vec<String>,
     /// Share the host network namespace instead of a private loopback-only one.
     pub net_host: bool,
+    /// A network namespace of its own on the lab's bridge, with an address (CNI).
+    pub network: bool,
+    /// Pins the address (implies `network`); must be in the lab's subnet.
+    pub ip: Option<String>,
 }
 
 impl ContainerSpec {
@@ -179,6 +191,19 @@ impl ContainerSpec {
         self
     }
 
+    /// Real pod networking: own namespace, eth0 on the lab's bridge, an IP from its range.
+    pub fn network(mut self) -> Self {
+        self.network = true;
+        self
+    }
+
+    /// Like [`ContainerSpec::network`] with this address (e.g. one a stopped container had).
+    pub fn network_ip(mut self, ip: impl Into<String>) -> Self {
+        self.network = true;
+        self.ip = Some(ip.into());
+        self
+    }
+
     fn validate(&self) -> Result<(), String> {
         // containerd's identifier grammar; it also keeps `id` safe as a path component.
         let id = &self.id;
@@ -188,6 +213,9 @@ impl ContainerSpec {
         }
         if self.args.is_empty() {
             return Err(format!("container {id:?} has no command"));
+        }
+        if self.network && self.net_host {
+            return Err(format!("container {id:?} cannot have both a network and the host's"));
         }
         match self.labels.iter().find(|(k, _)| k.is_empty() || k.contains('=')) {
             Some((k, _)) => Err(format!("label key {k:?} is empty or contains '='")),
@@ -206,6 +234,8 @@ struct Shared {
     busybox: PathBuf,
     applets: Vec<String>,
     closed: AtomicBool,
+    /// The lab's bridge, subnet and namespaces, or why there are none.
+    net: Result<LabNet, String>,
 }
 
 impl Shared {
@@ -272,7 +302,8 @@ impl Lab {
         let child = cmd.process_group(0).spawn().map_err(io_err("starting containerd"))?;
 
         let (cpid, closed) = (child.id(), AtomicBool::new(false));
-        let shared = Arc::new(Shared { address, namespace, dir, busybox, applets, closed });
+        let net = LabNet::allocate(&dir).map_err(|e| e.to_string());
+        let shared = Arc::new(Shared { address, namespace, dir, busybox, applets, closed, net });
         let mut lab = Lab { shared, containerd: Some(child), cleanup: None, _tempdir: tempdir };
         lab.spawn_cleanup(&bb, cpid)?;
         lab.wait_ready()?;
@@ -286,6 +317,18 @@ impl Lab {
         cmd.args(["sh", "-c", CLEANUP, "tracelake-lab-cleanup"]).arg(bb).arg("ctr");
         cmd.args([s.address.as_os_str(), s.namespace.as_ref(), cpid.as_os_str(), s.dir.as_os_str(), cg.as_os_str()]);
         cmd.env("PATH", search_path()).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Ok(net) = &s.net {
+            cmd.args([net.bridge(), net.netns_prefix()]);
+            // The script inherits the network index's lock: no other lab takes
+            // the index before the script has removed this one's leftovers.
+            let fd = net.lock_fd();
+            // SAFETY: fcntl is async-signal-safe and only touches the child's fd table.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+                })
+            };
+        }
         let mut child = cmd.process_group(0).spawn().map_err(io_err("starting the cleanup script"))?;
         self.cleanup = child.stdin.take().map(|stdin| (child, stdin));
         Ok(())
@@ -329,12 +372,20 @@ impl Lab {
             cgroup: Default::default(),
             bundle: bundle.clone(),
             removed: false,
+            net: None,
         };
         let rootfs = container.rootfs();
         build_rootfs(s, &rootfs, &spec.id)?;
+        if spec.network {
+            let net = s.net.as_ref().map_err(|e| LabError::Unavailable(format!("lab networking: {e}")))?;
+            container.net = Some(net.attach(&spec.id, spec.ip.as_deref())?);
+        }
         let (pid_file, log_uri) = (bundle.join("init.pid"), format!("file://{}", container.log_path().display()));
         let mut cmd = s.ctr();
         cmd.args(["run", "--detach", "--rootfs", "--log-uri", &log_uri]).args(spec.net_host.then_some("--net-host"));
+        if let Some(att) = &container.net {
+            cmd.arg("--with-ns").arg(format!("network:{}", att.netns.display()));
+        }
         cmd.args([OsStr::new("--pid-file"), pid_file.as_os_str(), "--runc-root".as_ref()]).arg(s.dir.join("runc"));
         let default_path = (!spec.env.iter().any(|e| e.starts_with("PATH="))).then(|| CONTAINER_PATH.to_owned());
         cmd.args(default_path.iter().chain(&spec.env).flat_map(|e| ["--env", e]));
@@ -370,6 +421,12 @@ impl Lab {
     pub fn ctr(&self) -> Command {
         self.shared.ctr()
     }
+
+    /// The subnet networked containers get addresses from (e.g. `10.213.4.0/24`), and the bridge's name.
+    pub fn network(&self) -> Result<(String, String), LabError> {
+        let net = self.shared.net.as_ref().map_err(|e| LabError::Unavailable(format!("lab networking: {e}")))?;
+        Ok((net.subnet(), net.bridge()))
+    }
 }
 
 impl Drop for Lab {
@@ -400,9 +457,20 @@ pub struct Container {
     cgroup: (PathBuf, u64),
     bundle: PathBuf,
     removed: bool,
+    net: Option<Attachment>,
 }
 
 impl Container {
+    /// The container's address on the lab's bridge, if it was started with a network.
+    pub fn ip(&self) -> Option<&str> {
+        self.net.as_ref().map(|a| a.ip.as_str())
+    }
+
+    /// Path of its network namespace (under /var/run/netns), if it has a network.
+    pub fn netns(&self) -> Option<&Path> {
+        self.net.as_ref().map(|a| a.netns.as_path())
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -483,7 +551,10 @@ impl Container {
         }
         poll(Duration::from_secs(5), || self.pid == 0 || !Path::new(&format!("/proc/{}", self.pid)).exists());
         let _ = fs::remove_dir_all(&self.bundle);
-        Ok(())
+        match (self.net.take(), &self.shared.net) {
+            (Some(att), Ok(net)) => net.detach(&att),
+            (Some(_), Err(_)) | (None, _) => Ok(()),
+        }
     }
 }
 
