@@ -94,8 +94,9 @@ rmcg() { for d in /sys/fs/cgroup/*/"$ns"/* /sys/fs/cgroup/*/"$ns" "$cg/$ns"/* "$
 retry rmcg
 # Network namespaces and the bridge of networked containers (lab/net.rs).
 if [ -n "$br" ]; then
-  for n in /var/run/netns/"$netns"*; do [ -e "$n" ] && ip netns delete "${n##*/}"; done
-  ip link delete "$br" 2>/dev/null
+  # What `ip netns delete` does; busybox sh would run its own `ip`, which lacks netns.
+  for n in /var/run/netns/"$netns"*; do [ -e "$n" ] && "$bb" umount -l "$n" && "$bb" rm -f "$n"; done
+  "$bb" ip link delete "$br" 2>/dev/null
 fi
 "$bb" awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | "$bb" sort -r |
   while read -r m; do "$bb" umount -l "$m"; done
