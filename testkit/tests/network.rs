@@ -30,7 +30,10 @@ fn two_networked_containers_talk_and_cleanup_removes_everything() {
     let (subnet, bridge) = lab.network().unwrap();
     let a = lab.run(&ContainerSpec::new("net-a", ["sleep", "60"]).network()).unwrap();
     let b = lab
-        .run(&ContainerSpec::new("net-b", ["sh", "-c", "while true; do echo pong-from-b | nc -l -p 8080; done"]).network())
+        .run(
+            &ContainerSpec::new("net-b", ["sh", "-c", "while true; do echo pong-from-b | nc -l -p 8080; done"])
+                .network(),
+        )
         .unwrap();
     let (ip_a, ip_b) = (a.ip().unwrap().to_string(), b.ip().unwrap().to_string());
     assert_ne!(ip_a, ip_b);

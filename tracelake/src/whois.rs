@@ -13,8 +13,11 @@ use crate::cli::WhoisArgs;
 use crate::config;
 
 pub fn command(args: &WhoisArgs) -> anyhow::Result<()> {
-    let ip: IpAddr =
-        args.ip.trim().parse().map_err(|_| anyhow::anyhow!("not an IP address: {:?} (expected e.g. 10.42.1.7 or fd00::7)", args.ip))?;
+    let ip: IpAddr = args
+        .ip
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("not an IP address: {:?} (expected e.g. 10.42.1.7 or fd00::7)", args.ip))?;
     let at = args.at.as_deref().map(parse_time).transpose()?;
     let state_dir = match &args.state_dir {
         Some(d) => d.clone(),

@@ -97,9 +97,8 @@ impl Owner {
         if self.service.is_some() || other.service.is_some() {
             return self.service == other.service && self.namespace == other.namespace;
         }
-        match (&self.pod_uid, &other.pod_uid) {
-            (Some(a), Some(b)) => return a == b,
-            (Some(_), None) | (None, Some(_)) | (None, None) => {}
+        if let (Some(a), Some(b)) = (&self.pod_uid, &other.pod_uid) {
+            return a == b;
         }
         match (&self.container_id, &other.container_id) {
             (Some(a), Some(b)) => a == b,

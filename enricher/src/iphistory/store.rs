@@ -220,12 +220,9 @@ impl IpHistory {
     /// Sequence numbers continue across restarts.
     pub fn changes_since(&self, seq: u64) -> Changes {
         let w = self.lock();
-        let mut rows: Vec<Row> = w
-            .table
-            .iter()
-            .flat_map(|(k, v)| v.iter().filter(|s| s.seq >= seq).map(|s| row(*k, s)))
-            .collect();
-        rows.sort_by(|a, b| (a.ip, a.valid_from).cmp(&(b.ip, b.valid_from)));
+        let mut rows: Vec<Row> =
+            w.table.iter().flat_map(|(k, v)| v.iter().filter(|s| s.seq >= seq).map(|s| row(*k, s))).collect();
+        rows.sort_by_key(|r| (r.ip, r.valid_from));
         Changes { rows, next_seq: w.next_seq }
     }
 
@@ -304,7 +301,13 @@ impl IpHistory {
 }
 
 fn row(key: Key, s: &Slot) -> Row {
-    Row { ip: ip_of(key), valid_from: s.iv.valid_from, valid_to: s.iv.valid_to, owner: (*s.iv.owner).clone(), seq: s.seq }
+    Row {
+        ip: ip_of(key),
+        valid_from: s.iv.valid_from,
+        valid_to: s.iv.valid_to,
+        owner: (*s.iv.owner).clone(),
+        seq: s.seq,
+    }
 }
 
 fn compact(w: &mut Writer) -> Result<(), PersistError> {
