@@ -1,6 +1,8 @@
 //! Cost of the event path's peer lookup in the IP history: `who_had` on a
-//! table of 50,000 IPs with several intervals each (reused IPs), hit and
-//! miss, alone and while a writer thread keeps assigning and releasing.
+//! table of 50,000 IPs with four intervals each (reused IPs): random hits
+//! over the whole table (cache-cold: ~80 MB of owners), hits on 64 hot
+//! peers, misses, and random hits while a writer thread keeps assigning and
+//! releasing; plus the cost of one assign.
 #![allow(clippy::unwrap_used, missing_docs, reason = "benchmark")]
 
 use std::hint::black_box;
@@ -53,6 +55,13 @@ fn bench(c: &mut Criterion) {
             black_box(h.who_had(black_box(ip(n)), black_box(2 * STEP + 5)))
         })
     });
+    // The usual case: events talk to a few peers over and over (cache-warm).
+    c.bench_function("who_had/hit_hot64", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            black_box(h.who_had(black_box(ip(n % 64)), black_box(2 * STEP + 5)))
+        })
+    });
     c.bench_function("who_had/miss", |b| {
         b.iter(|| {
             n = n.wrapping_add(7919) % IPS;
@@ -81,7 +90,7 @@ fn bench(c: &mut Criterion) {
     });
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    c.bench_function("assign_release/50k_ips", |b| {
+    c.bench_function("assign/50k_ips", |b| {
         let mut i = 0u32;
         b.iter(|| {
             i = (i + 1) % IPS;
