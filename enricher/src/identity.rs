@@ -1,16 +1,19 @@
 //! Per-event identity: cgroup id -> path -> container reference, cached per
 //! cgroup id so the per-event cost is one cache probe.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
 use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS};
+use tracelake_model::{Body, BootClock, Event, Kind};
 
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 use crate::cgroup_index::{CgroupIndex, IndexError};
 use crate::containerd::{ContainerMeta, ContainerdMeta};
 use crate::front::{Front, RECHECK_NS, Slot};
+use crate::iphistory::{IpHistory, NodeObserver, Owner};
 use crate::metrics::{self, CacheCounters};
 use crate::process::{ProcessInfo, ProcessTable};
 
@@ -29,6 +32,15 @@ pub struct Enricher {
     containerd: Option<Arc<ContainerdMeta>>,
     counters: Arc<CacheCounters>,
     front: Front,
+    ips: Option<IpSource>,
+}
+
+/// The IP history and what feeds it from this node.
+#[derive(Debug)]
+struct IpSource {
+    history: Arc<IpHistory>,
+    observer: Option<NodeObserver>,
+    clock: BootClock,
 }
 
 /// Everything known of one event's workload, held for the event's lifetime.
@@ -40,6 +52,10 @@ pub struct Resolved {
     pub chain: [Option<Arc<ProcessInfo>>; MAX_ANCESTORS + 1],
     /// A container whose runtime metadata was asked for but is not known (yet).
     pub partial: bool,
+    /// Network events: who held the remote IP at the event's time.
+    pub peer: Option<Arc<Owner>>,
+    /// The container's own IP, when observed.
+    pub pod_ip: Option<Arc<str>>,
 }
 
 impl Resolved {
@@ -60,6 +76,15 @@ impl Resolved {
             id.image = (!m.image.is_empty()).then_some(m.image.as_str());
             id.image_digest = m.image_digest.as_deref();
             id.pod_uid = id.pod_uid.or(m.pod_uid.as_deref());
+        }
+        id.pod_ip = self.pod_ip.as_deref();
+        if let Some(p) = &self.peer {
+            id.peer_pod = p.pod.as_deref();
+            id.peer_namespace = p.namespace.as_deref();
+            id.peer_workload_kind = p.workload_kind.as_deref();
+            id.peer_workload = p.workload.as_deref();
+            id.peer_container_id = p.container_id.as_deref();
+            id.peer_service = p.service.as_deref();
         }
         id
     }
@@ -88,6 +113,7 @@ impl Enricher {
             containerd: None,
             counters,
             front: Front::default(),
+            ips: None,
         })
     }
 
@@ -107,6 +133,63 @@ impl Enricher {
         self.index.remember(cgroup_id, path);
     }
 
+    /// Adds peer identity on network events from `history` (looked up at
+    /// the event's time: `clock` turns kernel time into wall time), and the
+    /// container's own IP from `observer`, which is told of every new container.
+    pub fn with_ip_history(
+        mut self,
+        history: Arc<IpHistory>,
+        observer: Option<NodeObserver>,
+        clock: BootClock,
+    ) -> Enricher {
+        self.ips = Some(IpSource { history, observer, clock });
+        self
+    }
+
+    /// The owner of the remote address of a network event at the event's time.
+    pub fn peer(&self, ev: &Event<'_>) -> Option<Arc<Owner>> {
+        let ips = self.ips.as_ref()?;
+        let with_peer = match ev.kind {
+            Kind::NetConnect | Kind::NetAccept | Kind::NetUdpSend | Kind::NetClose => true,
+            Kind::NetListen
+            | Kind::NetBind
+            | Kind::Exec
+            | Kind::Fork
+            | Kind::Exit
+            | Kind::CloneThread
+            | Kind::FileOpen
+            | Kind::FileRename
+            | Kind::FileUnlink
+            | Kind::FileChmod
+            | Kind::FileChown
+            | Kind::Setuid
+            | Kind::Setgid
+            | Kind::Capset
+            | Kind::Ptrace
+            | Kind::Mount
+            | Kind::Umount
+            | Kind::Unshare
+            | Kind::Setns
+            | Kind::ModuleLoad
+            | Kind::Bpf
+            | Kind::MemfdCreate
+            | Kind::Chroot
+            | Kind::PivotRoot
+            | Kind::ProcessSnapshot => false,
+        };
+        let Body::Net { family, remote, .. } = ev.body else { return None };
+        let ip = match family {
+            2 => IpAddr::V4(Ipv4Addr::new(remote.addr[0], remote.addr[1], remote.addr[2], remote.addr[3])),
+            10 => IpAddr::V6(Ipv6Addr::from(remote.addr)),
+            _ => return None,
+        };
+        if !with_peer || ip.is_unspecified() || ip.is_loopback() {
+            return None;
+        }
+        let at = i64::try_from(ips.clock.wall_ns(ev.subject.ktime_ns)).unwrap_or(i64::MAX);
+        ips.history.who_had(ip, at)
+    }
+
     /// Adds container and pod metadata from containerd (looked up in the
     /// background). Needs a tokio runtime.
     pub fn with_containerd(mut self, meta: Arc<ContainerdMeta>) -> Enricher {
@@ -124,7 +207,14 @@ impl Enricher {
             self.counters.hit();
             let cgroup = slot.cgroup.clone();
             let partial = !slot.complete(with_runtime) && cgroup.is_some();
-            return Resolved { cgroup, meta: slot.meta.clone(), chain: Default::default(), partial };
+            return Resolved {
+                cgroup,
+                meta: slot.meta.clone(),
+                chain: Default::default(),
+                partial,
+                peer: None,
+                pod_ip: None,
+            };
         }
         let cgroup = self.cgroup(cgroup_id);
         let (meta, partial) = match (&self.containerd, cgroup.as_ref().and_then(|c| c.container.as_ref())) {
@@ -139,7 +229,7 @@ impl Enricher {
         };
         let slot = Slot { cgroup: cgroup.clone(), meta: meta.clone(), recheck_ns: now_ns.saturating_add(RECHECK_NS) };
         self.front.insert(cgroup_id, slot);
-        Resolved { cgroup, meta, chain: Default::default(), partial }
+        Resolved { cgroup, meta, chain: Default::default(), partial, peer: None, pod_ip: None }
     }
 
     /// `resolve` plus the process and up to `depth` ancestors from `table`.
@@ -152,6 +242,12 @@ impl Enricher {
         let mut r = self.resolve(ev.subject.cgroup_id, ev.subject.ktime_ns);
         let len = (depth + 1).min(r.chain.len());
         table.lineage_into(ev.subject.tgid, ev.subject.proc_start_ns, &mut r.chain[..len]);
+        if let Some(ips) = &self.ips {
+            r.peer = self.peer(ev);
+            if r.cgroup.as_ref().is_some_and(|c| c.container.is_some()) {
+                r.pod_ip = ips.observer.as_ref().and_then(|o| o.pod_ip(ev.subject.cgroup_id));
+            }
+        }
         r
     }
 
@@ -166,6 +262,9 @@ impl Enricher {
         let container = parse_cgroup_path(&path);
         let ident = Arc::new(CgroupIdentity { path, container });
         self.by_cgroup.insert(cgroup_id, Arc::clone(&ident));
+        if let Some(o) = self.ips.as_ref().and_then(|i| i.observer.as_ref()) {
+            o.seen(cgroup_id, &ident);
+        }
         Some(ident)
     }
 

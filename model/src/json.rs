@@ -52,6 +52,16 @@ pub struct Identity<'a> {
     pub container_name: Option<&'a str>,
     /// Image reference the container was created from.
     pub image: Option<&'a str>,
+    /// The container's own IP (observed in its network namespace).
+    pub pod_ip: Option<&'a str>,
+    /// Network events: who held the remote IP at the event's time (IP history).
+    pub peer_pod: Option<&'a str>,
+    pub peer_namespace: Option<&'a str>,
+    pub peer_workload_kind: Option<&'a str>,
+    pub peer_workload: Option<&'a str>,
+    pub peer_container_id: Option<&'a str>,
+    /// Service name when the remote IP is a ClusterIP.
+    pub peer_service: Option<&'a str>,
     /// Executable of the process itself (from the process table).
     pub process_exe: Option<&'a [u8]>,
     /// Parent, grandparent, ...: nearest first, unused slots None.
@@ -147,6 +157,13 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
         ("container_name", id.container_name),
         ("image", id.image),
         ("image_digest", id.image_digest),
+        ("pod_ip", id.pod_ip),
+        ("peer_namespace", id.peer_namespace),
+        ("peer_pod", id.peer_pod),
+        ("peer_workload_kind", id.peer_workload_kind),
+        ("peer_workload", id.peer_workload),
+        ("peer_container_id", id.peer_container_id),
+        ("peer_service", id.peer_service),
     ] {
         if let Some(v) = value {
             let _ = write!(out, ",\"{name}\":");

@@ -18,6 +18,26 @@ pub enum Command {
     Run(RunArgs),
     /// Check a configuration file and print the effective configuration.
     Config(ConfigArgs),
+    /// Who held an IP address (at a time, or its whole history), from the persisted IP history.
+    Whois(WhoisArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WhoisArgs {
+    /// The IP address (IPv4 or IPv6).
+    pub ip: String,
+    /// RFC 3339 time (2026-11-24T14:03:00Z, offsets allowed) or "now"; without it, the whole history.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// State dir of `tracelake run` (default: enricher.state_dir of the configuration).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// TOML configuration file (for the default state dir).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

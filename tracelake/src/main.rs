@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod run;
+mod whois;
 
 use clap::Parser;
 
@@ -11,6 +12,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Run(args) => run::run(&args),
         cli::Command::Config(args) => config::command(&args),
+        cli::Command::Whois(args) => whois::command(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

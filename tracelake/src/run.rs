@@ -3,7 +3,10 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
-use tracelake_enricher::{ContainerdMeta, Enricher, ProcessTable};
+use std::sync::Arc;
+
+use tracelake_enricher::iphistory::{IpHistory, NodeObserver, ObserverOptions, now_ns};
+use tracelake_enricher::{ContainerdMeta, Enricher, EnricherConfig, ProcessTable};
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_sensor::{EventHandler, Sensor};
@@ -41,6 +44,35 @@ fn node_salt(node: &str) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// The persisted IP history (in memory only if the state dir is unusable:
+/// peers still resolve, history just does not survive a restart) and the
+/// thread that feeds it from this node's containers.
+fn ip_history(
+    e: &EnricherConfig,
+    node: &str,
+    containerd: Option<Arc<ContainerdMeta>>,
+) -> (Arc<IpHistory>, Option<NodeObserver>) {
+    let c = &e.ip_history;
+    let dir = e.ip_history_dir();
+    let history = IpHistory::open(&dir, c.retention, now_ns()).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "IP history kept in memory only");
+        IpHistory::in_memory(c.retention)
+    });
+    let history = Arc::new(history);
+    let opts = ObserverOptions {
+        cgroup_root: e.cgroup_root(),
+        node: node.to_string(),
+        containerd,
+        interval: c.scan_interval,
+        observe: c.observe_node,
+        compact_after_bytes: c.compact_after_bytes,
+    };
+    let observer = NodeObserver::start(Arc::clone(&history), opts)
+        .inspect_err(|err| tracing::warn!(error = %err, "cannot start the IP observer thread"))
+        .ok();
+    (history, observer)
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config.as_deref())?;
     tracing_subscriber::fmt()
@@ -64,15 +96,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let e = &cfg.enricher;
         let mut enricher =
             Enricher::new(&e.cgroup_root(), e.cache_entries, e.tombstone_ttl).context("cannot start the enricher")?;
-        if e.containerd_socket.exists() {
-            enricher = enricher.with_containerd(ContainerdMeta::start(
-                e.containerd_socket.clone(),
-                e.runtime_timeout,
-                e.cache_entries,
-                e.tombstone_ttl,
-            ));
+        let containerd = if e.containerd_socket.exists() {
+            let meta =
+                ContainerdMeta::start(e.containerd_socket.clone(), e.runtime_timeout, e.cache_entries, e.tombstone_ttl);
+            enricher = enricher.with_containerd(Arc::clone(&meta));
+            Some(meta)
         } else {
             tracing::info!(socket = %e.containerd_socket.display(), "no containerd socket: container metadata off");
+            None
+        };
+        if e.ip_history.enabled {
+            let (history, observer) = ip_history(e, node, containerd);
+            enricher = enricher.with_ip_history(history, observer, Sensor::boot_clock());
         }
         let processes = ProcessTable::new(e.tombstone_ttl, e.cache_entries, e.max_processes);
         let mut caches = enricher.cache_counters();

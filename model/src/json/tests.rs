@@ -99,6 +99,28 @@ fn network_addresses_render() {
     assert_eq!(v["protocol"], "tcp");
     assert_eq!(v["summary"], true);
     assert_eq!(v["count"], 3);
+    assert!(v.get("peer_pod").is_none(), "no peer fields without a known peer");
+
+    let id = Identity {
+        pod_ip: Some("10.42.1.9"),
+        peer_pod: Some("db-0"),
+        peer_namespace: Some("pay\"ments\n"),
+        peer_workload_kind: Some("StatefulSet"),
+        peer_workload: Some("db"),
+        peer_container_id: Some("abc"),
+        peer_service: Some("db-svc"),
+        ..Identity::default()
+    };
+    let mut out = Vec::new();
+    write_event_with(&mut out, &ctx(), &ev, &id);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["pod_ip"], "10.42.1.9");
+    assert_eq!(v["peer_pod"], "db-0");
+    assert_eq!(v["peer_namespace"], "pay\"ments\n", "escaped and read back");
+    assert_eq!(v["peer_workload_kind"], "StatefulSet");
+    assert_eq!(v["peer_workload"], "db");
+    assert_eq!(v["peer_container_id"], "abc");
+    assert_eq!(v["peer_service"], "db-svc");
 }
 
 #[test]
