@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kube::KubernetesConfig;
+
 /// How identities are resolved and kept.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +32,9 @@ pub struct EnricherConfig {
     /// Longest wait for one runtime lookup (events never wait for it).
     #[serde(default = "default_runtime_timeout", with = "humantime_serde")]
     pub runtime_timeout: Duration,
+    /// Pods, workloads and services from the Kubernetes API server.
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
 }
 
 fn default_lineage_depth() -> usize {
@@ -62,6 +67,7 @@ impl Default for EnricherConfig {
             max_processes: default_max_processes(),
             containerd_socket: default_containerd_socket(),
             runtime_timeout: default_runtime_timeout(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }

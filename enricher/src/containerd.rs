@@ -18,6 +18,8 @@ use containerd_client::tonic::Request;
 use moka::sync::Cache;
 use tokio::sync::mpsc;
 
+use crate::kube::{Workload, infer};
+
 /// What containerd knows of one container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerMeta {
@@ -28,11 +30,16 @@ pub struct ContainerMeta {
     pub pod_namespace: Option<String>,
     pub pod_uid: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The pod's workload guessed from its name and these labels, once per
+    /// container (the API server's answer, when there is one, wins).
+    pub workload: Option<Workload>,
 }
 
 impl ContainerMeta {
-    fn from_labels(id: &str, image: String, labels: BTreeMap<String, String>) -> ContainerMeta {
+    /// Metadata from a container's labels (kubelet's `io.kubernetes.*`).
+    pub fn from_labels(id: &str, image: String, labels: BTreeMap<String, String>) -> ContainerMeta {
         let get = |k: &str| labels.get(k).cloned();
+        let workload = labels.get("io.kubernetes.pod.name").and_then(|pod| infer(pod, &labels));
         ContainerMeta {
             id: id.to_string(),
             image,
@@ -41,6 +48,7 @@ impl ContainerMeta {
             pod_namespace: get("io.kubernetes.pod.namespace"),
             pod_uid: get("io.kubernetes.pod.uid"),
             labels,
+            workload,
         }
     }
 }

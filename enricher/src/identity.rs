@@ -10,6 +10,7 @@ use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS};
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 use crate::cgroup_index::{CgroupIndex, IndexError};
 use crate::containerd::{ContainerMeta, ContainerdMeta};
+use crate::kube::{KubeMeta, PodInfo};
 use crate::process::{ProcessInfo, ProcessTable};
 
 /// What a cgroup id resolves to.
@@ -25,6 +26,7 @@ pub struct Enricher {
     index: CgroupIndex,
     by_cgroup: Cache<u64, Arc<CgroupIdentity>>,
     containerd: Option<Arc<ContainerdMeta>>,
+    kube: Option<Arc<KubeMeta>>,
 }
 
 /// Everything known of one event's workload, held for the event's lifetime.
@@ -32,9 +34,12 @@ pub struct Enricher {
 pub struct Resolved {
     pub cgroup: Option<Arc<CgroupIdentity>>,
     pub meta: Option<Arc<ContainerMeta>>,
+    /// The pod as the Kubernetes API knows it (workload resolved).
+    pub pod: Option<Arc<PodInfo>>,
     /// The process, then its ancestors (see `ProcessTable::lineage_into`).
     pub chain: [Option<Arc<ProcessInfo>>; MAX_ANCESTORS + 1],
-    /// A container whose runtime metadata was asked for but is not known (yet).
+    /// A container whose runtime metadata was asked for but is not known
+    /// (yet), or a pod the Kubernetes API does not know (yet).
     pub partial: bool,
 }
 
@@ -55,6 +60,20 @@ impl Resolved {
             id.container_name = m.container_name.as_deref();
             id.image = (!m.image.is_empty()).then_some(m.image.as_str());
             id.pod_uid = id.pod_uid.or(m.pod_uid.as_deref());
+            if let Some(w) = &m.workload {
+                id.workload_kind = Some(w.kind.as_str());
+                id.workload = Some(&w.name);
+                id.workload_source = Some(w.source.as_str());
+            }
+        }
+        if let Some(p) = &self.pod {
+            id.pod = Some(&p.name);
+            id.namespace = Some(&p.namespace);
+            id.pod_uid = Some(&p.uid);
+            id.workload_kind = Some(p.workload.kind.as_str());
+            id.workload = Some(&p.workload.name);
+            id.workload_source = Some(p.workload.source.as_str());
+            id.pod_labels = (!p.labels.is_empty()).then_some(&p.labels[..]);
         }
         id
     }
@@ -76,6 +95,7 @@ impl Enricher {
             index: CgroupIndex::open(cgroup_root, capacity, ttl)?,
             by_cgroup: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
             containerd: None,
+            kube: None,
         })
     }
 
@@ -86,10 +106,18 @@ impl Enricher {
         self
     }
 
-    /// cgroup identity plus whatever containerd has told so far.
+    /// Adds pods and workloads from the Kubernetes API (indexes filled by
+    /// watches in the background).
+    pub fn with_kube(mut self, kube: Arc<KubeMeta>) -> Enricher {
+        self.kube = Some(kube);
+        self
+    }
+
+    /// cgroup identity plus whatever containerd and the API server have told so far.
     pub fn resolve(&self, cgroup_id: u64) -> Resolved {
         let cgroup = self.cgroup(cgroup_id);
-        let (meta, partial) = match (&self.containerd, cgroup.as_ref().and_then(|c| c.container.as_ref())) {
+        let container = cgroup.as_ref().and_then(|c| c.container.as_ref());
+        let (meta, mut partial) = match (&self.containerd, container) {
             (Some(src), Some(c)) => {
                 // CRI containers live in kubelet's namespace; others say theirs in the path.
                 let ns = c.namespace.as_deref().unwrap_or("k8s.io");
@@ -99,7 +127,20 @@ impl Enricher {
             }
             _ => (None, false),
         };
-        Resolved { cgroup, meta, chain: Default::default(), partial }
+        let pod = self.kube.as_deref().and_then(|k| {
+            let m = meta.as_deref();
+            let uid = container.and_then(|c| c.pod_uid.as_deref()).or_else(|| m.and_then(|m| m.pod_uid.as_deref()));
+            let by_name = m.and_then(|m| m.pod_namespace.as_deref().zip(m.pod_name.as_deref()));
+            let pod = match (uid, by_name) {
+                (Some(u), _) => k.lookup_pod(u).or_else(|| by_name.and_then(|(ns, n)| k.lookup_pod_by_name(ns, n))),
+                (None, Some((ns, n))) => k.lookup_pod_by_name(ns, n),
+                (None, None) => return None,
+            };
+            // A pod is expected here: the API server has not told of it (yet).
+            partial |= pod.is_none();
+            pod
+        });
+        Resolved { cgroup, meta, pod, chain: Default::default(), partial }
     }
 
     /// `resolve` plus the process and up to `depth` ancestors from `table`.

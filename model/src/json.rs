@@ -52,6 +52,14 @@ pub struct Identity<'a> {
     pub container_name: Option<&'a str>,
     /// Image reference the container was created from.
     pub image: Option<&'a str>,
+    /// Kind of the workload that owns the pod: Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet, Pod.
+    pub workload_kind: Option<&'a str>,
+    /// Name of the workload that owns the pod.
+    pub workload: Option<&'a str>,
+    /// How the workload was learnt: `api` (ownerReferences) or `inferred` (pod name and labels).
+    pub workload_source: Option<&'a str>,
+    /// Pod labels (key, value), sorted by key, when the API server told them.
+    pub pod_labels: Option<&'a [(Box<str>, Box<str>)]>,
     /// Executable of the process itself (from the process table).
     pub process_exe: Option<&'a [u8]>,
     /// Parent, grandparent, ...: nearest first, unused slots None.
@@ -144,11 +152,26 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
         ("pod", id.pod),
         ("container_name", id.container_name),
         ("image", id.image),
+        ("workload_kind", id.workload_kind),
+        ("workload", id.workload),
+        ("workload_source", id.workload_source),
     ] {
         if let Some(v) = value {
             let _ = write!(out, ",\"{name}\":");
             str_value(out, v.as_bytes());
         }
+    }
+    if let Some(labels) = id.pod_labels {
+        out.extend_from_slice(b",\"pod_labels\":{");
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            str_value(out, k.as_bytes());
+            out.push(b':');
+            str_value(out, v.as_bytes());
+        }
+        out.push(b'}');
     }
     if id.partial {
         out.extend_from_slice(b",\"enrichment\":\"partial\"");

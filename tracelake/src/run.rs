@@ -3,7 +3,8 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
-use tracelake_enricher::{ContainerdMeta, Enricher, ProcessTable};
+use tracelake_enricher::kube::KubeMode;
+use tracelake_enricher::{ContainerdMeta, Enricher, KubeMeta, ProcessTable};
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_sensor::{EventHandler, Sensor};
@@ -73,6 +74,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             ));
         } else {
             tracing::info!(socket = %e.containerd_socket.display(), "no containerd socket: container metadata off");
+        }
+        match KubeMeta::start_thread(&e.kubernetes, e.tombstone_ttl) {
+            Ok(Some(kube)) => enricher = enricher.with_kube(kube),
+            Ok(None) => {}
+            Err(err) if e.kubernetes.mode == KubeMode::On => {
+                return Err(err).context("enricher.kubernetes.mode = \"on\"");
+            }
+            Err(err) => tracing::warn!(
+                error = format!("{:#}", anyhow::Error::from(err)),
+                "kubernetes: off; workloads are inferred from pod names"
+            ),
         }
         let processes = ProcessTable::new(e.tombstone_ttl, e.cache_entries, e.max_processes);
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);

@@ -97,11 +97,8 @@ fn events_from_a_container_carry_its_identity() {
     let status = child.wait().unwrap();
     assert!(status.success());
     let stdout = reader.join().unwrap().unwrap();
-    let lines: Vec<serde_json::Value> = stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
     let cat = lines
         .iter()
         .find(|v| v["kind"] == "exec" && v["args"][0] == "cat" && v["args"][1] == "/etc/hostname")
