@@ -11,6 +11,6 @@ mod tests;
 mod workload;
 
 pub use config::{KubeMode, KubernetesConfig};
-pub use source::{KubeError, KubeMeta, KubeStats, client};
+pub use source::{KubeError, KubeMeta, KubeStats, client, watched_resources};
 pub use store::{Owner, PodChange, PodInfo, ServiceInfo};
 pub use workload::{Labels, Workload, WorkloadKind, WorkloadSource, cronjob_of_job, deployment_of_replicaset, infer};

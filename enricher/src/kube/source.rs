@@ -75,10 +75,11 @@ pub struct KubeStats {
 
 /// One decoded watch event of any watched resource.
 enum Change {
-    Pod(Event<Pod>),
+    // Boxed: a Pod is 2 KiB on the stack, the other events much less.
+    Pod(Box<Event<Pod>>),
     ReplicaSet(Event<PartialObjectMeta<ReplicaSet>>),
     Job(Event<PartialObjectMeta<Job>>),
-    Service(Event<Service>),
+    Service(Box<Event<Service>>),
     Failed(&'static str, watcher::Error),
 }
 
@@ -253,6 +254,14 @@ where
         .boxed()
 }
 
+/// (API group, resource) of everything watched: what deploy/rbac.yaml must grant (list and watch).
+pub fn watched_resources() -> [(&'static str, &'static str); 4] {
+    fn of<K: k8s_openapi::Resource>() -> (&'static str, &'static str) {
+        (K::GROUP, K::URL_PATH_SEGMENT)
+    }
+    [of::<Pod>(), of::<ReplicaSet>(), of::<Job>(), of::<Service>()]
+}
+
 fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -270,7 +279,7 @@ fn streams(client: &Client, cfg: &KubernetesConfig, node: &str) -> impl Stream<I
     let on_node = base.clone().fields(&format!("spec.nodeName={node}"));
     let mut all: Vec<BoxStream<'static, Change>> = Vec::new();
     for api in apis::<Pod>(client, &cfg.namespaces) {
-        all.push(stream_of(api, on_node.clone(), "pods", Change::Pod));
+        all.push(stream_of(api, on_node.clone(), "pods", |e| Change::Pod(Box::new(e))));
     }
     for api in apis::<PartialObjectMeta<ReplicaSet>>(client, &cfg.namespaces) {
         all.push(stream_of(api, base.clone(), "replicasets", Change::ReplicaSet));
@@ -279,7 +288,7 @@ fn streams(client: &Client, cfg: &KubernetesConfig, node: &str) -> impl Stream<I
         all.push(stream_of(api, base.clone(), "jobs", Change::Job));
     }
     for api in apis::<Service>(client, &cfg.namespaces) {
-        all.push(stream_of(api, base.clone(), "services", Change::Service));
+        all.push(stream_of(api, base.clone(), "services", |e| Change::Service(Box::new(e))));
     }
     stream::select_all(all)
 }
@@ -353,7 +362,7 @@ async fn watch(me: Weak<KubeMeta>, client: Client, cfg: KubernetesConfig, node: 
 impl Watch {
     fn apply(&mut self, meta: &KubeMeta, change: Change) {
         match change {
-            Change::Pod(ev) => self.pod(meta, ev),
+            Change::Pod(ev) => self.pod(meta, *ev),
             Change::ReplicaSet(ev) => {
                 let (map, seen) = (&mut self.state.replicasets, &mut self.relist.replicasets);
                 if let Some(uid) = owner_event(map, seen, ev, &mut self.init_done[1]) {
@@ -368,7 +377,7 @@ impl Watch {
                 }
                 self.mark_synced(JOBS, 2);
             }
-            Change::Service(ev) => self.service(ev),
+            Change::Service(ev) => self.service(*ev),
             Change::Failed(resource, e) => {
                 let n = meta.errors.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(resource, error = %e, errors = n, "kubernetes: watch failed; retrying with backoff (events use what is known)");
