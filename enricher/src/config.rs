@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::iphistory::IpHistoryConfig;
+use crate::kube::KubernetesConfig;
 
 /// How identities are resolved and kept.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -38,6 +39,9 @@ pub struct EnricherConfig {
     /// Pod IP history.
     #[serde(default)]
     pub ip_history: IpHistoryConfig,
+    /// Pods, workloads and services from the Kubernetes API server.
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -76,6 +80,7 @@ impl Default for EnricherConfig {
             runtime_timeout: default_runtime_timeout(),
             state_dir: default_state_dir(),
             ip_history: IpHistoryConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ use containerd_client::tonic::transport::Channel;
 use moka::sync::Cache;
 use tokio::sync::mpsc;
 
+use crate::kube::{Workload, infer};
 use crate::metrics::{self, CacheCounters};
 
 /// What containerd knows of one container.
@@ -34,11 +35,16 @@ pub struct ContainerMeta {
     pub labels: BTreeMap<String, String>,
     /// The image's content digest, when the runtime still has the image.
     pub image_digest: Option<String>,
+    /// The pod's workload guessed from its name and these labels, once per
+    /// container (the API server's answer, when there is one, wins).
+    pub workload: Option<Workload>,
 }
 
 impl ContainerMeta {
-    fn from_labels(id: &str, image: String, labels: BTreeMap<String, String>) -> ContainerMeta {
+    /// Metadata from a container's labels (kubelet's `io.kubernetes.*`).
+    pub fn from_labels(id: &str, image: String, labels: BTreeMap<String, String>) -> ContainerMeta {
         let get = |k: &str| labels.get(k).cloned();
+        let workload = labels.get("io.kubernetes.pod.name").and_then(|pod| infer(pod, &labels));
         ContainerMeta {
             id: id.to_string(),
             image,
@@ -48,6 +54,7 @@ impl ContainerMeta {
             pod_uid: get("io.kubernetes.pod.uid"),
             labels,
             image_digest: None,
+            workload,
         }
     }
 }

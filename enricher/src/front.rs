@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::containerd::ContainerMeta;
 use crate::identity::CgroupIdentity;
+use crate::kube::PodInfo;
 
 /// Entries before the front is emptied (a node runs a few hundred containers).
 pub(crate) const MAX_ENTRIES: usize = 16_384;
@@ -24,18 +25,15 @@ pub(crate) const RECHECK_NS: u64 = 100_000_000;
 pub(crate) struct Slot {
     pub cgroup: Option<Arc<CgroupIdentity>>,
     pub meta: Option<Arc<ContainerMeta>>,
+    pub pod: Option<Arc<PodInfo>>,
+    /// Some source had no answer (yet): the events say so.
+    pub partial: bool,
+    /// Asked again after `recheck_ns`: partial answers, and cgroups not
+    /// found. Complete answers never change (cgroup ids are not reused
+    /// within a boot, nor are container ids).
+    pub incomplete: bool,
     /// Event time after which an incomplete slot is refreshed.
     pub recheck_ns: u64,
-}
-
-impl Slot {
-    /// Complete answers never need a refresh: cgroup ids are not reused within a boot.
-    pub fn complete(&self, with_runtime: bool) -> bool {
-        match &self.cgroup {
-            None => false,
-            Some(c) => !with_runtime || c.container.is_none() || self.meta.is_some(),
-        }
-    }
 }
 
 #[derive(Debug, Default)]

@@ -62,6 +62,14 @@ pub struct Identity<'a> {
     pub peer_container_id: Option<&'a str>,
     /// Service name when the remote IP is a ClusterIP.
     pub peer_service: Option<&'a str>,
+    /// Kind of the workload that owns the pod: Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet, Pod.
+    pub workload_kind: Option<&'a str>,
+    /// Name of the workload that owns the pod.
+    pub workload: Option<&'a str>,
+    /// How the workload was learnt: `api` (ownerReferences) or `inferred` (pod name and labels).
+    pub workload_source: Option<&'a str>,
+    /// Pod labels (key, value), sorted by key, when the API server told them.
+    pub pod_labels: Option<&'a [(Box<str>, Box<str>)]>,
     /// Executable of the process itself (from the process table).
     pub process_exe: Option<&'a [u8]>,
     /// Parent, grandparent, ...: nearest first, unused slots None.
@@ -164,11 +172,26 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
         ("peer_workload", id.peer_workload),
         ("peer_container_id", id.peer_container_id),
         ("peer_service", id.peer_service),
+        ("workload_kind", id.workload_kind),
+        ("workload", id.workload),
+        ("workload_source", id.workload_source),
     ] {
         if let Some(v) = value {
             let _ = write!(out, ",\"{name}\":");
             str_value(out, v.as_bytes());
         }
+    }
+    if let Some(labels) = id.pod_labels {
+        out.extend_from_slice(b",\"pod_labels\":{");
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            str_value(out, k.as_bytes());
+            out.push(b':');
+            str_value(out, v.as_bytes());
+        }
+        out.push(b'}');
     }
     if id.partial {
         out.extend_from_slice(b",\"enrichment\":\"partial\"");

@@ -137,6 +137,21 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_section_parses_and_rejects_unknown_keys() {
+        let cfg =
+            parse("[enricher.kubernetes]\nmode = \"off\"\nnode_name = \"n1\"\nnamespaces = [\"shop\"]\n", &[]).unwrap();
+        let k = &cfg.enricher.kubernetes;
+        assert_eq!(k.mode, tracelake_enricher::kube::KubeMode::Off);
+        assert_eq!((k.node_name(), k.namespaces.as_slice()), ("n1".to_string(), &["shop".to_string()][..]));
+        let err = format!("{:#}", parse("[enricher.kubernetes]\nmod = \"on\"\n", &[]).unwrap_err());
+        assert!(err.contains("mod"), "{err}");
+        let err = format!("{:#}", parse("[enricher.kubernetes]\nmode = \"maybe\"\n", &[]).unwrap_err());
+        assert!(err.contains("maybe"), "{err}");
+        let env = [("TRACELAKE__ENRICHER__KUBERNETES__MODE".to_string(), "on".to_string())];
+        assert_eq!(parse("", &env).unwrap().enricher.kubernetes.mode, tracelake_enricher::kube::KubeMode::On);
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let env = [
             ("TRACELAKE__SENSOR__ARGV_MAX".to_string(), "2048".to_string()),

@@ -6,7 +6,8 @@ use anyhow::Context;
 use std::sync::Arc;
 
 use tracelake_enricher::iphistory::{IpHistory, NodeObserver, ObserverOptions, now_ns};
-use tracelake_enricher::{ContainerdMeta, Enricher, EnricherConfig, ProcessTable};
+use tracelake_enricher::kube::KubeMode;
+use tracelake_enricher::{ContainerdMeta, Enricher, EnricherConfig, KubeMeta, ProcessTable};
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_sensor::{EventHandler, Sensor};
@@ -105,9 +106,27 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             tracing::info!(socket = %e.containerd_socket.display(), "no containerd socket: container metadata off");
             None
         };
+        let mut history = None;
         if e.ip_history.enabled {
-            let (history, observer) = ip_history(e, node, containerd);
-            enricher = enricher.with_ip_history(history, observer, Sensor::boot_clock());
+            let (h, observer) = ip_history(e, node, containerd);
+            enricher = enricher.with_ip_history(Arc::clone(&h), observer, Sensor::boot_clock());
+            history = Some(h);
+        }
+        match KubeMeta::start_thread(&e.kubernetes, e.tombstone_ttl) {
+            Ok(Some(kube)) => {
+                if let Some(h) = &history {
+                    tracelake_enricher::iphistory::kube_feed::spawn(&kube, Arc::clone(h));
+                }
+                enricher = enricher.with_kube(kube);
+            }
+            Ok(None) => {}
+            Err(err) if e.kubernetes.mode == KubeMode::On => {
+                return Err(err).context("enricher.kubernetes.mode = \"on\"");
+            }
+            Err(err) => tracing::warn!(
+                error = format!("{:#}", anyhow::Error::from(err)),
+                "kubernetes: off; workloads are inferred from pod names"
+            ),
         }
         let processes = ProcessTable::new(e.tombstone_ttl, e.cache_entries, e.max_processes);
         let mut caches = enricher.cache_counters();

@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
             pod_namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
             pod_uid: labels.get("io.kubernetes.pod.uid").cloned(),
             labels,
+            ..ContainerMeta::default()
         });
         let cgroup = (1 << 48) + i;
         enricher.remember_cgroup(

@@ -12,6 +12,7 @@
 //! than a retention ago.
 
 mod config;
+pub mod kube_feed;
 mod node;
 mod persist;
 mod store;

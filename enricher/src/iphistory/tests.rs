@@ -270,3 +270,51 @@ fn local_addresses_match_iproute2() {
     assert!(!theirs.is_empty(), "the host has a global address: {text}");
     assert_eq!(ours_sorted, theirs);
 }
+
+fn kube_pod(name: &str, uid: &str, addr: &str, start_s: u64) -> std::sync::Arc<crate::kube::PodInfo> {
+    use crate::kube::{PodInfo, Workload, WorkloadKind, WorkloadSource};
+    std::sync::Arc::new(PodInfo {
+        uid: uid.into(),
+        name: name.into(),
+        namespace: "shop".into(),
+        labels: Box::new([]),
+        node: Some("node-1".into()),
+        ips: vec![ip(addr)].into_boxed_slice(),
+        host_network: false,
+        phase: Some("Running".into()),
+        start_time: Some(std::time::UNIX_EPOCH + Duration::from_secs(start_s)),
+        deletion_time: None,
+        deleted: false,
+        workload: Workload { kind: WorkloadKind::Deployment, name: "web".into(), source: WorkloadSource::Api },
+        controller: None,
+    })
+}
+
+/// Pods the API watch reports hold their IPs from their start, with their
+/// workload; a deleted pod releases them, and the next pod on the IP is
+/// answered for later times only.
+#[test]
+fn pods_from_the_kubernetes_watch_feed_the_history() {
+    use crate::kube::PodChange;
+    let h = IpHistory::in_memory(Duration::from_secs(3600 * 24));
+    let a = kube_pod("web-7d9f8b6c5d-aaaaa", "uid-a", "10.42.1.7", 1_000);
+    kube_feed::apply(&h, &PodChange::Applied(a.clone()));
+    let at_a = 1_500 * 1_000_000_000;
+    let owner = h.who_had(ip("10.42.1.7"), at_a).expect("pod a holds the IP");
+    assert_eq!(owner.pod.as_deref(), Some("web-7d9f8b6c5d-aaaaa"));
+    assert_eq!(owner.workload_kind.as_deref(), Some("Deployment"));
+    assert_eq!(owner.workload.as_deref(), Some("web"));
+    assert_eq!(owner.source, Source::Kube);
+    assert!(h.who_had(ip("10.42.1.7"), 999 * 1_000_000_000).is_none(), "not before the pod started");
+    kube_feed::apply(&h, &PodChange::Deleted(a));
+    // A host-network pod reports the node's address: it must not take it over.
+    let mut host = (*kube_pod("node-exporter-x", "uid-h", "10.42.1.7", 2_000)).clone();
+    host.host_network = true;
+    kube_feed::apply(&h, &PodChange::Applied(std::sync::Arc::new(host)));
+    let now = now_ns();
+    let b = kube_pod("web-7d9f8b6c5d-bbbbb", "uid-b", "10.42.1.7", u64::try_from(now / 1_000_000_000).unwrap() + 10);
+    kube_feed::apply(&h, &PodChange::Applied(b));
+    assert_eq!(who(&h, "10.42.1.7", at_a).as_deref(), Some("web-7d9f8b6c5d-aaaaa"));
+    assert_eq!(who(&h, "10.42.1.7", now + 20 * 1_000_000_000).as_deref(), Some("web-7d9f8b6c5d-bbbbb"));
+    assert_eq!(h.history(ip("10.42.1.7")).len(), 2, "a and b, nothing of the host-network pod");
+}
