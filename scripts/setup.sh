@@ -42,6 +42,12 @@ if [ ! -d /sys/kernel/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing
 fi
 
+# pyarrow: the independent reader the lake tests check Parquet files with (scripts/check_lake.py).
+if ! python3 -c "import pyarrow.parquet" >/dev/null 2>&1; then
+  echo "setup: installing pyarrow"
+  python3 -m pip install --quiet --root-user-action=ignore pyarrow
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install cargo-nextest --locked

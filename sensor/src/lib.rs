@@ -21,6 +21,9 @@ use tracelake_model::Event;
 /// the ring buffer: copy what must outlive the call.
 pub trait EventHandler {
     fn handle(&mut self, ev: &Event<'_>);
+    /// Called about once a second from the reader loop, events or not:
+    /// time-driven work of sinks (age rotation, retries) goes here.
+    fn tick(&mut self) {}
     /// Called when the sensor stops, after the last event.
     fn flush(&mut self) {}
 }

@@ -124,6 +124,8 @@ impl Sensor {
         let status_every =
             if self.cfg.status_interval.is_zero() { Duration::from_secs(3600) } else { self.cfg.status_interval };
         let mut status_tick = tokio::time::interval_at(Instant::now() + status_every, status_every);
+        let mut handler_tick = tokio::time::interval(Duration::from_secs(1));
+        handler_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut pending: Option<(Instant, usize)> = None;
         tokio::pin!(shutdown);
         loop {
@@ -145,6 +147,7 @@ impl Sensor {
                     }
                 }
                 _ = status_tick.tick() => self.status()?,
+                _ = handler_tick.tick() => handler.tick(),
             }
         }
         read_ring(self.ring.get_mut(), &mut self.agg, &self.counters, handler);

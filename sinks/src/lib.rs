@@ -1,3 +1,5 @@
 //! Sinks: one folder per sink, each with `config.rs`, `sink.rs`, `tests.rs`.
 
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod stdout;

@@ -42,9 +42,13 @@ pub struct WhoisArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Write events to standard output as JSON lines (docs/events.md).
+    /// Write events to standard output as JSON lines (docs/events.md). Alone, only there; without it
+    /// (or with --lake) events go to the Parquet lake (docs/schema.md).
     #[arg(long)]
     pub stdout: bool,
+    /// Write the Parquet lake into this directory (overrides sinks.lake.dir).
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
     /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
     #[arg(long = "for", value_parser = humantime::parse_duration)]
     pub run_for: Option<Duration>,

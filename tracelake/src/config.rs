@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tracelake_enricher::EnricherConfig;
 use tracelake_sensor::SensorConfig;
+use tracelake_sinks::parquet::LakeConfig;
 use tracelake_sinks::stdout::StdoutConfig;
 use tracelake_telemetry::TelemetryConfig;
 
@@ -41,6 +42,9 @@ pub struct SinksConfig {
     /// JSON lines on standard output.
     #[serde(default)]
     pub stdout: StdoutConfig,
+    /// The Parquet data lake.
+    #[serde(default)]
+    pub lake: LakeConfig,
 }
 
 const ENV_PREFIX: &str = "TRACELAKE__";

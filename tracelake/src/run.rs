@@ -1,6 +1,7 @@
 //! `tracelake run`: sensor to sinks in one process.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use anyhow::Context;
 use std::sync::Arc;
@@ -11,25 +12,44 @@ use tracelake_enricher::{ContainerdMeta, Enricher, EnricherConfig, KubeMeta, Pro
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_sensor::{EventHandler, Sensor};
+use tracelake_sinks::parquet::LakeSink;
 use tracelake_sinks::stdout::JsonLinesSink;
 
 use crate::cli::RunArgs;
 use crate::config;
 
-struct StdoutHandler<W: Write> {
-    sink: JsonLinesSink<W>,
+/// Enriches every event once and hands it to each chosen sink.
+struct SinkHandler<W: Write> {
+    stdout: Option<JsonLinesSink<W>>,
+    lake: Option<LakeSink>,
     enricher: Enricher,
     processes: ProcessTable,
     lineage_depth: usize,
 }
 
-impl<W: Write> EventHandler for StdoutHandler<W> {
+impl<W: Write> EventHandler for SinkHandler<W> {
     fn handle(&mut self, ev: &Event<'_>) {
         self.processes.observe(ev);
         let resolved = self.enricher.resolve_with_lineage(ev, &self.processes, self.lineage_depth);
-        self.sink.push_with(ev, &resolved.identity());
+        let id = resolved.identity();
+        if let Some(s) = &mut self.stdout {
+            s.push_with(ev, &id);
+        }
+        if let Some(l) = &mut self.lake {
+            l.push_with(ev, &id);
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Some(l) = &mut self.lake {
+            l.tick();
+        }
     }
 }
+
+/// A failing disk gets this many more tries at shutdown before rows count as lost.
+const CLOSE_RETRIES: u32 = 3;
+const CLOSE_BACKOFF: Duration = Duration::from_secs(1);
 
 fn node_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -82,10 +102,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let telemetry = tracelake_telemetry::init(&cfg.telemetry).context("cannot set up telemetry")?;
-    if !args.stdout {
-        tracing::info!(
-            "no sink chosen: writing JSON lines to stdout (the Parquet lake sink arrives with the lake work)"
-        );
+    // --stdout alone: JSON lines only, as before the lake; the lake otherwise, or when --lake names it.
+    let use_lake = !args.stdout || args.lake.is_some();
+    let mut lake_cfg = cfg.sinks.lake.clone();
+    if let Some(dir) = &args.lake {
+        lake_cfg.dir = dir.clone();
     }
     // Leaked once per process: the JSON context borrows it for the whole run.
     let node: &'static str = Box::leak(cfg.node_name.clone().unwrap_or_else(node_name).into_boxed_str());
@@ -93,7 +114,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let result = rt.block_on(async {
         let mut sensor = Sensor::start(&cfg.sensor).context("cannot start the sensor")?;
         let ctx = JsonContext { node, clock: Sensor::boot_clock(), node_salt: node_salt(node) };
-        let stdout = io::stdout().lock();
+        let lake = if use_lake {
+            let sink = LakeSink::open(&lake_cfg, ctx)
+                .with_context(|| format!("cannot open the lake at {}", lake_cfg.dir.display()))?;
+            tracing::info!(dir = %lake_cfg.dir.display(), "writing the Parquet lake");
+            Some(sink)
+        } else {
+            None
+        };
+        let stdout = args.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
         let e = &cfg.enricher;
         let mut enricher =
             Enricher::new(&e.cgroup_root(), e.cache_entries, e.tombstone_ttl).context("cannot start the enricher")?;
@@ -133,8 +162,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         caches.push(("process", std::sync::Arc::clone(processes.counters())));
         tracelake_enricher::metrics::register(&caches);
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
-        let mut handler =
-            StdoutHandler { sink: JsonLinesSink::new(stdout, &cfg.sinks.stdout, ctx), enricher, processes, lineage_depth };
+        let mut handler = SinkHandler { stdout, lake, enricher, processes, lineage_depth };
         if cfg.sensor.proc_snapshot {
             let n = sensor.snapshot(&mut handler);
             tracing::info!(processes = n, "reported running processes");
@@ -155,7 +183,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
         };
         let summary = sensor.run(&mut handler, shutdown).await.context("sensor stopped")?;
-        let sink_result = handler.sink.flush();
+        let stdout_result = handler.stdout.as_mut().map_or(Ok(()), JsonLinesSink::flush);
+        let lake_result = handler.lake.take().map(|l| l.close(CLOSE_RETRIES, CLOSE_BACKOFF));
         let s = &summary.stats;
         tracing::info!(
             delivered = s.delivered,
@@ -169,10 +198,25 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             let c = c.read();
             tracing::info!(cache, hits = c.hits, misses = c.misses, evicted = c.evicted, expired = c.expired, "enricher cache");
         }
-        match sink_result {
+        match &lake_result {
+            Some(Ok(l)) => tracing::info!(
+                rows = l.rows_written,
+                files = l.files_written,
+                bytes = l.bytes_written,
+                write_errors = l.write_errors,
+                "lake flushed"
+            ),
+            Some(Err(e)) => tracing::error!(error = %tracelake_sinks::parquet::error_chain(e), "lake: rows lost"),
+            None => {}
+        }
+        match stdout_result {
             // A closed pipe (| head) is the reader's choice, not an error.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            other => other.context("stdout"),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => other.context("stdout")?,
+        }
+        match lake_result {
+            Some(Err(e)) => Err(e).context("lake"),
+            Some(Ok(_)) | None => Ok(()),
         }
     });
     let _ = telemetry.shutdown();

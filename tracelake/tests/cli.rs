@@ -136,3 +136,95 @@ fn events_from_a_container_carry_its_identity() {
     assert_eq!(host["container"], false);
     container.stop().unwrap();
 }
+
+/// `key=<n>` from the run's log.
+fn logged(stderr: &str, line: &str, key: &str) -> u64 {
+    let l = stderr.lines().rev().find(|l| l.contains(line)).unwrap_or_else(|| panic!("no '{line}' in {stderr}"));
+    let v = l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap();
+    v.parse().unwrap()
+}
+
+/// pyarrow (scripts/check_lake.py) reads every file; returns its summary.
+fn check_lake(dir: &std::path::Path) -> serde_json::Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check_lake.py");
+    let out = Command::new("python3").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn lake_rows(summary: &serde_json::Value) -> u64 {
+    summary["rows"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum()
+}
+
+/// Without a sink flag, `run` writes the lake (dir from the config), every delivered event exactly once.
+#[test]
+fn run_writes_the_lake_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tracelake()
+        .args(["run", "--for", "3s"])
+        .env("TRACELAKE__SINKS__LAKE__DIR", format!("{:?}", dir.path().display().to_string()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(out.stdout.is_empty(), "no JSON lines unless asked");
+    let delivered = logged(&stderr, "stopped", "delivered");
+    assert_eq!(logged(&stderr, "lake flushed", "rows"), delivered);
+    let summary = check_lake(dir.path());
+    assert_eq!(lake_rows(&summary), delivered, "{summary}");
+    assert_eq!(summary["event_ids"].as_u64().unwrap(), delivered, "each event once: {summary}");
+    // The /proc walk reports this test process.
+    let script = format!(
+        "import pyarrow.dataset as ds, pyarrow.compute as pc\n\
+         t = ds.dataset('{}/process_activity', partitioning='hive').to_table()\n\
+         m = pc.and_(pc.equal(t['kind'], 'process_snapshot'), pc.equal(t['pid'], {}))\n\
+         print(t.filter(m).num_rows)",
+        dir.path().display(),
+        std::process::id()
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// SIGTERM flushes the lake; `--stdout --lake DIR` writes both, the same events.
+#[test]
+fn sigterm_flushes_the_lake_and_stdout_alongside() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tracelake()
+        .args(["run", "--stdout", "--lake"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut buf).map(|_| buf)
+    });
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("reported running processes") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30)).expect("sensor started");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let stderr = log.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    let lines = reader.join().unwrap().unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+    let summary = check_lake(dir.path());
+    assert_eq!(lake_rows(&summary), lines, "{summary}");
+    assert_eq!(logged(&stderr, "stopped", "delivered"), lines);
+}

@@ -1,0 +1,536 @@
+//! The columns of each event class, after the common ones (see `columns`).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, UInt16Builder,
+    UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field};
+use tracelake_model::{Body, Event, Kind};
+
+use super::columns::{Bytes, finish, lossy_into, split_args};
+use super::schema::{Table, list_of};
+
+/// The columns of one class, after the common ones.
+#[derive(Debug)]
+pub(crate) enum Extra {
+    Process(Box<ProcessCols>),
+    File(Box<FileCols>),
+    Net(Box<NetCols>),
+    Kernel(Box<KernelCols>),
+}
+
+impl Extra {
+    /// Builders for an event table; None for tables written by others.
+    pub(crate) fn new(table: Table) -> Option<Extra> {
+        match table {
+            Table::ProcessActivity => Some(Extra::Process(Box::default())),
+            Table::FileActivity => Some(Extra::File(Box::default())),
+            Table::NetworkActivity | Table::DnsActivity => Some(Extra::Net(Box::default())),
+            Table::KernelActivity => Some(Extra::Kernel(Box::default())),
+            Table::DetectionFinding | Table::IpOwnership => None,
+        }
+    }
+
+    pub(crate) fn fields(table: Table, f: &mut Vec<Field>) {
+        match table {
+            Table::ProcessActivity => ProcessCols::fields(f),
+            Table::FileActivity => FileCols::fields(f),
+            Table::NetworkActivity | Table::DnsActivity => NetCols::fields(f),
+            Table::KernelActivity => KernelCols::fields(f),
+            Table::DetectionFinding | Table::IpOwnership => {}
+        }
+    }
+
+    pub(crate) fn append(&mut self, ev: &Event<'_>) -> usize {
+        match self {
+            Extra::Process(c) => c.append(ev),
+            Extra::File(c) => c.append(ev),
+            Extra::Net(c) => c.append(ev),
+            Extra::Kernel(c) => c.append(ev),
+        }
+    }
+
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+        match self {
+            Extra::Process(c) => c.finish(out),
+            Extra::File(c) => c.finish(out),
+            Extra::Net(c) => c.finish(out),
+            Extra::Kernel(c) => c.finish(out),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ProcessCols {
+    cmdline: StringBuilder,
+    args: ListBuilder<StringBuilder>,
+    args_raw: BinaryBuilder,
+    cwd: Bytes,
+    exe_ino: UInt64Builder,
+    exe_dev: UInt32Builder,
+    exe_nlink: UInt32Builder,
+    fileless: BooleanBuilder,
+    child_pid: UInt32Builder,
+    child_start_ns: UInt64Builder,
+    exit_code: UInt32Builder,
+    signal: UInt32Builder,
+    core_dump: BooleanBuilder,
+}
+
+impl ProcessCols {
+    fn fields(f: &mut Vec<Field>) {
+        use DataType::{Binary, Boolean, UInt32, UInt64, Utf8};
+        f.push(Field::new("cmdline", Utf8, true));
+        f.push(Field::new("args", list_of(Utf8), true));
+        f.push(Field::new("args_raw", Binary, true));
+        Bytes::fields("cwd", f);
+        f.push(Field::new("exe_ino", UInt64, true));
+        f.push(Field::new("exe_dev", UInt32, true));
+        f.push(Field::new("exe_nlink", UInt32, true));
+        f.push(Field::new("fileless", Boolean, true));
+        f.push(Field::new("child_pid", UInt32, true));
+        f.push(Field::new("child_start_ns", UInt64, true));
+        f.push(Field::new("exit_code", UInt32, true));
+        f.push(Field::new("signal", UInt32, true));
+        f.push(Field::new("core_dump", Boolean, true));
+    }
+
+    fn append(&mut self, ev: &Event<'_>) -> usize {
+        let mut r = ProcRow::default();
+        match ev.body {
+            Body::Exec { args, cwd, exe_ino, exe_dev, exe_nlink, .. } => {
+                r.args = Some(args);
+                r.cwd = Some(cwd);
+                r.exe = Some((exe_ino, exe_dev, exe_nlink, ev.fileless()));
+            }
+            Body::Snapshot { args, cwd, .. } => {
+                r.args = Some(args);
+                r.cwd = Some(cwd);
+            }
+            Body::Fork { child_pid, child_start_ns } => r.fork = Some((child_pid, child_start_ns)),
+            Body::Exit { exit_code, signal, core_dump } => r.exit = Some((exit_code, signal, core_dump)),
+            Body::Threads | Body::File { .. } | Body::Net { .. } | Body::Syscall { .. } => {}
+        }
+        let mut size = 0;
+        match r.args {
+            Some(raw) => {
+                let mut utf8 = true;
+                for (i, arg) in split_args(raw).enumerate() {
+                    if i > 0 {
+                        let _ = self.cmdline.write_char(' ');
+                    }
+                    lossy_into(&mut self.cmdline, arg);
+                    let item = self.args.values();
+                    lossy_into(item, arg);
+                    item.append_value("");
+                    utf8 &= std::str::from_utf8(arg).is_ok();
+                }
+                self.cmdline.append_value("");
+                self.args.append(true);
+                if utf8 {
+                    self.args_raw.append_null();
+                } else {
+                    self.args_raw.append_value(raw);
+                }
+                size += 3 * raw.len();
+            }
+            None => {
+                self.cmdline.append_null();
+                self.args.append(false);
+                self.args_raw.append_null();
+            }
+        }
+        size += self.cwd.append_option(r.cwd);
+        self.exe_ino.append_option(r.exe.map(|e| e.0));
+        self.exe_dev.append_option(r.exe.map(|e| e.1));
+        self.exe_nlink.append_option(r.exe.map(|e| e.2));
+        self.fileless.append_option(r.exe.map(|e| e.3));
+        self.child_pid.append_option(r.fork.map(|f| f.0));
+        self.child_start_ns.append_option(r.fork.map(|f| f.1));
+        self.exit_code.append_option(r.exit.map(|e| e.0));
+        self.signal.append_option(r.exit.map(|e| e.1));
+        self.core_dump.append_option(r.exit.map(|e| e.2));
+        size
+    }
+
+    fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+        finish(&mut self.cmdline, out);
+        finish(&mut self.args, out);
+        finish(&mut self.args_raw, out);
+        self.cwd.finish(out);
+        finish(&mut self.exe_ino, out);
+        finish(&mut self.exe_dev, out);
+        finish(&mut self.exe_nlink, out);
+        finish(&mut self.fileless, out);
+        finish(&mut self.child_pid, out);
+        finish(&mut self.child_start_ns, out);
+        finish(&mut self.exit_code, out);
+        finish(&mut self.signal, out);
+        finish(&mut self.core_dump, out);
+    }
+}
+
+#[derive(Default)]
+struct ProcRow<'a> {
+    args: Option<&'a [u8]>,
+    cwd: Option<&'a [u8]>,
+    exe: Option<(u64, u32, u32, bool)>,
+    fork: Option<(u32, u64)>,
+    exit: Option<(u32, u32, bool)>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct FileCols {
+    ret: Int64Builder,
+    path: Bytes,
+    path2: Bytes,
+    ino: UInt64Builder,
+    dev: UInt32Builder,
+    open_flags: UInt32Builder,
+    rename_flags: UInt32Builder,
+    unlink_flags: UInt32Builder,
+    mode: UInt32Builder,
+    owner_uid: Int64Builder,
+    owner_gid: Int64Builder,
+}
+
+impl FileCols {
+    fn fields(f: &mut Vec<Field>) {
+        use DataType::{Int64, UInt32, UInt64};
+        f.push(Field::new("ret", Int64, true));
+        Bytes::fields("path", f);
+        Bytes::fields("path2", f);
+        f.push(Field::new("ino", UInt64, true));
+        f.push(Field::new("dev", UInt32, true));
+        for name in ["open_flags", "rename_flags", "unlink_flags", "mode"] {
+            f.push(Field::new(name, UInt32, true));
+        }
+        f.push(Field::new("owner_uid", Int64, true));
+        f.push(Field::new("owner_gid", Int64, true));
+    }
+
+    fn append(&mut self, ev: &Event<'_>) -> usize {
+        #[derive(Default)]
+        struct Row<'a> {
+            ret: Option<i64>,
+            path: Option<&'a [u8]>,
+            path2: Option<&'a [u8]>,
+            inode: Option<(u64, u32)>,
+            open_flags: Option<u32>,
+            rename_flags: Option<u32>,
+            unlink_flags: Option<u32>,
+            mode: Option<u32>,
+            owner: Option<(i64, i64)>,
+        }
+        let mut r = Row::default();
+        if let Body::File { ret, path, path2, ino, dev, open_flags, mode, owner_uid, owner_gid } = ev.body {
+            r.ret = Some(ret);
+            r.path = Some(path);
+            match ev.kind {
+                Kind::FileOpen => {
+                    r.inode = Some((ino, dev));
+                    r.open_flags = Some(open_flags);
+                    r.mode = Some(mode);
+                }
+                Kind::FileRename => {
+                    r.path2 = Some(path2);
+                    r.rename_flags = Some(open_flags);
+                }
+                Kind::FileUnlink => r.unlink_flags = Some(open_flags),
+                Kind::FileChmod => r.mode = Some(mode),
+                // -1 (unchanged) stays -1, as in the JSON.
+                Kind::FileChown => r.owner = Some((i64::from(owner_uid as i32), i64::from(owner_gid as i32))),
+                Kind::Exec
+                | Kind::Fork
+                | Kind::Exit
+                | Kind::CloneThread
+                | Kind::NetConnect
+                | Kind::NetAccept
+                | Kind::NetListen
+                | Kind::NetClose
+                | Kind::NetUdpSend
+                | Kind::NetBind
+                | Kind::Setuid
+                | Kind::Setgid
+                | Kind::Capset
+                | Kind::Ptrace
+                | Kind::Mount
+                | Kind::Umount
+                | Kind::Unshare
+                | Kind::Setns
+                | Kind::ModuleLoad
+                | Kind::Bpf
+                | Kind::MemfdCreate
+                | Kind::Chroot
+                | Kind::PivotRoot
+                | Kind::ProcessSnapshot => {}
+            }
+        }
+        self.ret.append_option(r.ret);
+        let mut size = self.path.append_option(r.path);
+        size += self.path2.append_option(r.path2);
+        self.ino.append_option(r.inode.map(|i| i.0));
+        self.dev.append_option(r.inode.map(|i| i.1));
+        self.open_flags.append_option(r.open_flags);
+        self.rename_flags.append_option(r.rename_flags);
+        self.unlink_flags.append_option(r.unlink_flags);
+        self.mode.append_option(r.mode);
+        self.owner_uid.append_option(r.owner.map(|o| o.0));
+        self.owner_gid.append_option(r.owner.map(|o| o.1));
+        size
+    }
+
+    fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+        finish(&mut self.ret, out);
+        self.path.finish(out);
+        self.path2.finish(out);
+        finish(&mut self.ino, out);
+        finish(&mut self.dev, out);
+        finish(&mut self.open_flags, out);
+        finish(&mut self.rename_flags, out);
+        finish(&mut self.unlink_flags, out);
+        finish(&mut self.mode, out);
+        finish(&mut self.owner_uid, out);
+        finish(&mut self.owner_gid, out);
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct NetCols {
+    ret: Int64Builder,
+    family: StringBuilder,
+    protocol: StringBuilder,
+    local_ip: StringBuilder,
+    local_port: UInt16Builder,
+    remote_ip: StringBuilder,
+    remote_port: UInt16Builder,
+    unix_path: Bytes,
+    bytes_sent: UInt64Builder,
+    bytes_received: UInt64Builder,
+}
+
+/// Formats an address into a stack buffer (no allocation).
+fn ip_str<'b>(buf: &'b mut [u8; 48], family: u16, addr: &[u8; 16]) -> &'b str {
+    let mut cur = &mut buf[..];
+    let _ = if family == 10 {
+        write!(cur, "{}", Ipv6Addr::from(*addr))
+    } else {
+        write!(cur, "{}", Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    };
+    let left = cur.len();
+    std::str::from_utf8(&buf[..48 - left]).unwrap_or_default()
+}
+
+impl NetCols {
+    fn fields(f: &mut Vec<Field>) {
+        use DataType::{Int64, UInt16, UInt64, Utf8};
+        f.push(Field::new("ret", Int64, true));
+        f.push(Field::new("family", Utf8, true));
+        f.push(Field::new("protocol", Utf8, true));
+        f.push(Field::new("local_ip", Utf8, true));
+        f.push(Field::new("local_port", UInt16, true));
+        f.push(Field::new("remote_ip", Utf8, true));
+        f.push(Field::new("remote_port", UInt16, true));
+        Bytes::fields("unix_path", f);
+        f.push(Field::new("bytes_sent", UInt64, true));
+        f.push(Field::new("bytes_received", UInt64, true));
+    }
+
+    fn append(&mut self, ev: &Event<'_>) -> usize {
+        let Body::Net { ret, family, protocol, local, remote, unix_path, bytes_sent, bytes_received } = ev.body else {
+            self.ret.append_null();
+            self.family.append_null();
+            self.protocol.append_null();
+            self.local_ip.append_null();
+            self.local_port.append_null();
+            self.remote_ip.append_null();
+            self.remote_port.append_null();
+            self.unix_path.append_option(None);
+            self.bytes_sent.append_null();
+            self.bytes_received.append_null();
+            return 0;
+        };
+        self.ret.append_value(ret);
+        self.family.append_value(match family {
+            2 => "inet",
+            10 => "inet6",
+            1 => "unix",
+            _ => "other",
+        });
+        self.protocol.append_option(match protocol {
+            6 => Some("tcp"),
+            17 => Some("udp"),
+            0 => None,
+            _ => Some("other"),
+        });
+        let mut size = 0;
+        if family == 1 {
+            self.local_ip.append_null();
+            self.local_port.append_null();
+            self.remote_ip.append_null();
+            self.remote_port.append_null();
+            size += self.unix_path.append(unix_path);
+        } else {
+            let mut buf = [0u8; 48];
+            self.local_ip.append_value(ip_str(&mut buf, family, &local.addr));
+            self.local_port.append_value(local.port);
+            self.remote_ip.append_value(ip_str(&mut buf, family, &remote.addr));
+            self.remote_port.append_value(remote.port);
+            self.unix_path.append_option(None);
+            size += 48;
+        }
+        let closed = ev.kind == Kind::NetClose;
+        self.bytes_sent.append_option(closed.then_some(bytes_sent));
+        self.bytes_received.append_option(closed.then_some(bytes_received));
+        size
+    }
+
+    fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+        finish(&mut self.ret, out);
+        finish(&mut self.family, out);
+        finish(&mut self.protocol, out);
+        finish(&mut self.local_ip, out);
+        finish(&mut self.local_port, out);
+        finish(&mut self.remote_ip, out);
+        finish(&mut self.remote_port, out);
+        self.unix_path.finish(out);
+        finish(&mut self.bytes_sent, out);
+        finish(&mut self.bytes_received, out);
+    }
+}
+
+/// Names of the kernel table's string columns, in schema order.
+const KERNEL_STRINGS: [&str; 8] = ["source", "target", "fstype", "path", "name", "new_root", "put_old", "params"];
+/// Decoded integer arguments of the kernel table, in schema order.
+const KERNEL_U64: [&str; 8] = [
+    "mount_flags",
+    "cap_effective",
+    "cap_permitted",
+    "cap_inheritable",
+    "ns_type",
+    "ns_inode",
+    "unshare_flags",
+    "bpf_cmd",
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct KernelCols {
+    syscall_nr: UInt32Builder,
+    ret: Int64Builder,
+    syscall_args: ListBuilder<UInt64Builder>,
+    strings: [Bytes; 8],
+    numbers: [UInt64Builder; 8],
+    ns_fd: Int32Builder,
+    ptrace_request: Int64Builder,
+    target_pid: Int32Builder,
+}
+
+impl KernelCols {
+    fn fields(f: &mut Vec<Field>) {
+        use DataType::{Int32, Int64, UInt32, UInt64};
+        f.push(Field::new("syscall_nr", UInt32, true));
+        f.push(Field::new("ret", Int64, true));
+        f.push(Field::new("syscall_args", list_of(UInt64), true));
+        for name in KERNEL_STRINGS {
+            Bytes::fields(name, f);
+        }
+        for name in KERNEL_U64 {
+            f.push(Field::new(name, UInt64, true));
+        }
+        f.push(Field::new("ns_fd", Int32, true));
+        f.push(Field::new("ptrace_request", Int64, true));
+        f.push(Field::new("target_pid", Int32, true));
+    }
+
+    fn append(&mut self, ev: &Event<'_>) -> usize {
+        let mut strings: [Option<&[u8]>; 8] = [None; 8];
+        let mut numbers: [Option<u64>; 8] = [None; 8];
+        let (mut ns_fd, mut ptrace_request, mut target_pid) = (None, None, None);
+        let Body::Syscall { nr, ret, args, str1, str2, str3 } = ev.body else {
+            self.syscall_nr.append_null();
+            self.ret.append_null();
+            self.syscall_args.append(false);
+            for b in &mut self.strings {
+                b.append_option(None);
+            }
+            for b in &mut self.numbers {
+                b.append_null();
+            }
+            self.ns_fd.append_null();
+            self.ptrace_request.append_null();
+            self.target_pid.append_null();
+            return 0;
+        };
+        // Slots follow KERNEL_STRINGS / KERNEL_U64; the meanings follow docs/events.md.
+        match ev.kind {
+            Kind::Mount => {
+                (strings[0], strings[1], strings[2]) = (Some(str1), Some(str2), Some(str3));
+                numbers[0] = Some(args[3]);
+            }
+            Kind::Umount => strings[1] = Some(str1),
+            Kind::Chroot => strings[3] = Some(str1),
+            Kind::MemfdCreate => strings[4] = Some(str1),
+            Kind::PivotRoot => (strings[5], strings[6]) = (Some(str1), Some(str2)),
+            Kind::ModuleLoad => strings[7] = Some(str1),
+            Kind::Capset => (numbers[1], numbers[2], numbers[3]) = (Some(args[2]), Some(args[3]), Some(args[4])),
+            Kind::Setns => {
+                ns_fd = Some(args[0] as i32);
+                (numbers[4], numbers[5]) = (Some(args[1]), Some(args[5]));
+            }
+            Kind::Unshare => numbers[6] = Some(args[0]),
+            Kind::Ptrace => (ptrace_request, target_pid) = (Some(args[0] as i64), Some(args[1] as i32)),
+            Kind::Bpf => numbers[7] = Some(args[0]),
+            Kind::Setuid | Kind::Setgid => {}
+            Kind::Exec
+            | Kind::Fork
+            | Kind::Exit
+            | Kind::CloneThread
+            | Kind::FileOpen
+            | Kind::FileRename
+            | Kind::FileUnlink
+            | Kind::FileChmod
+            | Kind::FileChown
+            | Kind::NetConnect
+            | Kind::NetAccept
+            | Kind::NetListen
+            | Kind::NetClose
+            | Kind::NetUdpSend
+            | Kind::NetBind
+            | Kind::ProcessSnapshot => {}
+        }
+        self.syscall_nr.append_value(nr);
+        self.ret.append_value(ret);
+        self.syscall_args.values().append_slice(&args);
+        self.syscall_args.append(true);
+        let mut size = 48;
+        for (b, v) in self.strings.iter_mut().zip(strings) {
+            size += b.append_option(v);
+        }
+        for (b, v) in self.numbers.iter_mut().zip(numbers) {
+            b.append_option(v);
+        }
+        self.ns_fd.append_option(ns_fd);
+        self.ptrace_request.append_option(ptrace_request);
+        self.target_pid.append_option(target_pid);
+        size
+    }
+
+    fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+        finish(&mut self.syscall_nr, out);
+        finish(&mut self.ret, out);
+        finish(&mut self.syscall_args, out);
+        for b in &mut self.strings {
+            b.finish(out);
+        }
+        for b in &mut self.numbers {
+            finish(b, out);
+        }
+        finish(&mut self.ns_fd, out);
+        finish(&mut self.ptrace_request, out);
+        finish(&mut self.target_pid, out);
+    }
+}

@@ -1,0 +1,354 @@
+//! Arrow builders for the event tables: one `Common` set every event table
+//! has, plus the columns of its class (`Extra`). Appending a row writes into
+//! the builders' buffers only: nothing is allocated per event beyond their
+//! amortised growth.
+
+use std::fmt::Write as _;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, ListBuilder, StringBuilder,
+    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field};
+use tracelake_model::json::{Identity, JsonContext, event_id};
+use tracelake_model::{Body, Event, flags};
+
+use super::schema::{list_of, ocsf_class_uid, ts_type};
+
+/// Rough fixed cost of a row in the builders, for the memory bound.
+const ROW_BYTES: usize = 256;
+
+pub(crate) fn finish(b: &mut dyn ArrayBuilder, out: &mut Vec<ArrayRef>) {
+    out.push(b.finish());
+}
+
+fn ts_builder() -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::new().with_timezone("UTC")
+}
+
+fn wall(ctx: &JsonContext<'_>, ktime_ns: u64) -> i64 {
+    i64::try_from(ctx.clock.wall_ns(ktime_ns)).unwrap_or(i64::MAX)
+}
+
+/// A byte string kept losslessly: `<name>` holds it as UTF-8 (invalid bytes
+/// become U+FFFD), `<name>_raw` the exact bytes, only when they are not UTF-8.
+#[derive(Debug, Default)]
+pub(crate) struct Bytes {
+    text: StringBuilder,
+    raw: BinaryBuilder,
+}
+
+impl Bytes {
+    pub(crate) fn fields(name: &str, f: &mut Vec<Field>) {
+        f.push(Field::new(name, DataType::Utf8, true));
+        f.push(Field::new(format!("{name}_raw"), DataType::Binary, true));
+    }
+
+    /// Returns the bytes added, for the memory estimate.
+    pub(crate) fn append(&mut self, v: &[u8]) -> usize {
+        match std::str::from_utf8(v) {
+            Ok(s) => {
+                self.text.append_value(s);
+                self.raw.append_null();
+                v.len()
+            }
+            Err(_) => {
+                lossy_into(&mut self.text, v);
+                self.text.append_value("");
+                self.raw.append_value(v);
+                2 * v.len()
+            }
+        }
+    }
+
+    pub(crate) fn append_option(&mut self, v: Option<&[u8]>) -> usize {
+        match v {
+            Some(v) => self.append(v),
+            None => {
+                self.text.append_null();
+                self.raw.append_null();
+                0
+            }
+        }
+    }
+
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+        finish(&mut self.text, out);
+        finish(&mut self.raw, out);
+    }
+}
+
+/// Writes `v` into the builder's current value, invalid UTF-8 as U+FFFD.
+pub(crate) fn lossy_into(b: &mut StringBuilder, v: &[u8]) {
+    for chunk in v.utf8_chunks() {
+        let _ = b.write_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            let _ = b.write_char('\u{fffd}');
+        }
+    }
+}
+
+/// argv split at NULs, as `Event::args` does.
+pub(crate) fn split_args(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+    raw.split(|&b| b == 0).filter(move |_| !raw.is_empty())
+}
+
+/// Identity string columns, in schema order. The peer columns are set on
+/// network events only (null elsewhere costs next to nothing in Parquet).
+const ID_COLUMNS: [&str; 20] = [
+    "namespace",
+    "pod",
+    "pod_uid",
+    "workload_kind",
+    "workload",
+    "workload_source",
+    "container_id",
+    "container_name",
+    "image",
+    "image_digest",
+    "container_runtime",
+    "containerd_namespace",
+    "cgroup",
+    "pod_ip",
+    "peer_namespace",
+    "peer_pod",
+    "peer_workload_kind",
+    "peer_workload",
+    "peer_container_id",
+    "peer_service",
+];
+
+fn id_values<'a>(id: &Identity<'a>) -> [Option<&'a str>; ID_COLUMNS.len()] {
+    [
+        id.namespace,
+        id.pod,
+        id.pod_uid,
+        id.workload_kind,
+        id.workload,
+        id.workload_source,
+        id.container_id,
+        id.container_name,
+        id.image,
+        id.image_digest,
+        id.container_runtime,
+        id.containerd_namespace,
+        id.cgroup,
+        id.pod_ip,
+        id.peer_namespace,
+        id.peer_pod,
+        id.peer_workload_kind,
+        id.peer_workload,
+        id.peer_container_id,
+        id.peer_service,
+    ]
+}
+
+const SUBJECT_U32: [&str; 7] = ["pid", "tid", "ppid", "uid", "euid", "gid", "egid"];
+
+/// Columns every event table starts with.
+#[derive(Debug)]
+pub(crate) struct Common {
+    time: TimestampNanosecondBuilder,
+    event_id: StringBuilder,
+    node: StringBuilder,
+    kind: StringBuilder,
+    class_uid: Int32Builder,
+    count: UInt64Builder,
+    summary: BooleanBuilder,
+    first_time: TimestampNanosecondBuilder,
+    last_time: TimestampNanosecondBuilder,
+    flags: ListBuilder<StringBuilder>,
+    ids: [StringBuilder; ID_COLUMNS.len()],
+    cgroup_id: UInt64Builder,
+    container: BooleanBuilder,
+    enrichment_partial: BooleanBuilder,
+    subject: [UInt32Builder; 7],
+    proc_start_ns: UInt64Builder,
+    pidns: UInt32Builder,
+    mntns: UInt32Builder,
+    comm: Bytes,
+    exe: Bytes,
+    parent_exe: StringBuilder,
+    parent_cmdline: StringBuilder,
+    ancestor_pids: ListBuilder<UInt32Builder>,
+    ancestor_exes: ListBuilder<StringBuilder>,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            time: ts_builder(),
+            event_id: StringBuilder::new(),
+            node: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            class_uid: Int32Builder::new(),
+            count: UInt64Builder::new(),
+            summary: BooleanBuilder::new(),
+            first_time: ts_builder(),
+            last_time: ts_builder(),
+            flags: ListBuilder::new(StringBuilder::new()),
+            ids: Default::default(),
+            cgroup_id: UInt64Builder::new(),
+            container: BooleanBuilder::new(),
+            enrichment_partial: BooleanBuilder::new(),
+            subject: Default::default(),
+            proc_start_ns: UInt64Builder::new(),
+            pidns: UInt32Builder::new(),
+            mntns: UInt32Builder::new(),
+            comm: Bytes::default(),
+            exe: Bytes::default(),
+            parent_exe: StringBuilder::new(),
+            parent_cmdline: StringBuilder::new(),
+            ancestor_pids: ListBuilder::new(UInt32Builder::new()),
+            ancestor_exes: ListBuilder::new(StringBuilder::new()),
+        }
+    }
+}
+
+impl Common {
+    pub(crate) fn fields(f: &mut Vec<Field>) {
+        use DataType::{Boolean, Int32, UInt32, UInt64, Utf8};
+        f.push(Field::new("time", ts_type(), false));
+        f.push(Field::new("event_id", Utf8, false));
+        f.push(Field::new("node", Utf8, false));
+        f.push(Field::new("kind", Utf8, false));
+        f.push(Field::new("class_uid", Int32, false));
+        f.push(Field::new("count", UInt64, false));
+        f.push(Field::new("summary", Boolean, false));
+        f.push(Field::new("first_time", ts_type(), true));
+        f.push(Field::new("last_time", ts_type(), true));
+        f.push(Field::new("flags", list_of(Utf8), false));
+        for name in ID_COLUMNS {
+            f.push(Field::new(name, Utf8, true));
+        }
+        f.push(Field::new("cgroup_id", UInt64, false));
+        f.push(Field::new("container", Boolean, false));
+        f.push(Field::new("enrichment_partial", Boolean, false));
+        for name in SUBJECT_U32 {
+            f.push(Field::new(name, UInt32, false));
+        }
+        f.push(Field::new("proc_start_ns", UInt64, false));
+        f.push(Field::new("pidns", UInt32, false));
+        f.push(Field::new("mntns", UInt32, false));
+        Bytes::fields("comm", f);
+        Bytes::fields("exe", f);
+        f.push(Field::new("parent_exe", Utf8, true));
+        f.push(Field::new("parent_cmdline", Utf8, true));
+        f.push(Field::new("ancestor_pids", list_of(UInt32), false));
+        f.push(Field::new("ancestor_exes", list_of(Utf8), false));
+    }
+
+    /// Appends one row; returns an estimate of the bytes it added.
+    pub(crate) fn append(&mut self, ctx: &JsonContext<'_>, ev: &Event<'_>, id: &Identity<'_>) -> usize {
+        let s = &ev.subject;
+        let mut size = ROW_BYTES;
+        self.time.append_value(wall(ctx, s.ktime_ns));
+        let mut hex = [0u8; 16];
+        let v = event_id(ctx.node_salt, ev);
+        for (i, slot) in hex.iter_mut().enumerate() {
+            *slot = b"0123456789abcdef"[((v >> ((15 - i) * 4)) & 15) as usize];
+        }
+        self.event_id.append_value(std::str::from_utf8(&hex).unwrap_or_default());
+        self.node.append_value(ctx.node);
+        self.kind.append_value(ev.kind.name());
+        self.class_uid.append_value(ocsf_class_uid(ev.kind));
+        self.count.append_value(ev.count);
+        self.summary.append_value(ev.aggregate.is_some());
+        self.first_time.append_option(ev.aggregate.map(|a| wall(ctx, a.first_ns)));
+        self.last_time.append_option(ev.aggregate.map(|a| wall(ctx, a.last_ns)));
+        for (bit, name) in flags::NAMES {
+            if ev.flags & bit != 0 {
+                self.flags.values().append_value(name);
+            }
+        }
+        self.flags.append(true);
+        for (b, v) in self.ids.iter_mut().zip(id_values(id)) {
+            b.append_option(v);
+            size += v.map_or(0, str::len);
+        }
+        self.cgroup_id.append_value(s.cgroup_id);
+        self.container.append_value(id.container_id.is_some());
+        self.enrichment_partial.append_value(id.partial);
+        for (b, v) in self.subject.iter_mut().zip([s.tgid, s.pid, s.ppid, s.uid, s.euid, s.gid, s.egid]) {
+            b.append_value(v);
+        }
+        self.proc_start_ns.append_value(s.proc_start_ns);
+        self.pidns.append_value(s.pidns);
+        self.mntns.append_value(s.mntns);
+        size += self.comm.append(s.comm());
+        let exe = match ev.body {
+            Body::Exec { exe, .. } | Body::Snapshot { exe, .. } => Some(exe),
+            Body::Fork { .. }
+            | Body::Exit { .. }
+            | Body::Threads
+            | Body::File { .. }
+            | Body::Net { .. }
+            | Body::Syscall { .. } => id.process_exe,
+        };
+        size += self.exe.append_option(exe);
+        match &id.ancestors[0] {
+            Some(p) => {
+                lossy_into(&mut self.parent_exe, p.exe);
+                self.parent_exe.append_value("");
+                for (i, arg) in split_args(p.args).enumerate() {
+                    if i > 0 {
+                        let _ = self.parent_cmdline.write_char(' ');
+                    }
+                    lossy_into(&mut self.parent_cmdline, arg);
+                }
+                self.parent_cmdline.append_value("");
+                size += p.exe.len() + p.args.len();
+            }
+            None => {
+                self.parent_exe.append_null();
+                self.parent_cmdline.append_null();
+            }
+        }
+        for a in id.ancestors.iter().map_while(Option::as_ref) {
+            self.ancestor_pids.values().append_value(a.pid);
+            let exes = self.ancestor_exes.values();
+            lossy_into(exes, a.exe);
+            exes.append_value("");
+            size += a.exe.len() + 8;
+        }
+        self.ancestor_pids.append(true);
+        self.ancestor_exes.append(true);
+        size
+    }
+
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+        finish(&mut self.time, out);
+        finish(&mut self.event_id, out);
+        finish(&mut self.node, out);
+        finish(&mut self.kind, out);
+        finish(&mut self.class_uid, out);
+        finish(&mut self.count, out);
+        finish(&mut self.summary, out);
+        finish(&mut self.first_time, out);
+        finish(&mut self.last_time, out);
+        finish(&mut self.flags, out);
+        for b in &mut self.ids {
+            finish(b, out);
+        }
+        finish(&mut self.cgroup_id, out);
+        finish(&mut self.container, out);
+        finish(&mut self.enrichment_partial, out);
+        for b in &mut self.subject {
+            finish(b, out);
+        }
+        finish(&mut self.proc_start_ns, out);
+        finish(&mut self.pidns, out);
+        finish(&mut self.mntns, out);
+        self.comm.finish(out);
+        self.exe.finish(out);
+        finish(&mut self.parent_exe, out);
+        finish(&mut self.parent_cmdline, out);
+        finish(&mut self.ancestor_pids, out);
+        finish(&mut self.ancestor_exes, out);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.time.len()
+    }
+}

@@ -1,0 +1,20 @@
+//! The Parquet data lake: one table per OCSF class, Hive partitions by
+//! hour, complete files only (docs/schema.md). `tracelake run` writes it by
+//! default; `LakeWriter` is public for other producers (Kafka consumer,
+//! detections, IP history).
+
+mod classes;
+mod columns;
+mod config;
+pub mod maintain;
+mod schema;
+mod sink;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use config::LakeConfig;
+pub use maintain::MaintenanceReport;
+pub use schema::{Table, ocsf_class_uid};
+pub use sink::{LakeSink, LakeStats, error_chain};
+pub use writer::{LakeError, LakeWriter, PartialWrite, WrittenFile};

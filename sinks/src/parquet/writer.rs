@@ -1,0 +1,339 @@
+//! Durable Parquet files: sorted by time, split into hour partitions,
+//! written under a dot-prefixed temporary name, fsynced, renamed into place
+//! and the directory fsynced, so a reader (or a crash) never sees half a file.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ::parquet::arrow::ArrowWriter;
+use ::parquet::basic::{Compression, ZstdLevel};
+use ::parquet::errors::ParquetError;
+use ::parquet::file::metadata::{KeyValue, SortingColumn};
+use ::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use ::parquet::schema::types::ColumnPath;
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
+use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
+use arrow::error::ArrowError;
+
+use super::LakeConfig;
+use super::schema::Table;
+
+/// Why the lake could not write or maintain files.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake: cannot {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("lake: cannot encode {}", path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("lake: cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("lake table {table}: cannot build the batch")]
+    Arrow {
+        table: &'static str,
+        #[source]
+        source: ArrowError,
+    },
+    #[error("lake table {table}: the batch's schema is not the table's")]
+    Schema { table: &'static str },
+    #[error("lake: invalid configuration: {0}")]
+    Config(String),
+    #[error("lake: {rows} rows could not be written ({lost} lost, {pending} still pending)")]
+    Unwritten {
+        rows: u64,
+        lost: u64,
+        pending: u64,
+        #[source]
+        last: Option<Box<LakeError>>,
+    },
+}
+
+impl LakeError {
+    fn io<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> LakeError + 'p {
+        move |source| LakeError::Io { what, path: path.to_path_buf(), source }
+    }
+}
+
+/// One file made visible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenFile {
+    pub path: PathBuf,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+/// A write that failed part way: what became visible, and what did not.
+#[derive(Debug)]
+pub struct PartialWrite {
+    pub error: LakeError,
+    pub written: Vec<WrittenFile>,
+    /// The rows of no visible file, to retry.
+    pub unwritten: RecordBatch,
+}
+
+/// Writes record batches of any lake table as complete Parquet files.
+#[derive(Debug)]
+pub struct LakeWriter {
+    root: PathBuf,
+    props: HashMap<Table, Arc<WriterProperties>>,
+    /// Differs per process so two writers (or a restart) never pick the same name.
+    nonce: u64,
+    seq: u64,
+}
+
+/// Nanoseconds per hour partition.
+pub(crate) const HOUR_NS: i64 = 3_600_000_000_000;
+
+impl LakeWriter {
+    /// A writer for the lake at `cfg.dir` (created if missing). Call
+    /// `maintain::recover` first when taking over a lake a crash may have left.
+    pub fn new(cfg: &LakeConfig) -> Result<LakeWriter, LakeError> {
+        if cfg.row_group_rows == 0 {
+            return Err(LakeError::Config("row_group_rows must be above 0".into()));
+        }
+        let level = ZstdLevel::try_new(cfg.zstd_level).map_err(|e| LakeError::Config(format!("zstd_level: {e}")))?;
+        fs::create_dir_all(&cfg.dir).map_err(LakeError::io("create", &cfg.dir))?;
+        let props = Table::ALL.into_iter().map(|t| (t, Arc::new(properties(t, cfg, level)))).collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let nonce = (u64::from(std::process::id()) << 40) ^ (now.as_nanos() as u64 & 0xff_ffff_ffff);
+        Ok(LakeWriter { root: cfg.dir.clone(), props, nonce, seq: 0 })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Sorts `batch` by the table's time column and writes one file per
+    /// hour partition it spans. On error, the files already made visible
+    /// and the rows not written are returned, so a retry never duplicates.
+    pub fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<Vec<WrittenFile>, Box<PartialWrite>> {
+        self.write_with(table, batch, &[])
+    }
+
+    /// As `write`, with extra footer key-values (compaction records its sources there).
+    pub(crate) fn write_with(
+        &mut self,
+        table: Table,
+        batch: &RecordBatch,
+        meta: &[KeyValue],
+    ) -> Result<Vec<WrittenFile>, Box<PartialWrite>> {
+        let mut written = Vec::new();
+        if batch.num_rows() == 0 {
+            return Ok(written);
+        }
+        let fail = |error, written, unwritten| Box::new(PartialWrite { error, written, unwritten });
+        let schema = table.schema();
+        if batch.schema().fields() != schema.fields() {
+            return Err(fail(LakeError::Schema { table: table.name() }, written, batch.clone()));
+        }
+        let sorted = sort_by_time(table, batch).map_err(|e| fail(e, Vec::new(), batch.clone()))?;
+        let times = time_column(table, &sorted).map_err(|e| fail(e, Vec::new(), batch.clone()))?;
+        let mut start = 0;
+        while start < sorted.num_rows() {
+            let hour = times.value(start).div_euclid(HOUR_NS);
+            let mut end = start + 1;
+            while end < sorted.num_rows() && times.value(end).div_euclid(HOUR_NS) == hour {
+                end += 1;
+            }
+            let part = sorted.slice(start, end - start);
+            let dir = self.root.join(table.name()).join(partition_dir(hour));
+            let name = format!("{}-{:019}-{:016x}-{}.parquet", prefix(meta), times.value(start), self.nonce, self.seq);
+            self.seq += 1;
+            match self.write_file(table, &dir, &name, &part, meta) {
+                Ok(f) => written.push(f),
+                Err(e) => {
+                    let rest = sorted.slice(start, sorted.num_rows() - start);
+                    return Err(fail(e, written, rest));
+                }
+            }
+            start = end;
+        }
+        Ok(written)
+    }
+
+    fn write_file(
+        &self,
+        table: Table,
+        dir: &Path,
+        name: &str,
+        batch: &RecordBatch,
+        meta: &[KeyValue],
+    ) -> Result<WrittenFile, LakeError> {
+        create_dir_durable(&self.root, dir)?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(name);
+        let result = (|| {
+            let file = File::create(&tmp).map_err(LakeError::io("create", &tmp))?;
+            let props = (*self.props[&table]).clone();
+            let props = if meta.is_empty() { props } else { with_metadata(props, meta) };
+            let encode = |e| LakeError::Parquet { path: tmp.clone(), source: e };
+            let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(encode)?;
+            w.write(batch).map_err(encode)?;
+            let file = w.into_inner().map_err(encode)?;
+            file.sync_all().map_err(LakeError::io("fsync", &tmp))?;
+            let bytes = file.metadata().map_err(LakeError::io("stat", &tmp))?.len();
+            fs::rename(&tmp, &path).map_err(LakeError::io("rename", &tmp))?;
+            sync_dir(dir)?;
+            Ok(WrittenFile { path: path.clone(), rows: batch.num_rows(), bytes })
+        })();
+        if result.is_err() {
+            // Never leave a partial file behind, not even a hidden one.
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+fn prefix(meta: &[KeyValue]) -> &'static str {
+    if meta.is_empty() { "part" } else { "compact" }
+}
+
+fn with_metadata(props: WriterProperties, meta: &[KeyValue]) -> WriterProperties {
+    let mut kv = props.key_value_metadata().cloned().unwrap_or_default();
+    kv.extend_from_slice(meta);
+    props.into_builder().set_key_value_metadata(Some(kv)).build()
+}
+
+fn properties(table: Table, cfg: &LakeConfig, level: ZstdLevel) -> WriterProperties {
+    let schema = table.schema();
+    let time_idx = schema.index_of(table.time_column()).unwrap_or(0);
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_dictionary_enabled(true)
+        // Page-level statistics: a column index and an offset index per column chunk.
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(cfg.row_group_rows))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: time_idx as i32,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_created_by(format!("tracelake {}", env!("CARGO_PKG_VERSION")));
+    for col in [table.time_column(), "event_id", "finding_id"] {
+        // Unique per row: a dictionary only costs.
+        b = b.set_column_dictionary_enabled(ColumnPath::from(col), false);
+    }
+    for col in table.bloom_columns() {
+        let path = ColumnPath::from(*col);
+        b = b
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_fpp(path.clone(), 0.01)
+            // Sized for a full row group, then folded down to what the values need.
+            .set_column_bloom_filter_max_ndv(path, cfg.row_group_rows as u64);
+    }
+    b.build()
+}
+
+fn time_column(table: Table, batch: &RecordBatch) -> Result<&TimestampNanosecondArray, LakeError> {
+    batch
+        .column_by_name(table.time_column())
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or(LakeError::Schema { table: table.name() })
+}
+
+fn sort_by_time(table: Table, batch: &RecordBatch) -> Result<RecordBatch, LakeError> {
+    let times = time_column(table, batch)?;
+    if times.null_count() == 0 && times.values().windows(2).all(|w| w[0] <= w[1]) {
+        return Ok(batch.clone());
+    }
+    let arrow = |source| LakeError::Arrow { table: table.name(), source };
+    let idx =
+        sort_to_indices(times, Some(SortOptions { descending: false, nulls_first: false }), None).map_err(arrow)?;
+    take_record_batch(batch, &idx).map_err(arrow)
+}
+
+/// `date=YYYY-MM-DD/hour=HH` of an hour number since the epoch.
+pub(crate) fn partition_dir(hour: i64) -> String {
+    let days = hour.div_euclid(24);
+    let (y, m, d) = civil_from_days(days);
+    format!("date={y:04}-{m:02}-{d:02}/hour={:02}", hour.rem_euclid(24))
+}
+
+/// Hour number since the epoch of a `date=YYYY-MM-DD/hour=HH` pair.
+pub(crate) fn parse_partition(date: &str, hour: &str) -> Option<i64> {
+    let date = date.strip_prefix("date=")?;
+    let hour: i64 = hour.strip_prefix("hour=")?.parse().ok()?;
+    let mut it = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, d) = (it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(0..24).contains(&hour) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 24 + hour)
+}
+
+/// Howard Hinnant's civil_from_days.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Creates `dir` and any missing parents below `root`, fsyncing each parent
+/// whose entry changed so the new directories survive a crash.
+fn create_dir_durable(root: &Path, dir: &Path) -> Result<(), LakeError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent()
+        && parent != root
+        && parent.starts_with(root)
+    {
+        create_dir_durable(root, parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(LakeError::Io { what: "create", path: dir.to_path_buf(), source: e }),
+    }
+    sync_dir(dir.parent().unwrap_or(root))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LakeError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(LakeError::io("fsync", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn partitions_round_trip_through_their_names() {
+        for hour in [0i64, 23, 24, 455_000, 494_219, 500_000] {
+            let dir = super::partition_dir(hour);
+            let (date, h) = dir.split_once('/').unwrap_or_default();
+            assert_eq!(super::parse_partition(date, h), Some(hour), "{dir}");
+        }
+        assert_eq!(super::partition_dir(0), "date=1970-01-01/hour=00");
+        // 2024-02-29 12:00 UTC = 1709208000 s.
+        assert_eq!(super::partition_dir(1_709_208_000 / 3600), "date=2024-02-29/hour=12");
+    }
+}
