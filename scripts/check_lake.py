@@ -44,7 +44,7 @@ PER_TABLE = {
                         "cap_effective": pa.uint64(), "target_pid": pa.int32()},
     "detection_finding": {"time": TS, "finding_id": pa.string(), "event_ids": pa.list_(pa.string())},
     "ip_ownership": {"ip": pa.string(), "valid_from": TS, "valid_to": TS, "pod_uid": pa.string(),
-                     "workload": pa.string(), "source": pa.string()},
+                     "workload": pa.string(), "service": pa.string(), "source": pa.string(), "seq": pa.uint64()},
 }
 PER_TABLE["dns_activity"] = PER_TABLE["network_activity"]
 EVENT_TABLES = {"process_activity", "file_activity", "network_activity", "dns_activity", "kernel_activity"}

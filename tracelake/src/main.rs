@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod ip_export;
 mod run;
 mod whois;
 

@@ -25,6 +25,7 @@ struct SinkHandler<W: Write> {
     enricher: Enricher,
     processes: ProcessTable,
     lineage_depth: usize,
+    ip_export: Option<crate::ip_export::IpExport>,
 }
 
 impl<W: Write> EventHandler for SinkHandler<W> {
@@ -42,6 +43,9 @@ impl<W: Write> EventHandler for SinkHandler<W> {
 
     fn tick(&mut self) {
         if let Some(l) = &mut self.lake {
+            if let Some(x) = &mut self.ip_export {
+                x.export(l, false);
+            }
             l.tick();
         }
     }
@@ -162,7 +166,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         caches.push(("process", std::sync::Arc::clone(processes.counters())));
         tracelake_enricher::metrics::register(&caches);
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
-        let mut handler = SinkHandler { stdout, lake, enricher, processes, lineage_depth };
+        let ip_export = history.filter(|_| lake.is_some()).map(crate::ip_export::IpExport::new);
+        let mut handler = SinkHandler { stdout, lake, enricher, processes, lineage_depth, ip_export };
         if cfg.sensor.proc_snapshot {
             let n = sensor.snapshot(&mut handler);
             tracing::info!(processes = n, "reported running processes");
@@ -184,6 +189,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         };
         let summary = sensor.run(&mut handler, shutdown).await.context("sensor stopped")?;
         let stdout_result = handler.stdout.as_mut().map_or(Ok(()), JsonLinesSink::flush);
+        if let (Some(l), Some(x)) = (handler.lake.as_mut(), handler.ip_export.as_mut()) {
+            x.export(l, true);
+        }
         let lake_result = handler.lake.take().map(|l| l.close(CLOSE_RETRIES, CLOSE_BACKOFF));
         let s = &summary.stats;
         tracing::info!(

@@ -63,11 +63,13 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     lab_available().expect("container lab prerequisites (scripts/setup.sh)");
     let lab = Lab::start().unwrap();
     let state = tempfile::tempdir().unwrap();
+    let lake = tempfile::tempdir().unwrap();
     let id = |n: u128| format!("{:064x}", n << 64 | u128::from(std::process::id()));
     let (id_a, id_b, id_c) = (id(0xa1), id(0xb1), id(0xc1));
 
     let mut child = tracelake()
-        .args(["run", "--stdout", "--for", "90s"])
+        .args(["run", "--stdout", "--for", "90s", "--lake"])
+        .arg(lake.path())
         .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
         .env("TRACELAKE__ENRICHER__STATE_DIR", format!("{:?}", state.path().display().to_string()))
         .stdout(Stdio::piped())
@@ -165,6 +167,14 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     let table = tracelake().args(["whois", &ip_b, "--state-dir"]).arg(state.path()).output().unwrap();
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.starts_with("FROM") && table.contains("b-0") && table.contains("c-0"), "{table}");
+    // The history also reached the lake's ip_ownership table, read by pyarrow.
+    let py = "import sys, pyarrow.dataset as ds\n\
+              t = ds.dataset(sys.argv[1] + '/ip_ownership', format='parquet', partitioning='hive').to_table()\n\
+              rows = zip(t['ip'].to_pylist(), t['pod'].to_pylist())\n\
+              print(' '.join(sorted({p for ip, p in rows if ip == sys.argv[2] and p})))";
+    let out = Command::new("python3").args(["-c", py]).arg(lake.path()).arg(&ip_b).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b-0 c-0");
     drop((a, c));
 }
 

@@ -7,6 +7,7 @@ mod classes;
 mod columns;
 mod config;
 pub mod maintain;
+mod ownership;
 mod schema;
 mod sink;
 #[cfg(test)]
@@ -15,6 +16,7 @@ mod writer;
 
 pub use config::LakeConfig;
 pub use maintain::MaintenanceReport;
+pub use ownership::{OwnershipRow, ownership_batch};
 pub use schema::{Table, ocsf_class_uid};
 pub use sink::{LakeSink, LakeStats, error_chain};
 pub use writer::{LakeError, LakeWriter, PartialWrite, WrittenFile};

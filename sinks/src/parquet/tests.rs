@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tracelake_model::json::{Ancestor, Identity, JsonContext, event_id};
 use tracelake_model::{Aggregate, BootClock, Endpoint, Event, Kind, OwnedBody, OwnedEvent, Subject, flags};
 
+use super::ownership::{OwnershipRow, ownership_batch};
 use super::*;
 
 const HOUR: i128 = 3_600_000_000_000;
@@ -305,3 +306,39 @@ fn config_rejects_unknown_fields_and_zero_sizes() {
 }
 
 mod durability;
+
+/// IP history intervals go to `ip_ownership`, partitioned by `valid_from`,
+/// and read back by pyarrow with the table's types.
+#[test]
+fn ip_ownership_rows_round_trip_through_pyarrow() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 1_709_206_200_000_000_000i64;
+    let mut sink = LakeSink::open(&cfg(dir.path()), ctx(i128::from(base))).unwrap();
+    let a = OwnershipRow {
+        ip: "10.42.1.7",
+        valid_from: base,
+        valid_to: Some(base + 60_000_000_000),
+        pod: Some("web-7d9f8b6c5d-aaaaa"),
+        container_id: Some("c0ffee"),
+        source: "node",
+        seq: 1,
+        ..OwnershipRow::default()
+    };
+    let b = OwnershipRow {
+        valid_from: base + 3_600_000_000_000,
+        valid_to: None,
+        pod: Some("api-6c8f9d7b5b-bbbbb"),
+        workload_kind: Some("Deployment"),
+        workload: Some("api"),
+        source: "kube",
+        seq: 2,
+        ..a.clone()
+    };
+    let svc = OwnershipRow { ip: "10.96.0.10", service: Some("kube-dns"), namespace: Some("kube-system"), ..b.clone() };
+    sink.push_batch(Table::IpOwnership, ownership_batch(&[a, b, svc]).unwrap());
+    let stats = sink.close(0, Duration::ZERO).unwrap();
+    assert_eq!(stats.rows_written, 3);
+    let summary = check(dir.path(), None, &[]).unwrap();
+    assert_eq!(summary["rows"]["ip_ownership"], 3, "{summary}");
+    assert_eq!(summary["partitions"], 2, "two hours of valid_from: {summary}");
+}
