@@ -3,6 +3,7 @@
 //! default; `LakeWriter` is public for other producers (Kafka consumer,
 //! detections, IP history).
 
+mod batch;
 mod classes;
 mod columns;
 mod config;
@@ -13,6 +14,7 @@ mod sink;
 mod tests;
 mod writer;
 
+pub use batch::BatchBuilder;
 pub use config::LakeConfig;
 pub use maintain::MaintenanceReport;
 pub use schema::{Table, ocsf_class_uid};

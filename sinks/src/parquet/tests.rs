@@ -94,7 +94,7 @@ fn event_of(kind: Kind, ktime: u64, pid: u32) -> OwnedEvent {
             owned(kind, ktime, pid, file, [b"/etc/passwd", b"/etc/passwd.new", b""])
         }
         Kind::NetConnect | Kind::NetAccept | Kind::NetListen | Kind::NetClose | Kind::NetBind => {
-            owned(kind, ktime, pid, net(443, ktime % 2 == 0), [b""; 3])
+            owned(kind, ktime, pid, net(443, ktime.is_multiple_of(2)), [b""; 3])
         }
         Kind::NetUdpSend => owned(kind, ktime, pid, net(53, false), [b""; 3]),
         Kind::Setuid
