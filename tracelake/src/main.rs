@@ -1,7 +1,11 @@
 //! The tracelake binary: parses the command line and hands off.
 
+mod agent;
 mod cli;
 mod config;
+mod lake;
+mod metrics;
+mod pipeline;
 mod run;
 
 use clap::Parser;
@@ -10,6 +14,8 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => run::run(&args),
+        cli::Command::Agent(args) => agent::agent(&args),
+        cli::Command::Lake(args) => lake::lake(&args),
         cli::Command::Config(args) => config::command(&args),
     };
     match result {
