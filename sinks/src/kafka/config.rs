@@ -175,6 +175,14 @@ pub struct LakeServiceConfig {
     /// Run retention and compaction of the lake (turn on in one `lake` process only).
     #[serde(default)]
     pub maintenance: bool,
+    /// Stable name of this process in the group (static membership, librdkafka `group.instance.id`): a process
+    /// restarted under the same name takes its partitions back at once instead of after the session timeout.
+    /// Use the pod name (stable across container restarts); unset: dynamic membership. Never share one name.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Consumer group session timeout: how soon the partitions of a `lake` process that died move to the others.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
 }
 
 fn default_true() -> bool {
@@ -261,6 +269,9 @@ fn default_dedupe_ids() -> usize {
 fn default_dedupe_seed_age() -> Duration {
     Duration::from_secs(3600)
 }
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_rejected_dir() -> PathBuf {
     PathBuf::from("/var/lib/tracelake/rejected")
 }
@@ -317,6 +328,8 @@ impl Default for LakeServiceConfig {
             dedupe_seed_age: default_dedupe_seed_age(),
             rejected_dir: default_rejected_dir(),
             maintenance: false,
+            session_timeout: default_session_timeout(),
+            instance_id: None,
         }
     }
 }

@@ -94,6 +94,10 @@ struct LakeContext {
 }
 
 impl ClientContext for LakeContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        super::sink::log_client(level, fac, msg);
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
             self.brokers_lost.store(true, Ordering::Relaxed);
@@ -103,6 +107,14 @@ impl ClientContext for LakeContext {
 }
 
 impl ConsumerContext for LakeContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "lake: partitions assigned"),
+            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "lake: partitions revoked"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "lake: rebalance error"),
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "lake: partitions revoked, writing what they gave");
@@ -164,8 +176,13 @@ impl LakeConsumer {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
+            .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 4).max(100).to_string())
             .set("fetch.message.max.bytes", (kafka.message_max_bytes + 64 * 1024).to_string())
             .set("topic.metadata.refresh.interval.ms", "2000");
+        if let Some(id) = &cfg.instance_id {
+            c.set("group.instance.id", id);
+        }
         for (k, v) in &kafka.properties {
             c.set(k, v);
         }

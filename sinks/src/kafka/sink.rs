@@ -65,16 +65,21 @@ impl Reports {
     }
 }
 
+/// librdkafka's own log lines, through tracing.
+pub(super) fn log_client(level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(fac, "librdkafka: {msg}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(fac, "librdkafka: {msg}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(fac, "librdkafka: {msg}"),
+        RDKafkaLogLevel::Debug => tracing::debug!(fac, "librdkafka: {msg}"),
+    }
+}
+
 impl ClientContext for Reports {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(fac, "librdkafka: {msg}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(fac, "librdkafka: {msg}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(fac, "librdkafka: {msg}"),
-            RDKafkaLogLevel::Debug => tracing::debug!(fac, "librdkafka: {msg}"),
-        }
+        log_client(level, fac, msg);
     }
 
     fn error(&self, error: ClientError, reason: &str) {
