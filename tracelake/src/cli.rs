@@ -16,6 +16,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the node sensor (embedded all-in-one mode).
     Run(RunArgs),
+    /// Node agent: sensor + enricher, batches to Kafka (docs/kafka.md), spooled on disk while the broker is away.
+    Agent(AgentArgs),
+    /// Lake service: consumes the Kafka topics in a consumer group and writes the Parquet lake.
+    Lake(LakeArgs),
     /// Check a configuration file and print the effective configuration.
     Config(ConfigArgs),
     /// Who held an IP address (at a time, or its whole history), from the persisted IP history.
@@ -38,6 +42,41 @@ pub struct WhoisArgs {
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Bootstrap brokers, host:port comma separated (overrides kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Also write a local Parquet lake into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+    /// Also write JSON lines to standard output.
+    #[arg(long)]
+    pub stdout: bool,
+    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub run_for: Option<Duration>,
+    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LakeArgs {
+    /// Bootstrap brokers, host:port comma separated (overrides kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Lake directory (overrides sinks.lake.dir).
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub run_for: Option<Duration>,
+    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

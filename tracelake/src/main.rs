@@ -1,8 +1,13 @@
 //! The tracelake binary: parses the command line and hands off.
 
+mod agent;
 mod cli;
 mod config;
+mod enrich;
 mod ip_export;
+mod lake;
+mod metrics;
+mod pipeline;
 mod run;
 mod whois;
 
@@ -12,6 +17,8 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => run::run(&args),
+        cli::Command::Agent(args) => agent::agent(&args),
+        cli::Command::Lake(args) => lake::lake(&args),
         cli::Command::Config(args) => config::command(&args),
         cli::Command::Whois(args) => whois::command(&args),
     };

@@ -3,6 +3,7 @@
 //! default; `LakeWriter` is public for other producers (Kafka consumer,
 //! detections, IP history).
 
+mod batch;
 mod classes;
 mod columns;
 mod config;
@@ -14,6 +15,7 @@ mod sink;
 mod tests;
 mod writer;
 
+pub use batch::BatchBuilder;
 pub use config::LakeConfig;
 pub use maintain::MaintenanceReport;
 pub use ownership::{OwnershipRow, ownership_batch};

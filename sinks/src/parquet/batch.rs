@@ -1,0 +1,60 @@
+//! Rows of one event table in the lake's Arrow builders, for producers that
+//! ship record batches elsewhere (the Kafka agent) instead of writing files.
+
+use arrow::array::{ArrayRef, RecordBatch};
+use tracelake_model::Event;
+use tracelake_model::json::{Identity, JsonContext};
+
+use super::classes::Extra;
+use super::columns::Common;
+use super::schema::Table;
+use super::writer::LakeError;
+
+/// Builds record batches with exactly the schema of a lake table
+/// (`Table::schema`), so a consumer can hand them to `LakeWriter::write`.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    table: Table,
+    common: Common,
+    extra: Extra,
+    bytes: usize,
+}
+
+impl BatchBuilder {
+    /// Builders for an event table; None for tables no sensor event goes to.
+    pub fn new(table: Table) -> Option<BatchBuilder> {
+        Some(BatchBuilder { table, common: Common::default(), extra: Extra::new(table)?, bytes: 0 })
+    }
+
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// Appends one event (which must belong to this table: `Table::of`);
+    /// returns an estimate of the bytes it added.
+    pub fn append(&mut self, ctx: &JsonContext<'_>, ev: &Event<'_>, id: &Identity<'_>) -> usize {
+        debug_assert_eq!(Table::of(ev), self.table);
+        let n = self.common.append(ctx, ev, id) + self.extra.append(ev);
+        self.bytes += n;
+        n
+    }
+
+    pub fn rows(&self) -> usize {
+        self.common.len()
+    }
+
+    /// Estimated bytes buffered since the last `finish`.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The rows appended so far as one batch; the builders start empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, LakeError> {
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.table.schema().fields().len());
+        self.common.finish(&mut cols);
+        self.extra.finish(&mut cols);
+        self.bytes = 0;
+        RecordBatch::try_new(self.table.schema(), cols)
+            .map_err(|source| LakeError::Arrow { table: self.table.name(), source })
+    }
+}
