@@ -11,6 +11,21 @@ use std::time::{Duration, Instant};
 
 use tracelake_testkit::lab::{ContainerSpec, IMAGE_REF, Lab, lab_available};
 
+/// Deletes the container's record from containerd while its task runs on.
+/// `ctr` refuses this, the API does not: afterwards containerd answers "not
+/// found" for the container, yet its processes still run and emit events.
+fn forget_in_containerd(lab: &Lab, id: &str) {
+    use containerd_client::services::v1::DeleteContainerRequest;
+    use containerd_client::services::v1::containers_client::ContainersClient;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let channel = containerd_client::connect(lab.address()).await.unwrap();
+        let mut req = containerd_client::tonic::Request::new(DeleteContainerRequest { id: id.to_string() });
+        req.metadata_mut().insert("containerd-namespace", lab.namespace().parse().unwrap());
+        ContainersClient::new(channel).delete(req).await.unwrap();
+    });
+}
+
 fn tracelake() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tracelake"))
 }
@@ -68,7 +83,9 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
     });
     rx.recv_timeout(Duration::from_secs(30)).expect("sensor started");
 
-    let spec = ContainerSpec::new(id.clone(), ["sleep", "120"])
+    // The init waits for the word that containerd forgot it, then runs one last command.
+    let init = "until [ -e /tmp/forgotten ]; do sleep 0.05; done; exec cat /tmp/forgotten";
+    let spec = ContainerSpec::new(id.clone(), ["sh", "-c", init])
         .image()
         .network()
         .label("io.kubernetes.pod.name", pod)
@@ -83,8 +100,16 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
     let out = c.exec("probe", &["cat", "/etc/hostname"]).unwrap();
     assert!(out.status.success(), "{out:?}");
 
-    // Removal: its processes die with it; the agent must still name the container.
-    c.stop().unwrap();
+    // Container gone: containerd no longer knows it when its init runs the last command.
+    forget_in_containerd(&lab, &id);
+    let listed = lab.ctr().args(["containers", "ls", "-q"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&id), "{listed:?}");
+    std::fs::write(c.rootfs().join("tmp/forgotten"), "after-removal\n").unwrap();
+    let t = Instant::now();
+    while std::path::Path::new(&format!("/proc/{}", c.pid())).exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "init never ran its last command");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: signalling our own child, which has not been reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -115,13 +140,23 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
     assert_eq!(cat["pod_ip"], ip.as_str(), "{cat}");
     assert!(cat.get("enrichment").is_none(), "complete: {cat}");
 
-    // The init (`sleep`), killed by the removal, exits after containerd was
-    // told to delete the container; its exit still carries the identity.
-    let init_exit = ours
+    // Events that happened only after containerd had forgotten the container
+    // (the file they read was written after the deletion) still name it.
+    let late = ours
         .iter()
-        .find(|v| v["kind"] == "exit" && v["comm"] == "sleep")
-        .unwrap_or_else(|| panic!("exit of the container's init among {ours:#?}"));
-    for field in ["image", "image_digest", "pod", "namespace", "workload"] {
-        assert_eq!(init_exit[field], cat[field], "{field} of {init_exit}");
+        .find(|v| v["kind"] == "exec" && v["args"][0] == "cat" && v["args"][1] == "/tmp/forgotten")
+        .unwrap_or_else(|| panic!("the init's last exec among {ours:#?}"));
+    let exit = ours
+        .iter()
+        .find(|v| v["kind"] == "exit" && v["pid"] == late["pid"] && v["comm"] == "cat")
+        .unwrap_or_else(|| panic!("the init's exit among {ours:#?}"));
+    // (The exit is the cgroup emptying: the node observer may release the pod IP at once.)
+    assert_eq!(late["pod_ip"], ip.as_str(), "{late}");
+    for ev in [late, exit] {
+        for field in ["image", "image_digest", "pod", "namespace", "pod_uid", "workload_kind", "workload"] {
+            assert_eq!(ev[field], cat[field], "{field} of {ev}");
+        }
+        assert!(ev.get("enrichment").is_none(), "complete: {ev}");
     }
+    drop(c);
 }
