@@ -370,8 +370,9 @@ impl Lab {
         Err(LabError::Startup { reason, log_tail: lines[lines.len().saturating_sub(20)..].join("\n") })
     }
 
-    /// Runs a detached container on a fresh copy of the busybox rootfs and
-    /// returns once its init process has exec'd the requested command.
+    /// Runs a detached container on a fresh copy of the busybox rootfs (or a
+    /// snapshot of the lab's image, see [`ContainerSpec::image`]) and returns
+    /// once its init process has exec'd the requested command.
     pub fn run(&self, spec: &ContainerSpec) -> Result<Container, LabError> {
         spec.validate().map_err(LabError::InvalidSpec)?;
         let s = &self.shared;
