@@ -12,12 +12,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
+mod image;
 mod net;
 mod rootfs;
+pub use image::{IMAGE_REF, LabImage};
 use net::{Attachment, LabNet};
 use rootfs::{build_rootfs, find_busybox};
 
@@ -177,6 +179,8 @@ pub struct ContainerSpec {
     pub network: bool,
     /// Pins the address (implies `network`); must be in the lab's subnet.
     pub ip: Option<String>,
+    /// Created from the lab's image ([`Lab::image`]) on a snapshot, not from a rootfs dir.
+    pub image: bool,
 }
 
 impl ContainerSpec {
@@ -204,6 +208,12 @@ impl ContainerSpec {
     pub fn network_ip(mut self, ip: impl Into<String>) -> Self {
         self.network = true;
         self.ip = Some(ip.into());
+        self
+    }
+
+    /// From the lab's busybox image, so containerd knows its image name and digest.
+    pub fn image(mut self) -> Self {
+        self.image = true;
         self
     }
 
@@ -239,6 +249,8 @@ struct Shared {
     closed: AtomicBool,
     /// The lab's bridge, subnet and namespaces, or why there are none.
     net: Result<LabNet, String>,
+    /// The imported image, once a container needed it.
+    image: Mutex<Option<Arc<LabImage>>>,
 }
 
 impl Shared {
@@ -306,7 +318,8 @@ impl Lab {
 
         let (cpid, closed) = (child.id(), AtomicBool::new(false));
         let net = LabNet::allocate(&dir).map_err(|e| e.to_string());
-        let shared = Arc::new(Shared { address, namespace, dir, busybox, applets, closed, net });
+        let image = Mutex::new(None);
+        let shared = Arc::new(Shared { address, namespace, dir, busybox, applets, closed, net, image });
         let mut lab = Lab { shared, containerd: Some(child), cleanup: None, _tempdir: tempdir };
         lab.spawn_cleanup(&bb, cpid)?;
         lab.wait_ready()?;
@@ -357,8 +370,9 @@ impl Lab {
         Err(LabError::Startup { reason, log_tail: lines[lines.len().saturating_sub(20)..].join("\n") })
     }
 
-    /// Runs a detached container on a fresh copy of the busybox rootfs and
-    /// returns once its init process has exec'd the requested command.
+    /// Runs a detached container on a fresh copy of the busybox rootfs (or a
+    /// snapshot of the lab's image, see [`ContainerSpec::image`]) and returns
+    /// once its init process has exec'd the requested command.
     pub fn run(&self, spec: &ContainerSpec) -> Result<Container, LabError> {
         spec.validate().map_err(LabError::InvalidSpec)?;
         let s = &self.shared;
@@ -373,19 +387,28 @@ impl Lab {
             id: spec.id.clone(),
             pid: 0,
             cgroup: Default::default(),
+            rootfs: bundle.join("rootfs"),
             bundle: bundle.clone(),
             removed: false,
             net: None,
         };
-        let rootfs = container.rootfs();
-        build_rootfs(s, &rootfs, &spec.id)?;
+        // An image's container runs on the snapshot the shim mounts in its task dir.
+        let source: OsString = if spec.image {
+            let task = s.dir.join("state/io.containerd.runtime.v2.task").join(&s.namespace).join(&spec.id);
+            container.rootfs = task.join("rootfs");
+            image::lab_image(s)?.reference.clone().into()
+        } else {
+            build_rootfs(s, &container.rootfs, &spec.id)?;
+            container.rootfs.clone().into()
+        };
         if spec.network {
             let net = s.net.as_ref().map_err(|e| LabError::Unavailable(format!("lab networking: {e}")))?;
             container.net = Some(net.attach(&spec.id, spec.ip.as_deref())?);
         }
         let (pid_file, log_uri) = (bundle.join("init.pid"), format!("file://{}", container.log_path().display()));
         let mut cmd = s.ctr();
-        cmd.args(["run", "--detach", "--rootfs", "--log-uri", &log_uri]).args(spec.net_host.then_some("--net-host"));
+        cmd.args(["run", "--detach"]).args((!spec.image).then_some("--rootfs")).args(["--log-uri", &log_uri]);
+        cmd.args(spec.net_host.then_some("--net-host"));
         if let Some(att) = &container.net {
             cmd.arg("--with-ns").arg(format!("network:{}", att.netns.display()));
         }
@@ -393,7 +416,7 @@ impl Lab {
         let default_path = (!spec.env.iter().any(|e| e.starts_with("PATH="))).then(|| CONTAINER_PATH.to_owned());
         cmd.args(default_path.iter().chain(&spec.env).flat_map(|e| ["--env", e]));
         cmd.args(spec.labels.iter().flat_map(|(k, v)| ["--label".to_owned(), format!("{k}={v}")]));
-        cmd.arg(&rootfs).arg(&spec.id).args(&spec.args);
+        cmd.arg(source).arg(&spec.id).args(&spec.args);
         checked(run_with_timeout(cmd, CTR_TIMEOUT)?, &format!("ctr run {} {}", spec.id, spec.args.join(" ")))?;
 
         let pid = fs::read_to_string(&pid_file).map_err(io_err(format!("reading {}", pid_file.display())))?;
@@ -459,6 +482,7 @@ pub struct Container {
     /// Unified cgroup directory and id.
     cgroup: (PathBuf, u64),
     bundle: PathBuf,
+    rootfs: PathBuf,
     removed: bool,
     net: Option<Attachment>,
 }
@@ -495,9 +519,10 @@ impl Container {
 
     /// Host path of the container's writable root filesystem. Everything in
     /// it is private to the container except `/bin/busybox`, a hard link
-    /// shared by all containers of the lab.
+    /// shared by all containers of the lab. In image mode it is the overlay
+    /// mount of the container's snapshot, there while its task exists.
     pub fn rootfs(&self) -> PathBuf {
-        self.bundle.join("rootfs")
+        self.rootfs.clone()
     }
 
     /// File receiving the init process's stdout and stderr.
