@@ -97,21 +97,21 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     rx.recv_timeout(Duration::from_secs(30)).expect("sensor started");
 
     let server = ["sh", "-c", "while true; do echo hello-from-b | nc -l -p 8080; done"];
-    let b = lab.run(&pod_spec(&id_b, "b-0", "uid-b", &server).network()).unwrap();
-    let a = lab.run(&pod_spec(&id_a, "a-0", "uid-a", &["sleep", "120"]).network()).unwrap();
+    let b = lab.run(&pod_spec(&id_b, "api-6c8f9d7b5b-q8x2m", "uid-b", &server).network()).unwrap();
+    let a = lab.run(&pod_spec(&id_a, "web-7d9f8b6c5d-x2k4q", "uid-a", &["sleep", "120"]).network()).unwrap();
     let ip_b = b.ip().unwrap().to_string();
     let ip_a = a.ip().unwrap().to_string();
-    wait_for_owner(state.path(), &ip_b, "b-0");
-    wait_for_owner(state.path(), &ip_a, "a-0");
+    wait_for_owner(state.path(), &ip_b, "api-6c8f9d7b5b-q8x2m");
+    wait_for_owner(state.path(), &ip_a, "web-7d9f8b6c5d-x2k4q");
     connect_until_reply(&a, &ip_b);
     let during_b = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
     std::thread::sleep(Duration::from_millis(50));
 
     // B goes away; C gets the very same address.
     b.stop().unwrap();
-    let c = lab.run(&pod_spec(&id_c, "c-0", "uid-c", &server).network_ip(ip_b.clone())).unwrap();
+    let c = lab.run(&pod_spec(&id_c, "billing-5b7c9d8f6d-z9w7v", "uid-c", &server).network_ip(ip_b.clone())).unwrap();
     assert_eq!(c.ip(), Some(ip_b.as_str()));
-    wait_for_owner(state.path(), &ip_b, "c-0");
+    wait_for_owner(state.path(), &ip_b, "billing-5b7c9d8f6d-z9w7v");
     // A's ARP cache still maps the address to B's MAC for up to ~45 s (this
     // bridge plugin sends no gratuitous ARP for C): forget it.
     let netns_a = a.netns().unwrap().file_name().unwrap().to_string_lossy().into_owned();
@@ -137,16 +137,24 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     for c in &connects {
         assert_eq!(c["container_id"], id_a.as_str(), "{c}");
     }
-    let to_b: Vec<_> = connects.iter().filter(|v| v["peer_pod"] == "b-0").collect();
-    let to_c: Vec<_> = connects.iter().filter(|v| v["peer_pod"] == "c-0").collect();
+    let to_b: Vec<_> = connects.iter().filter(|v| v["peer_pod"] == "api-6c8f9d7b5b-q8x2m").collect();
+    let to_c: Vec<_> = connects.iter().filter(|v| v["peer_pod"] == "billing-5b7c9d8f6d-z9w7v").collect();
     let first = to_b.first().unwrap_or_else(|| panic!("a connect with peer b-0: {connects:#?}"));
-    assert_eq!(first["pod"], "a-0");
+    assert_eq!(first["pod"], "web-7d9f8b6c5d-x2k4q");
     assert_eq!(first["namespace"], "shop");
     assert_eq!(first["pod_ip"], ip_a.as_str());
     assert_eq!(first["peer_namespace"], "shop");
     assert_eq!(first["peer_container_id"], id_b.as_str());
+    // Both ends name their workload (inferred from the Deployment-style pod names).
+    assert_eq!((&first["workload_kind"], &first["workload"]), (&"Deployment".into(), &"web".into()), "{first}");
+    assert_eq!(
+        (&first["peer_workload_kind"], &first["peer_workload"]),
+        (&"Deployment".into(), &"api".into()),
+        "{first}"
+    );
     let later = to_c.first().unwrap_or_else(|| panic!("a connect with peer c-0 after the reuse: {connects:#?}"));
     assert_eq!(later["peer_container_id"], id_c.as_str());
+    assert_eq!(later["peer_workload"], "billing", "{later}");
     assert!(later["ts_ns"].as_u64() > first["ts_ns"].as_u64());
     // Every connect names a peer: the IP was always known to be held by someone.
     assert_eq!(to_b.len() + to_c.len(), connects.len(), "{connects:#?}");
@@ -154,19 +162,24 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     // The persisted history, read by the CLI after the agent stopped.
     let then = whois(state.path(), &ip_b, Some(&during_b));
     assert_eq!(then.len(), 1, "{then:?}");
-    assert_eq!(then[0]["pod"], "b-0");
+    assert_eq!(then[0]["pod"], "api-6c8f9d7b5b-q8x2m");
     assert_eq!(then[0]["container_id"], id_b.as_str());
     assert_eq!(then[0]["source"], "node");
     assert!(then[0]["valid_to"].is_string(), "B's interval is closed: {then:?}");
     let now = whois(state.path(), &ip_b, Some("now"));
-    assert_eq!(now[0]["pod"], "c-0", "{now:?}");
+    assert_eq!(now[0]["pod"], "billing-5b7c9d8f6d-z9w7v", "{now:?}");
     let all = whois(state.path(), &ip_b, None);
     let pods: Vec<&str> = all.iter().map(|r| r["pod"].as_str().unwrap()).collect();
-    assert_eq!(pods, ["b-0", "c-0"], "{all:?}");
+    assert_eq!(pods, ["api-6c8f9d7b5b-q8x2m", "billing-5b7c9d8f6d-z9w7v"], "{all:?}");
     assert!(all[0]["valid_to_ns"].as_i64() <= all[1]["valid_from_ns"].as_i64(), "{all:?}");
     let table = tracelake().args(["whois", &ip_b, "--state-dir"]).arg(state.path()).output().unwrap();
     let table = String::from_utf8(table.stdout).unwrap();
-    assert!(table.starts_with("FROM") && table.contains("b-0") && table.contains("c-0"), "{table}");
+    assert!(
+        table.starts_with("FROM")
+            && table.contains("api-6c8f9d7b5b-q8x2m")
+            && table.contains("billing-5b7c9d8f6d-z9w7v"),
+        "{table}"
+    );
     // The history also reached the lake's ip_ownership table, read by pyarrow.
     let py = "import sys, pyarrow.dataset as ds\n\
               t = ds.dataset(sys.argv[1] + '/ip_ownership', format='parquet', partitioning='hive').to_table()\n\
@@ -174,7 +187,7 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
               print(' '.join(sorted({p for ip, p in rows if ip == sys.argv[2] and p})))";
     let out = Command::new("python3").args(["-c", py]).arg(lake.path()).arg(&ip_b).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b-0 c-0");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "api-6c8f9d7b5b-q8x2m billing-5b7c9d8f6d-z9w7v");
     drop((a, c));
 }
 

@@ -224,6 +224,11 @@ impl Observer {
             owner.pod = m.pod_name.clone();
             owner.namespace = m.pod_namespace.clone();
             owner.pod_uid = owner.pod_uid.or_else(|| m.pod_uid.clone());
+            // Inferred from the pod name and labels; the API watch's answer replaces it when there is one.
+            if let Some(w) = &m.workload {
+                owner.workload_kind = Some(w.kind.as_str().to_string());
+                owner.workload = Some(w.name.to_string());
+            }
         }
         let old: HashSet<IpAddr> = t.ips.iter().copied().collect();
         let owner_changed = owner != t.owner;
