@@ -104,7 +104,8 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
     forget_in_containerd(&lab, &id);
     let listed = lab.ctr().args(["containers", "ls", "-q"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&listed.stdout).contains(&id), "{listed:?}");
-    std::fs::write(c.rootfs().join("tmp/forgotten"), "after-removal\n").unwrap();
+    // Through the process's own root: containerd may already have let go of the rootfs mount it made.
+    std::fs::write(format!("/proc/{}/root/tmp/forgotten", c.pid()), "after-removal\n").unwrap();
     let t = Instant::now();
     while std::path::Path::new(&format!("/proc/{}", c.pid())).exists() {
         assert!(t.elapsed() < Duration::from_secs(10), "init never ran its last command");
