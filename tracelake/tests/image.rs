@@ -83,8 +83,10 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
     });
     rx.recv_timeout(Duration::from_secs(30)).expect("sensor started");
 
-    // The init waits for the word that containerd forgot it, then runs one last command.
-    let init = "until [ -e /tmp/forgotten ]; do sleep 0.05; done; exec cat /tmp/forgotten";
+    // The init waits for the word that containerd forgot it, then runs one last command. The word
+    // is a signal, not a file: once containerd forgets the container it may garbage-collect the
+    // writable snapshot under the running process, and a file written there is not found.
+    let init = "trap 'go=1' USR1; until [ -n \"$go\" ]; do sleep 0.05; done; exec cat /proc/version";
     let spec = ContainerSpec::new(id.clone(), ["sh", "-c", init])
         .image()
         .network()
@@ -104,8 +106,9 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
     forget_in_containerd(&lab, &id);
     let listed = lab.ctr().args(["containers", "ls", "-q"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&listed.stdout).contains(&id), "{listed:?}");
-    // Through the process's own root: containerd may already have let go of the rootfs mount it made.
-    std::fs::write(format!("/proc/{}/root/tmp/forgotten", c.pid()), "after-removal\n").unwrap();
+    // SAFETY: plain kill(2) on the container's init, which is alive (it is waiting for this).
+    // A pid namespace's init gets signals from outside only for handlers it set: it trapped USR1.
+    assert_eq!(unsafe { libc::kill(c.pid() as i32, libc::SIGUSR1) }, 0);
     let t = Instant::now();
     while std::path::Path::new(&format!("/proc/{}", c.pid())).exists() {
         assert!(t.elapsed() < Duration::from_secs(10), "init never ran its last command");
@@ -142,10 +145,10 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
     assert!(cat.get("enrichment").is_none(), "complete: {cat}");
 
     // Events that happened only after containerd had forgotten the container
-    // (the file they read was written after the deletion) still name it.
+    // (the signal that released them was sent after the deletion) still name it.
     let late = ours
         .iter()
-        .find(|v| v["kind"] == "exec" && v["args"][0] == "cat" && v["args"][1] == "/tmp/forgotten")
+        .find(|v| v["kind"] == "exec" && v["args"][0] == "cat" && v["args"][1] == "/proc/version")
         .unwrap_or_else(|| panic!("the init's last exec among {ours:#?}"));
     let exit = ours
         .iter()
