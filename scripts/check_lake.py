@@ -26,6 +26,9 @@ COMMON = {
     "count": pa.uint64(), "summary": pa.bool_(), "first_time": TS, "last_time": TS, "flags": pa.list_(pa.string()),
     "namespace": pa.string(), "pod": pa.string(), "pod_uid": pa.string(), "workload_kind": pa.string(),
     "workload": pa.string(), "container_id": pa.string(), "container_name": pa.string(), "image": pa.string(),
+    "workload_source": pa.string(), "image_digest": pa.string(), "pod_ip": pa.string(), "peer_pod": pa.string(),
+    "peer_namespace": pa.string(), "peer_workload_kind": pa.string(), "peer_workload": pa.string(),
+    "peer_container_id": pa.string(), "peer_service": pa.string(),
     "cgroup_id": pa.uint64(), "pid": pa.uint32(), "tid": pa.uint32(), "ppid": pa.uint32(), "uid": pa.uint32(),
     "euid": pa.uint32(), "gid": pa.uint32(), "comm": pa.string(), "exe": pa.string(), "exe_raw": pa.binary(),
     "parent_exe": pa.string(), "ancestor_exes": pa.list_(pa.string()), "ancestor_pids": pa.list_(pa.uint32()),
@@ -41,7 +44,7 @@ PER_TABLE = {
                         "cap_effective": pa.uint64(), "target_pid": pa.int32()},
     "detection_finding": {"time": TS, "finding_id": pa.string(), "event_ids": pa.list_(pa.string())},
     "ip_ownership": {"ip": pa.string(), "valid_from": TS, "valid_to": TS, "pod_uid": pa.string(),
-                     "workload": pa.string(), "source": pa.string()},
+                     "workload": pa.string(), "service": pa.string(), "source": pa.string(), "seq": pa.uint64()},
 }
 PER_TABLE["dns_activity"] = PER_TABLE["network_activity"]
 EVENT_TABLES = {"process_activity", "file_activity", "network_activity", "dns_activity", "kernel_activity"}

@@ -24,6 +24,7 @@ declare -A PKGS=(
   [auditctl]=auditd
   [pkg-config]=pkg-config
   [protoc]=protobuf-compiler
+  [cmake]=cmake
 )
 missing=()
 for cmd in "${!PKGS[@]}"; do
@@ -31,6 +32,9 @@ for cmd in "${!PKGS[@]}"; do
 done
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+# librdkafka (rdkafka-sys, built from source by cmake): TLS and OAUTHBEARER/OIDC need these headers.
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+[ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
@@ -46,6 +50,13 @@ fi
 if ! python3 -c "import pyarrow.parquet" >/dev/null 2>&1; then
   echo "setup: installing pyarrow"
   python3 -m pip install --quiet --root-user-action=ignore pyarrow
+fi
+
+# tansu: a Kafka-protocol broker the Kafka tests start on loopback (testkit/src/broker.rs). Installed outside
+# the clone so CI keeps it between runs; the first build takes about 20 minutes.
+if [ ! -x /var/tmp/tansu/bin/tansu ]; then
+  echo "setup: installing tansu (Kafka-protocol broker for the tests; ~20 min the first time)"
+  cargo install tansu --locked --features dynostore --root /var/tmp/tansu
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use crate::metrics::{self, CacheCounters};
+
 /// kernfs's file handle type (include/linux/exportfs.h: FILEID_KERNFS).
 const FILEID_KERNFS: i32 = 0xfe;
 
@@ -40,6 +42,7 @@ pub struct CgroupIndex {
     root_dir: File,
     found: Cache<u64, Arc<str>>,
     missing: Cache<u64, ()>,
+    counters: Arc<CacheCounters>,
 }
 
 impl std::fmt::Debug for CgroupIndex {
@@ -54,20 +57,33 @@ impl CgroupIndex {
     /// events of exited containers still resolve for a while.
     pub fn open(root: &Path, capacity: u64, ttl: Duration) -> Result<CgroupIndex, IndexError> {
         let root_dir = File::open(root).map_err(|source| IndexError { path: root.to_path_buf(), source })?;
+        let counters = Arc::<CacheCounters>::default();
         Ok(CgroupIndex {
             root: root.to_path_buf(),
             root_dir,
-            found: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
+            found: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(ttl)
+                .eviction_listener(metrics::listener(&counters))
+                .build(),
             missing: Cache::builder().max_capacity(capacity).time_to_live(Duration::from_secs(1)).build(),
+            counters,
         })
+    }
+
+    /// Hit, miss and eviction counts of the path cache.
+    pub fn counters(&self) -> &Arc<CacheCounters> {
+        &self.counters
     }
 
     /// The cgroup path of `id` relative to the cgroup2 root ("/" for the
     /// root), or None if no such cgroup exists (any more).
     pub fn path(&self, id: u64) -> Option<Arc<str>> {
         if let Some(p) = self.found.get(&id) {
+            self.counters.hit();
             return Some(p);
         }
+        self.counters.miss();
         if self.missing.contains_key(&id) {
             return None;
         }

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::iphistory::IpHistoryConfig;
+use crate::kube::KubernetesConfig;
+
 /// How identities are resolved and kept.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +33,19 @@ pub struct EnricherConfig {
     /// Longest wait for one runtime lookup (events never wait for it).
     #[serde(default = "default_runtime_timeout", with = "humantime_serde")]
     pub runtime_timeout: Duration,
+    /// Where state that must survive restarts lives (the IP history under `ip-history/`).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Pod IP history.
+    #[serde(default)]
+    pub ip_history: IpHistoryConfig,
+    /// Pods, workloads and services from the Kubernetes API server.
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/tracelake")
 }
 
 fn default_lineage_depth() -> usize {
@@ -62,6 +78,9 @@ impl Default for EnricherConfig {
             max_processes: default_max_processes(),
             containerd_socket: default_containerd_socket(),
             runtime_timeout: default_runtime_timeout(),
+            state_dir: default_state_dir(),
+            ip_history: IpHistoryConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -74,5 +93,10 @@ impl EnricherConfig {
         }
         let unified = std::path::Path::new("/sys/fs/cgroup/unified");
         if unified.join("cgroup.procs").exists() { unified.to_path_buf() } else { PathBuf::from("/sys/fs/cgroup") }
+    }
+
+    /// Where the IP history is persisted.
+    pub fn ip_history_dir(&self) -> PathBuf {
+        self.state_dir.join("ip-history")
     }
 }

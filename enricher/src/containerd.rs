@@ -12,11 +12,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use containerd_client::services::v1::GetContainerRequest;
 use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest};
 use containerd_client::tonic::Request;
+use containerd_client::tonic::transport::Channel;
 use moka::sync::Cache;
 use tokio::sync::mpsc;
+
+use crate::kube::{Workload, infer};
+use crate::metrics::{self, CacheCounters};
 
 /// What containerd knows of one container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,11 +33,18 @@ pub struct ContainerMeta {
     pub pod_namespace: Option<String>,
     pub pod_uid: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The image's content digest, when the runtime still has the image.
+    pub image_digest: Option<String>,
+    /// The pod's workload guessed from its name and these labels, once per
+    /// container (the API server's answer, when there is one, wins).
+    pub workload: Option<Workload>,
 }
 
 impl ContainerMeta {
-    fn from_labels(id: &str, image: String, labels: BTreeMap<String, String>) -> ContainerMeta {
+    /// Metadata from a container's labels (kubelet's `io.kubernetes.*`).
+    pub fn from_labels(id: &str, image: String, labels: BTreeMap<String, String>) -> ContainerMeta {
         let get = |k: &str| labels.get(k).cloned();
+        let workload = labels.get("io.kubernetes.pod.name").and_then(|pod| infer(pod, &labels));
         ContainerMeta {
             id: id.to_string(),
             image,
@@ -41,6 +53,8 @@ impl ContainerMeta {
             pod_namespace: get("io.kubernetes.pod.namespace"),
             pod_uid: get("io.kubernetes.pod.uid"),
             labels,
+            image_digest: None,
+            workload,
         }
     }
 }
@@ -53,6 +67,7 @@ pub struct ContainerdMeta {
     missing: Cache<String, ()>,
     queued: Mutex<HashSet<String>>,
     tx: mpsc::UnboundedSender<(String, String)>,
+    counters: Arc<CacheCounters>,
 }
 
 /// Counts for metrics and tests.
@@ -67,11 +82,17 @@ impl ContainerdMeta {
     /// `ttl`: how long metadata of removed containers is kept.
     pub fn start(socket: PathBuf, timeout: Duration, capacity: u64, ttl: Duration) -> Arc<ContainerdMeta> {
         let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+        let counters = Arc::<CacheCounters>::default();
         let me = Arc::new(ContainerdMeta {
-            found: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
+            found: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(ttl)
+                .eviction_listener(metrics::listener(&counters))
+                .build(),
             missing: Cache::builder().max_capacity(capacity).time_to_live(Duration::from_secs(5)).build(),
             queued: Mutex::new(HashSet::new()),
             tx,
+            counters,
         });
         let weak = Arc::downgrade(&me);
         tokio::spawn(async move {
@@ -103,11 +124,24 @@ impl ContainerdMeta {
         me
     }
 
+    /// Hit, miss and eviction counts of the metadata cache.
+    pub fn counters(&self) -> &Arc<CacheCounters> {
+        &self.counters
+    }
+
+    /// Seeds the cache with metadata learned elsewhere (a runtime event
+    /// stream, the Kubernetes watch), so no lookup is needed.
+    pub fn prime(&self, meta: ContainerMeta) {
+        self.found.insert(meta.id.clone(), Arc::new(meta));
+    }
+
     /// Cached metadata, or None (and a background lookup queued) on a miss.
     pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<ContainerMeta>> {
         if let Some(m) = self.found.get(id) {
+            self.counters.hit();
             return Some(m);
         }
+        self.counters.miss();
         if self.missing.contains_key(id) {
             return None;
         }
@@ -125,22 +159,34 @@ impl ContainerdMeta {
 
 async fn lookup(
     socket: &std::path::Path,
-    client: &mut Option<ContainersClient<containerd_client::tonic::transport::Channel>>,
+    channel: &mut Option<Channel>,
     namespace: &str,
     id: &str,
 ) -> Result<Option<ContainerMeta>, Box<dyn std::error::Error + Send + Sync>> {
-    if client.is_none() {
-        *client = Some(ContainersClient::new(containerd_client::connect(socket).await?));
+    if channel.is_none() {
+        *channel = Some(containerd_client::connect(socket).await?);
     }
-    let Some(c) = client.as_mut() else { return Ok(None) };
+    let Some(ch) = channel.clone() else { return Ok(None) };
+    let ns: containerd_client::tonic::metadata::MetadataValue<_> = namespace.parse()?;
     let mut req = Request::new(GetContainerRequest { id: id.to_string() });
-    req.metadata_mut().insert("containerd-namespace", namespace.parse()?);
-    match c.get(req).await {
-        Ok(resp) => Ok(resp.into_inner().container.map(|ct| {
-            let labels: BTreeMap<String, String> = ct.labels.into_iter().collect();
-            ContainerMeta::from_labels(id, ct.image, labels)
-        })),
-        Err(status) if status.code() == containerd_client::tonic::Code::NotFound => Ok(None),
-        Err(status) => Err(Box::new(status)),
+    req.metadata_mut().insert("containerd-namespace", ns.clone());
+    let ct = match ContainersClient::new(ch.clone()).get(req).await {
+        Ok(resp) => match resp.into_inner().container {
+            Some(ct) => ct,
+            None => return Ok(None),
+        },
+        Err(status) if status.code() == containerd_client::tonic::Code::NotFound => return Ok(None),
+        Err(status) => return Err(Box::new(status)),
+    };
+    let labels: BTreeMap<String, String> = ct.labels.into_iter().collect();
+    let mut meta = ContainerMeta::from_labels(id, ct.image, labels);
+    if !meta.image.is_empty() {
+        // The image may have been removed since: then the digest stays unknown.
+        let mut req = Request::new(GetImageRequest { name: meta.image.clone() });
+        req.metadata_mut().insert("containerd-namespace", ns);
+        if let Ok(resp) = ImagesClient::new(ch).get(req).await {
+            meta.image_digest = resp.into_inner().image.and_then(|i| i.target).map(|t| t.digest);
+        }
     }
+    Ok(Some(meta))
 }

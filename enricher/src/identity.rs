@@ -1,15 +1,21 @@
 //! Per-event identity: cgroup id -> path -> container reference, cached per
 //! cgroup id so the per-event cost is one cache probe.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
 use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS};
+use tracelake_model::{Body, BootClock, Event, Kind};
 
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 use crate::cgroup_index::{CgroupIndex, IndexError};
 use crate::containerd::{ContainerMeta, ContainerdMeta};
+use crate::front::{Front, RECHECK_NS, Slot};
+use crate::iphistory::{IpHistory, NodeObserver, Owner};
+use crate::kube::{KubeMeta, PodInfo, ServiceInfo};
+use crate::metrics::{self, CacheCounters};
 use crate::process::{ProcessInfo, ProcessTable};
 
 /// What a cgroup id resolves to.
@@ -25,6 +31,18 @@ pub struct Enricher {
     index: CgroupIndex,
     by_cgroup: Cache<u64, Arc<CgroupIdentity>>,
     containerd: Option<Arc<ContainerdMeta>>,
+    kube: Option<Arc<KubeMeta>>,
+    counters: Arc<CacheCounters>,
+    front: Front,
+    ips: Option<IpSource>,
+}
+
+/// The IP history and what feeds it from this node.
+#[derive(Debug)]
+struct IpSource {
+    history: Arc<IpHistory>,
+    observer: Option<NodeObserver>,
+    clock: BootClock,
 }
 
 /// Everything known of one event's workload, held for the event's lifetime.
@@ -32,10 +50,19 @@ pub struct Enricher {
 pub struct Resolved {
     pub cgroup: Option<Arc<CgroupIdentity>>,
     pub meta: Option<Arc<ContainerMeta>>,
+    /// The pod as the Kubernetes API knows it (workload resolved).
+    pub pod: Option<Arc<PodInfo>>,
     /// The process, then its ancestors (see `ProcessTable::lineage_into`).
     pub chain: [Option<Arc<ProcessInfo>>; MAX_ANCESTORS + 1],
-    /// A container whose runtime metadata was asked for but is not known (yet).
+    /// A container whose runtime metadata was asked for but is not known
+    /// (yet), or a pod the Kubernetes API does not know (yet).
     pub partial: bool,
+    /// Network events: who held the remote IP at the event's time.
+    pub peer: Option<Arc<Owner>>,
+    /// The Service whose ClusterIP the peer address is (from the API watch), when no pod held it.
+    pub peer_service: Option<Arc<ServiceInfo>>,
+    /// The container's own IP, when observed.
+    pub pod_ip: Option<Arc<str>>,
 }
 
 impl Resolved {
@@ -54,10 +81,81 @@ impl Resolved {
             id.namespace = m.pod_namespace.as_deref();
             id.container_name = m.container_name.as_deref();
             id.image = (!m.image.is_empty()).then_some(m.image.as_str());
+            id.image_digest = m.image_digest.as_deref();
             id.pod_uid = id.pod_uid.or(m.pod_uid.as_deref());
+            if let Some(w) = &m.workload {
+                id.workload_kind = Some(w.kind.as_str());
+                id.workload = Some(&w.name);
+                id.workload_source = Some(w.source.as_str());
+            }
+        }
+        if let Some(p) = &self.pod {
+            id.pod = Some(&p.name);
+            id.namespace = Some(&p.namespace);
+            id.pod_uid = Some(&p.uid);
+            id.workload_kind = Some(p.workload.kind.as_str());
+            id.workload = Some(&p.workload.name);
+            id.workload_source = Some(p.workload.source.as_str());
+            id.pod_labels = (!p.labels.is_empty()).then_some(&p.labels[..]);
+        }
+        id.pod_ip = self.pod_ip.as_deref();
+        if let Some(p) = &self.peer {
+            id.peer_pod = p.pod.as_deref();
+            id.peer_namespace = p.namespace.as_deref();
+            id.peer_workload_kind = p.workload_kind.as_deref();
+            id.peer_workload = p.workload.as_deref();
+            id.peer_container_id = p.container_id.as_deref();
+            id.peer_service = p.service.as_deref();
+        }
+        if let Some(svc) = &self.peer_service {
+            id.peer_service = Some(&svc.name);
+            id.peer_namespace = Some(&svc.namespace);
         }
         id
     }
+}
+
+/// The remote address of a network event that has a peer (not listen or
+/// bind, not loopback or unspecified).
+fn remote_ip(ev: &Event<'_>) -> Option<IpAddr> {
+    let with_peer = match ev.kind {
+        Kind::NetConnect | Kind::NetAccept | Kind::NetUdpSend | Kind::NetClose => true,
+        Kind::NetListen
+        | Kind::NetBind
+        | Kind::Exec
+        | Kind::Fork
+        | Kind::Exit
+        | Kind::CloneThread
+        | Kind::FileOpen
+        | Kind::FileRename
+        | Kind::FileUnlink
+        | Kind::FileChmod
+        | Kind::FileChown
+        | Kind::Setuid
+        | Kind::Setgid
+        | Kind::Capset
+        | Kind::Ptrace
+        | Kind::Mount
+        | Kind::Umount
+        | Kind::Unshare
+        | Kind::Setns
+        | Kind::ModuleLoad
+        | Kind::Bpf
+        | Kind::MemfdCreate
+        | Kind::Chroot
+        | Kind::PivotRoot
+        | Kind::ProcessSnapshot => false,
+    };
+    let Body::Net { family, remote, .. } = ev.body else { return None };
+    let ip = match family {
+        2 => IpAddr::V4(Ipv4Addr::new(remote.addr[0], remote.addr[1], remote.addr[2], remote.addr[3])),
+        10 => IpAddr::V6(Ipv6Addr::from(remote.addr)),
+        _ => return None,
+    };
+    if !with_peer || ip.is_unspecified() || ip.is_loopback() {
+        return None;
+    }
+    Some(ip)
 }
 
 fn runtime_name(r: Runtime) -> &'static str {
@@ -72,11 +170,57 @@ fn runtime_name(r: Runtime) -> &'static str {
 impl Enricher {
     /// `ttl`: how long identities of gone cgroups (exited containers) stay.
     pub fn new(cgroup_root: &std::path::Path, capacity: u64, ttl: Duration) -> Result<Enricher, IndexError> {
+        let counters = Arc::<CacheCounters>::default();
         Ok(Enricher {
             index: CgroupIndex::open(cgroup_root, capacity, ttl)?,
-            by_cgroup: Cache::builder().max_capacity(capacity).time_to_idle(ttl).build(),
+            by_cgroup: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(ttl)
+                .eviction_listener(metrics::listener(&counters))
+                .build(),
             containerd: None,
+            counters,
+            front: Front::default(),
+            ips: None,
+            kube: None,
         })
+    }
+
+    /// The counters of every cache behind this enricher, by cache name.
+    pub fn cache_counters(&self) -> Vec<(&'static str, Arc<CacheCounters>)> {
+        let mut all =
+            vec![("cgroup_identity", Arc::clone(&self.counters)), ("cgroup_path", Arc::clone(self.index.counters()))];
+        if let Some(c) = &self.containerd {
+            all.push(("container_metadata", Arc::clone(c.counters())));
+        }
+        all
+    }
+
+    /// Remembers the cgroup path of an id learned elsewhere (the /proc walk),
+    /// so events still resolve after the cgroup is removed.
+    pub fn remember_cgroup(&self, cgroup_id: u64, path: &str) {
+        self.index.remember(cgroup_id, path);
+    }
+
+    /// Adds peer identity on network events from `history` (looked up at
+    /// the event's time: `clock` turns kernel time into wall time), and the
+    /// container's own IP from `observer`, which is told of every new container.
+    pub fn with_ip_history(
+        mut self,
+        history: Arc<IpHistory>,
+        observer: Option<NodeObserver>,
+        clock: BootClock,
+    ) -> Enricher {
+        self.ips = Some(IpSource { history, observer, clock });
+        self
+    }
+
+    /// The owner of the remote address of a network event at the event's time.
+    pub fn peer(&self, ev: &Event<'_>) -> Option<Arc<Owner>> {
+        let ips = self.ips.as_ref()?;
+        let ip = remote_ip(ev)?;
+        let at = i64::try_from(ips.clock.wall_ns(ev.subject.ktime_ns)).unwrap_or(i64::MAX);
+        ips.history.who_had(ip, at)
     }
 
     /// Adds container and pod metadata from containerd (looked up in the
@@ -86,10 +230,34 @@ impl Enricher {
         self
     }
 
-    /// cgroup identity plus whatever containerd has told so far.
-    pub fn resolve(&self, cgroup_id: u64) -> Resolved {
+    /// Adds pods and workloads from the Kubernetes API (indexes filled by
+    /// watches in the background).
+    pub fn with_kube(mut self, kube: Arc<KubeMeta>) -> Enricher {
+        self.kube = Some(kube);
+        self
+    }
+
+    /// cgroup identity plus whatever containerd and the API server have told
+    /// so far, at event time `now_ns` (CLOCK_BOOTTIME, as events carry it).
+    pub fn resolve(&mut self, cgroup_id: u64, now_ns: u64) -> Resolved {
+        if let Some(slot) = self.front.get(cgroup_id)
+            && (!slot.incomplete || now_ns < slot.recheck_ns)
+        {
+            self.counters.hit();
+            return Resolved {
+                cgroup: slot.cgroup.clone(),
+                meta: slot.meta.clone(),
+                pod: slot.pod.clone(),
+                chain: Default::default(),
+                partial: slot.partial,
+                peer: None,
+                peer_service: None,
+                pod_ip: None,
+            };
+        }
         let cgroup = self.cgroup(cgroup_id);
-        let (meta, partial) = match (&self.containerd, cgroup.as_ref().and_then(|c| c.container.as_ref())) {
+        let container = cgroup.as_ref().and_then(|c| c.container.as_ref());
+        let (meta, mut partial) = match (&self.containerd, container) {
             (Some(src), Some(c)) => {
                 // CRI containers live in kubelet's namespace; others say theirs in the path.
                 let ns = c.namespace.as_deref().unwrap_or("k8s.io");
@@ -99,25 +267,59 @@ impl Enricher {
             }
             _ => (None, false),
         };
-        Resolved { cgroup, meta, chain: Default::default(), partial }
+        let pod = self.kube.as_deref().and_then(|k| {
+            let m = meta.as_deref();
+            let uid = container.and_then(|c| c.pod_uid.as_deref()).or_else(|| m.and_then(|m| m.pod_uid.as_deref()));
+            let by_name = m.and_then(|m| m.pod_namespace.as_deref().zip(m.pod_name.as_deref()));
+            let pod = match (uid, by_name) {
+                (Some(u), _) => k.lookup_pod(u).or_else(|| by_name.and_then(|(ns, n)| k.lookup_pod_by_name(ns, n))),
+                (None, Some((ns, n))) => k.lookup_pod_by_name(ns, n),
+                (None, None) => return None,
+            };
+            // A pod is expected here: the API server has not told of it (yet).
+            partial |= pod.is_none();
+            pod
+        });
+        let slot = Slot {
+            cgroup: cgroup.clone(),
+            meta: meta.clone(),
+            pod: pod.clone(),
+            partial,
+            incomplete: partial || cgroup.is_none(),
+            recheck_ns: now_ns.saturating_add(RECHECK_NS),
+        };
+        self.front.insert(cgroup_id, slot);
+        Resolved { cgroup, meta, pod, chain: Default::default(), partial, peer: None, peer_service: None, pod_ip: None }
     }
 
     /// `resolve` plus the process and up to `depth` ancestors from `table`.
     pub fn resolve_with_lineage(
-        &self,
+        &mut self,
         ev: &tracelake_model::Event<'_>,
         table: &ProcessTable,
         depth: usize,
     ) -> Resolved {
-        let mut r = self.resolve(ev.subject.cgroup_id);
+        let mut r = self.resolve(ev.subject.cgroup_id, ev.subject.ktime_ns);
         let len = (depth + 1).min(r.chain.len());
         table.lineage_into(ev.subject.tgid, ev.subject.proc_start_ns, &mut r.chain[..len]);
+        r.peer = self.peer(ev);
+        if r.peer.is_none()
+            && let (Some(k), Some(ip)) = (&self.kube, remote_ip(ev))
+        {
+            r.peer_service = k.lookup_service(ip);
+        }
+        if let Some(ips) = &self.ips
+            && r.cgroup.as_ref().is_some_and(|c| c.container.is_some())
+        {
+            r.pod_ip = ips.observer.as_ref().and_then(|o| o.pod_ip(ev.subject.cgroup_id));
+        }
         r
     }
 
     /// The identity behind a cgroup id, or None when the cgroup is unknown
     /// (gone before it was ever seen): the event then goes on partially enriched.
     pub fn cgroup(&self, cgroup_id: u64) -> Option<Arc<CgroupIdentity>> {
+        self.counters.miss();
         if let Some(hit) = self.by_cgroup.get(&cgroup_id) {
             return Some(hit);
         }
@@ -125,6 +327,9 @@ impl Enricher {
         let container = parse_cgroup_path(&path);
         let ident = Arc::new(CgroupIdentity { path, container });
         self.by_cgroup.insert(cgroup_id, Arc::clone(&ident));
+        if let Some(o) = self.ips.as_ref().and_then(|i| i.observer.as_ref()) {
+            o.seen(cgroup_id, &ident);
+        }
         Some(ident)
     }
 
@@ -142,3 +347,6 @@ impl Enricher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,12 +5,14 @@
 //! Updated per process-lifecycle event (exec, fork, exit), not per event of
 //! the high-rate classes: lookups are a hash probe and an Arc clone.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt};
 use moka::sync::Cache;
 use tracelake_model::{Body, Event};
+
+use crate::metrics::{self, CacheCounters};
 
 /// What is known of one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +48,9 @@ impl ProcessInfo {
 }
 
 /// Live processes by pid, exited ones by (pid, start) for a while.
+///
+/// `live` uses foldhash: every event walks its lineage through it, and
+/// SipHash cost more than the rest of the walk (benches/benches/enrich.rs).
 pub struct ProcessTable {
     live: HashMap<u32, Arc<ProcessInfo>>,
     tombstones: Cache<(u32, u64), Arc<ProcessInfo>>,
@@ -54,6 +59,7 @@ pub struct ProcessTable {
     /// not say when the parent started.
     last_exit: Cache<u32, u64>,
     max_live: usize,
+    counters: Arc<CacheCounters>,
 }
 
 impl std::fmt::Debug for ProcessTable {
@@ -69,12 +75,23 @@ impl ProcessTable {
     /// `tombstone_ttl`: how long an exited process stays resolvable;
     /// `max_live`: bound on live entries (missed exits cannot grow it forever).
     pub fn new(tombstone_ttl: Duration, max_tombstones: u64, max_live: usize) -> ProcessTable {
+        let counters = Arc::<CacheCounters>::default();
         ProcessTable {
             live: HashMap::new(),
-            tombstones: Cache::builder().max_capacity(max_tombstones).time_to_live(tombstone_ttl).build(),
+            tombstones: Cache::builder()
+                .max_capacity(max_tombstones)
+                .time_to_live(tombstone_ttl)
+                .eviction_listener(metrics::listener(&counters))
+                .build(),
             last_exit: Cache::builder().max_capacity(max_tombstones).time_to_live(tombstone_ttl).build(),
             max_live,
+            counters,
         }
+    }
+
+    /// Lookups (live or tombstone) found or not, and tombstones evicted or expired.
+    pub fn counters(&self) -> &Arc<CacheCounters> {
+        &self.counters
     }
 
     /// Folds a lifecycle event into the table; other kinds are ignored.
@@ -149,6 +166,10 @@ impl ProcessTable {
     /// The process `pid` that started at `start_ns` (0: whichever is live),
     /// live or a tombstone.
     pub fn get(&self, pid: u32, start_ns: u64) -> Option<Arc<ProcessInfo>> {
+        self.counters.track(self.find(pid, start_ns))
+    }
+
+    fn find(&self, pid: u32, start_ns: u64) -> Option<Arc<ProcessInfo>> {
         match self.live.get(&pid) {
             Some(p)
                 if start_ns == 0

@@ -52,10 +52,24 @@ pub struct Identity<'a> {
     pub container_name: Option<&'a str>,
     /// Image reference the container was created from.
     pub image: Option<&'a str>,
+    /// The container's own IP (observed in its network namespace).
+    pub pod_ip: Option<&'a str>,
+    /// Network events: who held the remote IP at the event's time (IP history).
+    pub peer_pod: Option<&'a str>,
+    pub peer_namespace: Option<&'a str>,
+    pub peer_workload_kind: Option<&'a str>,
+    pub peer_workload: Option<&'a str>,
+    pub peer_container_id: Option<&'a str>,
+    /// Service name when the remote IP is a ClusterIP.
+    pub peer_service: Option<&'a str>,
     /// Kind of the workload that owns the pod: Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet, Pod.
     pub workload_kind: Option<&'a str>,
     /// Name of the workload that owns the pod.
     pub workload: Option<&'a str>,
+    /// How the workload was learnt: `api` (ownerReferences) or `inferred` (pod name and labels).
+    pub workload_source: Option<&'a str>,
+    /// Pod labels (key, value), sorted by key, when the API server told them.
+    pub pod_labels: Option<&'a [(Box<str>, Box<str>)]>,
     /// Executable of the process itself (from the process table).
     pub process_exe: Option<&'a [u8]>,
     /// Parent, grandparent, ...: nearest first, unused slots None.
@@ -63,6 +77,8 @@ pub struct Identity<'a> {
     /// Some identity source had no answer yet (lookup queued, or the
     /// runtime is slow or down): the event went on with what was known.
     pub partial: bool,
+    /// Content digest of the image (`sha256:...`): the reference can be re-tagged, the digest cannot.
+    pub image_digest: Option<&'a str>,
 }
 
 /// Longest lineage written into an event.
@@ -148,11 +164,34 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
         ("pod", id.pod),
         ("container_name", id.container_name),
         ("image", id.image),
+        ("image_digest", id.image_digest),
+        ("pod_ip", id.pod_ip),
+        ("peer_namespace", id.peer_namespace),
+        ("peer_pod", id.peer_pod),
+        ("peer_workload_kind", id.peer_workload_kind),
+        ("peer_workload", id.peer_workload),
+        ("peer_container_id", id.peer_container_id),
+        ("peer_service", id.peer_service),
+        ("workload_kind", id.workload_kind),
+        ("workload", id.workload),
+        ("workload_source", id.workload_source),
     ] {
         if let Some(v) = value {
             let _ = write!(out, ",\"{name}\":");
             str_value(out, v.as_bytes());
         }
+    }
+    if let Some(labels) = id.pod_labels {
+        out.extend_from_slice(b",\"pod_labels\":{");
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            str_value(out, k.as_bytes());
+            out.push(b':');
+            str_value(out, v.as_bytes());
+        }
+        out.push(b'}');
     }
     if id.partial {
         out.extend_from_slice(b",\"enrichment\":\"partial\"");

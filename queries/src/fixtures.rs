@@ -1,5 +1,5 @@
 //! Events for tests and benchmarks: real model events, pushed through the
-//! lake's own column builders (`TableBuilder`), so the batches rules see
+//! lake's own column builders (`BatchBuilder`), so the batches rules see
 //! have exactly the lake's schemas.
 
 use std::net::IpAddr;
@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use arrow::array::RecordBatch;
 use tracelake_model::json::{Ancestor, Identity, JsonContext};
 use tracelake_model::{BootClock, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
-use tracelake_sinks::parquet::{LakeError, Table, TableBuilder};
+use tracelake_sinks::parquet::{BatchBuilder, LakeError, Table};
 
 pub const CONTAINER_ID: &str = "5e1ec7ab1e5e1ec7ab1e5e1ec7ab1e5e1ec7ab1e5e1ec7ab1e5e1ec7ab1e5e1e";
 
@@ -216,12 +216,12 @@ pub fn context(base_ns: i128) -> JsonContext<'static> {
 
 /// One batch per table the events touch, built by the lake's column builders.
 pub fn batches(ctx: &JsonContext<'_>, events: &[Fx]) -> Result<Vec<(Table, RecordBatch)>, LakeError> {
-    let mut builders: Vec<TableBuilder> = Table::EVENT_TABLES.into_iter().filter_map(TableBuilder::new).collect();
+    let mut builders: Vec<BatchBuilder> = Table::EVENT_TABLES.into_iter().filter_map(BatchBuilder::new).collect();
     for fx in events {
         let ev = fx.event.as_event();
         let t = Table::of(&ev);
         if let Some(b) = builders.iter_mut().find(|b| b.table() == t) {
-            b.push(ctx, &ev, &fx.identity());
+            b.append(ctx, &ev, &fx.identity());
         }
     }
     let mut out = Vec::new();

@@ -11,7 +11,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
-use tracelake_sinks::parquet::{LakeConfig, LakeWriter, Table, TableBuilder, error_chain};
+use tracelake_sinks::parquet::{BatchBuilder, LakeConfig, LakeWriter, Table, error_chain};
 
 use crate::config::DetectionsConfig;
 use crate::engine::RuleEngine;
@@ -137,7 +137,7 @@ type Batches = Vec<(Table, RecordBatch)>;
 pub struct LiveDetector {
     ctx: JsonContext<'static>,
     /// Indexed like `Table::EVENT_TABLES`; None for tables no rule reads.
-    builders: [Option<TableBuilder>; 5],
+    builders: [Option<BatchBuilder>; 5],
     rows: usize,
     last_send: Instant,
     cfg: DetectionsConfig,
@@ -220,7 +220,7 @@ impl LiveDetector {
                 return Err(DetectError::Thread(std::io::Error::other("the detection thread ended while planning")));
             }
         };
-        let builders = Table::EVENT_TABLES.map(|t| if wanted.contains(&t) { TableBuilder::new(t) } else { None });
+        let builders = Table::EVENT_TABLES.map(|t| if wanted.contains(&t) { BatchBuilder::new(t) } else { None });
         Ok(LiveDetector {
             ctx,
             builders,
@@ -239,7 +239,7 @@ impl LiveDetector {
         let t = Table::of(ev);
         let Some(i) = Table::EVENT_TABLES.iter().position(|x| *x == t) else { return };
         if let Some(b) = &mut self.builders[i] {
-            b.push(&self.ctx, ev, id);
+            b.append(&self.ctx, ev, id);
             self.rows += 1;
             if self.rows >= self.cfg.batch_rows {
                 self.send();

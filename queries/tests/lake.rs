@@ -35,26 +35,29 @@ fn write_lake(dir: &Path, base: i128, s: &Script) {
 
 /// `ip_ownership` rows for 10.1.2.3: (workload, valid_from, valid_to).
 fn write_ownership(dir: &Path, rows: &[(&str, i64, Option<i64>)]) {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
-    use tracelake_sinks::parquet::{LakeWriter, Table};
-    let n = rows.len();
-    let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
-    let cols: Vec<ArrayRef> = vec![
-        text("10.1.2.3"),
-        Arc::new(TimestampNanosecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()).with_timezone("UTC")),
-        Arc::new(TimestampNanosecondArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()).with_timezone("UTC")),
-        text("node-1"),
-        text("payments"),
-        Arc::new(StringArray::from(rows.iter().map(|r| format!("{}-0", r.0)).collect::<Vec<_>>())),
-        text("uid"),
-        text("StatefulSet"),
-        Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-        text("c0"),
-        text("test"),
-    ];
-    let batch = RecordBatch::try_new(Table::IpOwnership.schema(), cols).unwrap();
+    use tracelake_sinks::parquet::{LakeWriter, OwnershipRow, Table, ownership_batch};
+    let pods: Vec<String> = rows.iter().map(|r| format!("{}-0", r.0)).collect();
+    let rows: Vec<OwnershipRow<'_>> = rows
+        .iter()
+        .zip(&pods)
+        .enumerate()
+        .map(|(i, (r, pod))| OwnershipRow {
+            ip: "10.1.2.3",
+            valid_from: r.1,
+            valid_to: r.2,
+            node: Some("node-1"),
+            namespace: Some("payments"),
+            pod: Some(pod),
+            pod_uid: Some("uid"),
+            workload_kind: Some("StatefulSet"),
+            workload: Some(r.0),
+            container_id: Some("c0"),
+            service: None,
+            source: "kube",
+            seq: i as u64,
+        })
+        .collect();
+    let batch = ownership_batch(&rows).unwrap();
     let cfg = LakeConfig { dir: dir.to_path_buf(), ..LakeConfig::default() };
     LakeWriter::new(&cfg).unwrap().write(Table::IpOwnership, &batch).unwrap();
 }

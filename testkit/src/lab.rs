@@ -7,14 +7,21 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use std::{fs, thread};
+
+mod image;
+mod net;
+mod rootfs;
+pub use image::{IMAGE_REF, LabImage};
+use net::{Attachment, LabNet};
+use rootfs::{build_rootfs, find_busybox};
 
 const CTR_TIMEOUT: Duration = Duration::from_secs(30);
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -65,7 +72,7 @@ wait
 /// test process dies without dropping it (SIGKILL, `process::exit`, a leaked
 /// static), since the kernel closes the write end either way.
 const CLEANUP: &str = r#"
-bb="$1"; ctr="$2"; addr="$3"; ns="$4"; cpid="$5"; dir="$6"; cg="$7"
+bb="$1"; ctr="$2"; addr="$3"; ns="$4"; cpid="$5"; dir="$6"; cg="$7"; br="$8"; netns="$9"
 while read -r _; do :; done
 c() { "$ctr" --connect-timeout 5s --address "$addr" --namespace "$ns" "$@" 2>/dev/null; }
 for id in $(c containers ls -q); do (c tasks rm --force "$id"; c containers rm "$id") >/dev/null & done
@@ -89,6 +96,12 @@ done
 rmcg() { for d in /sys/fs/cgroup/*/"$ns"/* /sys/fs/cgroup/*/"$ns" "$cg/$ns"/* "$cg/$ns"; do
   [ ! -d "$d" ] || "$bb" rmdir "$d" 2>/dev/null || return 1; done; }
 retry rmcg
+# Network namespaces and the bridge of networked containers (lab/net.rs).
+if [ -n "$br" ]; then
+  # What `ip netns delete` does; busybox sh would run its own `ip`, which lacks netns.
+  for n in /var/run/netns/"$netns"*; do [ -e "$n" ] && "$bb" umount -l "$n" && "$bb" rm -f "$n"; done
+  "$bb" ip link delete "$br" 2>/dev/null
+fi
 "$bb" awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | "$bb" sort -r |
   while read -r m; do "$bb" umount -l "$m"; done
 "$bb" rm -rf "$dir"
@@ -162,6 +175,12 @@ pub struct ContainerSpec {
     pub env: Vec<String>,
     /// Share the host network namespace instead of a private loopback-only one.
     pub net_host: bool,
+    /// A network namespace of its own on the lab's bridge, with an address (CNI).
+    pub network: bool,
+    /// Pins the address (implies `network`); must be in the lab's subnet.
+    pub ip: Option<String>,
+    /// Created from the lab's image ([`Lab::image`]) on a snapshot, not from a rootfs dir.
+    pub image: bool,
 }
 
 impl ContainerSpec {
@@ -179,6 +198,25 @@ impl ContainerSpec {
         self
     }
 
+    /// Real pod networking: own namespace, eth0 on the lab's bridge, an IP from its range.
+    pub fn network(mut self) -> Self {
+        self.network = true;
+        self
+    }
+
+    /// Like [`ContainerSpec::network`] with this address (e.g. one a stopped container had).
+    pub fn network_ip(mut self, ip: impl Into<String>) -> Self {
+        self.network = true;
+        self.ip = Some(ip.into());
+        self
+    }
+
+    /// From the lab's busybox image, so containerd knows its image name and digest.
+    pub fn image(mut self) -> Self {
+        self.image = true;
+        self
+    }
+
     fn validate(&self) -> Result<(), String> {
         // containerd's identifier grammar; it also keeps `id` safe as a path component.
         let id = &self.id;
@@ -188,6 +226,9 @@ impl ContainerSpec {
         }
         if self.args.is_empty() {
             return Err(format!("container {id:?} has no command"));
+        }
+        if self.network && self.net_host {
+            return Err(format!("container {id:?} cannot have both a network and the host's"));
         }
         match self.labels.iter().find(|(k, _)| k.is_empty() || k.contains('=')) {
             Some((k, _)) => Err(format!("label key {k:?} is empty or contains '='")),
@@ -206,6 +247,10 @@ struct Shared {
     busybox: PathBuf,
     applets: Vec<String>,
     closed: AtomicBool,
+    /// The lab's bridge, subnet and namespaces, or why there are none.
+    net: Result<LabNet, String>,
+    /// The imported image, once a container needed it.
+    image: Mutex<Option<Arc<LabImage>>>,
 }
 
 impl Shared {
@@ -272,7 +317,9 @@ impl Lab {
         let child = cmd.process_group(0).spawn().map_err(io_err("starting containerd"))?;
 
         let (cpid, closed) = (child.id(), AtomicBool::new(false));
-        let shared = Arc::new(Shared { address, namespace, dir, busybox, applets, closed });
+        let net = LabNet::allocate(&dir).map_err(|e| e.to_string());
+        let image = Mutex::new(None);
+        let shared = Arc::new(Shared { address, namespace, dir, busybox, applets, closed, net, image });
         let mut lab = Lab { shared, containerd: Some(child), cleanup: None, _tempdir: tempdir };
         lab.spawn_cleanup(&bb, cpid)?;
         lab.wait_ready()?;
@@ -286,6 +333,18 @@ impl Lab {
         cmd.args(["sh", "-c", CLEANUP, "tracelake-lab-cleanup"]).arg(bb).arg("ctr");
         cmd.args([s.address.as_os_str(), s.namespace.as_ref(), cpid.as_os_str(), s.dir.as_os_str(), cg.as_os_str()]);
         cmd.env("PATH", search_path()).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Ok(net) = &s.net {
+            cmd.args([net.bridge(), net.netns_prefix()]);
+            // The script inherits the network index's lock: no other lab takes
+            // the index before the script has removed this one's leftovers.
+            let fd = net.lock_fd();
+            // SAFETY: fcntl is async-signal-safe and only touches the child's fd table.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+                })
+            };
+        }
         let mut child = cmd.process_group(0).spawn().map_err(io_err("starting the cleanup script"))?;
         self.cleanup = child.stdin.take().map(|stdin| (child, stdin));
         Ok(())
@@ -311,8 +370,9 @@ impl Lab {
         Err(LabError::Startup { reason, log_tail: lines[lines.len().saturating_sub(20)..].join("\n") })
     }
 
-    /// Runs a detached container on a fresh copy of the busybox rootfs and
-    /// returns once its init process has exec'd the requested command.
+    /// Runs a detached container on a fresh copy of the busybox rootfs (or a
+    /// snapshot of the lab's image, see [`ContainerSpec::image`]) and returns
+    /// once its init process has exec'd the requested command.
     pub fn run(&self, spec: &ContainerSpec) -> Result<Container, LabError> {
         spec.validate().map_err(LabError::InvalidSpec)?;
         let s = &self.shared;
@@ -327,19 +387,36 @@ impl Lab {
             id: spec.id.clone(),
             pid: 0,
             cgroup: Default::default(),
+            rootfs: bundle.join("rootfs"),
             bundle: bundle.clone(),
             removed: false,
+            net: None,
         };
-        let rootfs = container.rootfs();
-        build_rootfs(s, &rootfs, &spec.id)?;
+        // An image's container runs on the snapshot the shim mounts in its task dir.
+        let source: OsString = if spec.image {
+            let task = s.dir.join("state/io.containerd.runtime.v2.task").join(&s.namespace).join(&spec.id);
+            container.rootfs = task.join("rootfs");
+            image::lab_image(s)?.reference.clone().into()
+        } else {
+            build_rootfs(s, &container.rootfs, &spec.id)?;
+            container.rootfs.clone().into()
+        };
+        if spec.network {
+            let net = s.net.as_ref().map_err(|e| LabError::Unavailable(format!("lab networking: {e}")))?;
+            container.net = Some(net.attach(&spec.id, spec.ip.as_deref())?);
+        }
         let (pid_file, log_uri) = (bundle.join("init.pid"), format!("file://{}", container.log_path().display()));
         let mut cmd = s.ctr();
-        cmd.args(["run", "--detach", "--rootfs", "--log-uri", &log_uri]).args(spec.net_host.then_some("--net-host"));
+        cmd.args(["run", "--detach"]).args((!spec.image).then_some("--rootfs")).args(["--log-uri", &log_uri]);
+        cmd.args(spec.net_host.then_some("--net-host"));
+        if let Some(att) = &container.net {
+            cmd.arg("--with-ns").arg(format!("network:{}", att.netns.display()));
+        }
         cmd.args([OsStr::new("--pid-file"), pid_file.as_os_str(), "--runc-root".as_ref()]).arg(s.dir.join("runc"));
         let default_path = (!spec.env.iter().any(|e| e.starts_with("PATH="))).then(|| CONTAINER_PATH.to_owned());
         cmd.args(default_path.iter().chain(&spec.env).flat_map(|e| ["--env", e]));
         cmd.args(spec.labels.iter().flat_map(|(k, v)| ["--label".to_owned(), format!("{k}={v}")]));
-        cmd.arg(&rootfs).arg(&spec.id).args(&spec.args);
+        cmd.arg(source).arg(&spec.id).args(&spec.args);
         checked(run_with_timeout(cmd, CTR_TIMEOUT)?, &format!("ctr run {} {}", spec.id, spec.args.join(" ")))?;
 
         let pid = fs::read_to_string(&pid_file).map_err(io_err(format!("reading {}", pid_file.display())))?;
@@ -370,6 +447,12 @@ impl Lab {
     pub fn ctr(&self) -> Command {
         self.shared.ctr()
     }
+
+    /// The subnet networked containers get addresses from (e.g. `10.213.4.0/24`), and the bridge's name.
+    pub fn network(&self) -> Result<(String, String), LabError> {
+        let net = self.shared.net.as_ref().map_err(|e| LabError::Unavailable(format!("lab networking: {e}")))?;
+        Ok((net.subnet(), net.bridge()))
+    }
 }
 
 impl Drop for Lab {
@@ -399,10 +482,22 @@ pub struct Container {
     /// Unified cgroup directory and id.
     cgroup: (PathBuf, u64),
     bundle: PathBuf,
+    rootfs: PathBuf,
     removed: bool,
+    net: Option<Attachment>,
 }
 
 impl Container {
+    /// The container's address on the lab's bridge, if it was started with a network.
+    pub fn ip(&self) -> Option<&str> {
+        self.net.as_ref().map(|a| a.ip.as_str())
+    }
+
+    /// Path of its network namespace (under /var/run/netns), if it has a network.
+    pub fn netns(&self) -> Option<&Path> {
+        self.net.as_ref().map(|a| a.netns.as_path())
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -424,9 +519,10 @@ impl Container {
 
     /// Host path of the container's writable root filesystem. Everything in
     /// it is private to the container except `/bin/busybox`, a hard link
-    /// shared by all containers of the lab.
+    /// shared by all containers of the lab. In image mode it is the overlay
+    /// mount of the container's snapshot, there while its task exists.
     pub fn rootfs(&self) -> PathBuf {
-        self.bundle.join("rootfs")
+        self.rootfs.clone()
     }
 
     /// File receiving the init process's stdout and stderr.
@@ -483,7 +579,10 @@ impl Container {
         }
         poll(Duration::from_secs(5), || self.pid == 0 || !Path::new(&format!("/proc/{}", self.pid)).exists());
         let _ = fs::remove_dir_all(&self.bundle);
-        Ok(())
+        match (self.net.take(), &self.shared.net) {
+            (Some(att), Ok(net)) => net.detach(&att),
+            (Some(_), Err(_)) | (None, _) => Ok(()),
+        }
     }
 }
 
@@ -491,31 +590,6 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = self.remove();
     }
-}
-
-fn build_rootfs(s: &Shared, rootfs: &Path, id: &str) -> Result<(), LabError> {
-    let err = |what: &str| io_err(format!("building rootfs {}: {what}", rootfs.display()));
-    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "usr", "var/tmp"] {
-        fs::create_dir_all(rootfs.join(d)).map_err(err(d))?;
-    }
-    fs::hard_link(&s.busybox, rootfs.join("bin/busybox")).map_err(err("bin/busybox"))?;
-    for applet in s.applets.iter().filter(|a| a.as_str() != "busybox") {
-        symlink("busybox", rootfs.join("bin").join(applet)).map_err(err(applet))?;
-    }
-    // Scripts and tests use absolute paths like /usr/bin/env or /sbin/ip.
-    for (link, target) in [("sbin", "bin"), ("usr/bin", "../bin"), ("usr/sbin", "../bin")] {
-        symlink(target, rootfs.join(link)).map_err(err(link))?;
-    }
-    let files = [
-        ("etc/hostname", format!("{id}\n")),
-        ("etc/hosts", format!("127.0.0.1\tlocalhost {id}\n::1\tlocalhost\n")),
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".into()),
-        ("etc/group", "root:x:0:\nnogroup:x:65534:\n".into()),
-    ];
-    for (name, body) in files {
-        fs::write(rootfs.join(name), body).map_err(err(name))?;
-    }
-    Ok(())
 }
 
 /// `ctr run` returns once runc told the init to proceed, which can be
@@ -570,25 +644,6 @@ fn search_path() -> OsString {
     let mut path = OsString::from(SYSTEM_PATH);
     path.extend(std::env::var_os("PATH").map(|p| [":".into(), p]).into_iter().flatten());
     path
-}
-
-/// The container has no libc, so only a statically linked busybox works.
-fn find_busybox() -> Result<PathBuf, String> {
-    let path = BUSYBOX_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file());
-    let path = path.ok_or_else(|| format!("no busybox binary at {}", BUSYBOX_CANDIDATES.join(", ")))?;
-    let elf = fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let dynamic = || format!("{} is dynamically linked; install busybox-static", path.display());
-    if has_interp(&elf) { Err(dynamic()) } else { Ok(path) }
-}
-
-/// True if a 64-bit little-endian ELF has a PT_INTERP program header.
-fn has_interp(elf: &[u8]) -> bool {
-    let le = |at: usize, n: usize| elf[at..at + n].iter().rev().fold(0usize, |acc, b| acc << 8 | *b as usize);
-    elf.len() >= 64 && elf.starts_with(b"\x7fELF\x02\x01") && {
-        let (phoff, phentsize, phnum) = (le(0x20, 8), le(0x36, 2), le(0x38, 2));
-        let pt_interp = |o: usize| elf.get(o..o.saturating_add(4)) == Some(&[3, 0, 0, 0][..]);
-        (0..phnum).any(|i| pt_interp(phoff.saturating_add(i * phentsize)))
-    }
 }
 
 /// Hybrid hosts mount cgroup2 at /sys/fs/cgroup/unified, pure v2 hosts at

@@ -16,8 +16,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the node sensor (embedded all-in-one mode).
     Run(RunArgs),
+    /// Node agent: sensor + enricher, batches to Kafka (docs/kafka.md), spooled on disk while the broker is away.
+    Agent(AgentArgs),
+    /// Lake service: consumes the Kafka topics in a consumer group and writes the Parquet lake.
+    Lake(LakeArgs),
     /// Check a configuration file and print the effective configuration.
     Config(ConfigArgs),
+    /// Who held an IP address (at a time, or its whole history), from the persisted IP history.
+    Whois(WhoisArgs),
     /// Detection rules: list them, or check them (header, SQL, plan against the lake schemas).
     Rules(RulesArgs),
     /// Run SQL over the Parquet lake (every table, with `date`/`hour` partition columns, and views).
@@ -91,6 +97,59 @@ pub struct HuntArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
     /// TOML configuration file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoisArgs {
+    /// The IP address (IPv4 or IPv6).
+    pub ip: String,
+    /// RFC 3339 time (2026-11-24T14:03:00Z, offsets allowed) or "now"; without it, the whole history.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// State dir of `tracelake run` (default: enricher.state_dir of the configuration).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// TOML configuration file (for the default state dir).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Bootstrap brokers, host:port comma separated (overrides kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Also write a local Parquet lake into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+    /// Also write JSON lines to standard output.
+    #[arg(long)]
+    pub stdout: bool,
+    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub run_for: Option<Duration>,
+    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LakeArgs {
+    /// Bootstrap brokers, host:port comma separated (overrides kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Lake directory (overrides sinks.lake.dir).
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub run_for: Option<Duration>,
+    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
 }

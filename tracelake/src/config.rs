@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracelake_enricher::EnricherConfig;
 use tracelake_queries::DetectionsConfig;
 use tracelake_sensor::SensorConfig;
+use tracelake_sinks::kafka::{KafkaConfig, LakeServiceConfig};
 use tracelake_sinks::parquet::LakeConfig;
 use tracelake_sinks::stdout::StdoutConfig;
 use tracelake_telemetry::TelemetryConfig;
@@ -37,6 +38,12 @@ pub struct Config {
     /// Detection rules, live and over the lake.
     #[serde(default)]
     pub detections: DetectionsConfig,
+    /// Kafka transport between `tracelake agent` and `tracelake lake` (docs/kafka.md).
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// `tracelake lake`: the consumer group that writes the Parquet lake.
+    #[serde(default)]
+    pub lake_service: LakeServiceConfig,
 }
 
 /// `[sinks]`: one table per sink.
@@ -72,6 +79,7 @@ pub fn parse(text: &str, overrides: &[(String, String)]) -> anyhow::Result<Confi
     let from_file: Config = toml::from_str(text)?;
     if overrides.is_empty() {
         from_file.sensor.validate()?;
+        from_file.kafka.validate()?;
         return Ok(from_file);
     }
     let mut doc: toml::Table = toml::from_str(text)?;
@@ -88,6 +96,7 @@ pub fn parse(text: &str, overrides: &[(String, String)]) -> anyhow::Result<Confi
     }
     let cfg: Config = Config::deserialize(toml::Value::Table(doc))?;
     cfg.sensor.validate()?;
+    cfg.kafka.validate()?;
     Ok(cfg)
 }
 
@@ -145,6 +154,21 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_section_parses_and_rejects_unknown_keys() {
+        let cfg =
+            parse("[enricher.kubernetes]\nmode = \"off\"\nnode_name = \"n1\"\nnamespaces = [\"shop\"]\n", &[]).unwrap();
+        let k = &cfg.enricher.kubernetes;
+        assert_eq!(k.mode, tracelake_enricher::kube::KubeMode::Off);
+        assert_eq!((k.node_name(), k.namespaces.as_slice()), ("n1".to_string(), &["shop".to_string()][..]));
+        let err = format!("{:#}", parse("[enricher.kubernetes]\nmod = \"on\"\n", &[]).unwrap_err());
+        assert!(err.contains("mod"), "{err}");
+        let err = format!("{:#}", parse("[enricher.kubernetes]\nmode = \"maybe\"\n", &[]).unwrap_err());
+        assert!(err.contains("maybe"), "{err}");
+        let env = [("TRACELAKE__ENRICHER__KUBERNETES__MODE".to_string(), "on".to_string())];
+        assert_eq!(parse("", &env).unwrap().enricher.kubernetes.mode, tracelake_enricher::kube::KubeMode::On);
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let env = [
             ("TRACELAKE__SENSOR__ARGV_MAX".to_string(), "2048".to_string()),
@@ -157,5 +181,32 @@ mod tests {
         assert_eq!(cfg.node_name.as_deref(), Some("worker-7"));
         let bad = [("TRACELAKE__SENSOR__NOPE".to_string(), "1".to_string())];
         assert!(format!("{:#}", parse("", &bad).unwrap_err()).contains("nope"));
+    }
+
+    #[test]
+    fn kafka_sections_parse_with_env_overrides_and_reject_unknown_fields() {
+        let text = "[kafka]\nbrokers = \"k1:9092,k2:9092\"\ntopic_prefix = \"tl.\"\n\
+                    [kafka.spool]\npolicy = \"block\"\nmax_bytes = 1073741824\n\
+                    [kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"agent\"\n\
+                    [lake_service]\ngroup_id = \"lake-a\"\nfile_age = \"10s\"\n";
+        let env = [
+            ("TRACELAKE__KAFKA__SASL__PASSWORD".to_string(), "s3cr3t".to_string()),
+            ("TRACELAKE__KAFKA__LINGER".to_string(), "250ms".to_string()),
+        ];
+        let cfg = parse(text, &env).unwrap();
+        assert_eq!(cfg.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(cfg.kafka.spool.policy, tracelake_sinks::kafka::SpoolPolicy::Block);
+        assert_eq!(cfg.kafka.sasl.password.as_deref(), Some("s3cr3t"));
+        assert_eq!(cfg.kafka.linger, std::time::Duration::from_millis(250));
+        assert_eq!(cfg.lake_service.group_id, "lake-a");
+        let props = cfg.kafka.client_properties("x").unwrap();
+        assert_eq!(props.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(props.get("bootstrap.servers"), Some("k1:9092,k2:9092"));
+        let err = format!("{:#}", parse("[kafka.spool]\npolicy = \"drop_newest\"\n", &[]).unwrap_err());
+        assert!(err.contains("drop_newest"), "{err}");
+        let err = format!("{:#}", parse("[lake_service]\ngroupid = \"x\"\n", &[]).unwrap_err());
+        assert!(err.contains("groupid"), "{err}");
+        let err = format!("{:#}", parse("[kafka]\ncompression = \"brotli\"\n", &[]).unwrap_err());
+        assert!(err.contains("compression"), "{err}");
     }
 }

@@ -1,10 +1,17 @@
 //! The tracelake binary: parses the command line and hands off.
 
+mod agent;
 mod cli;
 mod config;
 mod detect;
+mod enrich;
+mod ip_export;
+mod lake;
+mod metrics;
+mod pipeline;
 mod query;
 mod run;
+mod whois;
 
 use clap::Parser;
 
@@ -12,10 +19,13 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => run::run(&args),
+        cli::Command::Agent(args) => agent::agent(&args),
+        cli::Command::Lake(args) => lake::lake(&args),
         cli::Command::Config(args) => config::command(&args),
         cli::Command::Rules(args) => query::rules(&args),
         cli::Command::Query(args) => query::query(&args),
         cli::Command::Hunt(args) => query::hunt(&args),
+        cli::Command::Whois(args) => whois::command(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

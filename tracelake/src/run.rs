@@ -1,175 +1,18 @@
-//! `tracelake run`: sensor to sinks in one process.
-
-use std::io::{self, Write};
-use std::time::Duration;
-
-use anyhow::Context;
-use tracelake_enricher::{ContainerdMeta, Enricher, ProcessTable};
-use tracelake_model::Event;
-use tracelake_model::json::JsonContext;
-use tracelake_queries::live::LiveDetector;
-use tracelake_sensor::{EventHandler, Sensor};
-use tracelake_sinks::parquet::LakeSink;
-use tracelake_sinks::stdout::JsonLinesSink;
+//! `tracelake run`: sensor to local sinks in one process.
 
 use crate::cli::RunArgs;
 use crate::config;
-
-/// Enriches every event once and hands it to each chosen sink.
-struct SinkHandler<W: Write> {
-    stdout: Option<JsonLinesSink<W>>,
-    lake: Option<LakeSink>,
-    detect: Option<LiveDetector>,
-    enricher: Enricher,
-    processes: ProcessTable,
-    lineage_depth: usize,
-}
-
-impl<W: Write> EventHandler for SinkHandler<W> {
-    fn handle(&mut self, ev: &Event<'_>) {
-        self.processes.observe(ev);
-        let resolved = self.enricher.resolve_with_lineage(ev, &self.processes, self.lineage_depth);
-        let id = resolved.identity();
-        if let Some(s) = &mut self.stdout {
-            s.push_with(ev, &id);
-        }
-        if let Some(l) = &mut self.lake {
-            l.push_with(ev, &id);
-        }
-        if let Some(d) = &mut self.detect {
-            d.push(ev, &id);
-        }
-    }
-
-    fn tick(&mut self) {
-        if let Some(l) = &mut self.lake {
-            l.tick();
-        }
-        if let Some(d) = &mut self.detect {
-            d.tick();
-        }
-    }
-}
-
-/// A failing disk gets this many more tries at shutdown before rows count as lost.
-const CLOSE_RETRIES: u32 = 3;
-const CLOSE_BACKOFF: Duration = Duration::from_secs(1);
-
-fn node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Differs per node and per boot, so event ids never collide across either.
-fn node_salt(node: &str) -> u64 {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    node.bytes()
-        .chain(boot.bytes())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
+use crate::pipeline::{self, Sinks};
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config.as_deref())?;
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    let telemetry = tracelake_telemetry::init(&cfg.telemetry).context("cannot set up telemetry")?;
     // --stdout alone: JSON lines only, as before the lake; the lake otherwise, or when --lake names it.
-    let use_lake = !args.stdout || args.lake.is_some();
-    let mut lake_cfg = cfg.sinks.lake.clone();
-    if let Some(dir) = &args.lake {
-        lake_cfg.dir = dir.clone();
-    }
-    // Leaked once per process: the JSON context borrows it for the whole run.
-    let node: &'static str = Box::leak(cfg.node_name.clone().unwrap_or_else(node_name).into_boxed_str());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
-    let result = rt.block_on(async {
-        let mut sensor = Sensor::start(&cfg.sensor).context("cannot start the sensor")?;
-        let ctx = JsonContext { node, clock: Sensor::boot_clock(), node_salt: node_salt(node) };
-        let lake = if use_lake {
-            let sink = LakeSink::open(&lake_cfg, ctx)
-                .with_context(|| format!("cannot open the lake at {}", lake_cfg.dir.display()))?;
-            tracing::info!(dir = %lake_cfg.dir.display(), "writing the Parquet lake");
-            Some(sink)
-        } else {
-            None
-        };
-        let detect = crate::detect::start(&cfg, use_lake.then_some(&lake_cfg), ctx)?;
-        let stdout = args.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
-        let e = &cfg.enricher;
-        let mut enricher =
-            Enricher::new(&e.cgroup_root(), e.cache_entries, e.tombstone_ttl).context("cannot start the enricher")?;
-        if e.containerd_socket.exists() {
-            enricher = enricher.with_containerd(ContainerdMeta::start(
-                e.containerd_socket.clone(),
-                e.runtime_timeout,
-                e.cache_entries,
-                e.tombstone_ttl,
-            ));
-        } else {
-            tracing::info!(socket = %e.containerd_socket.display(), "no containerd socket: container metadata off");
+    let lake = (!args.stdout || args.lake.is_some()).then(|| {
+        let mut l = cfg.sinks.lake.clone();
+        if let Some(dir) = &args.lake {
+            l.dir = dir.clone();
         }
-        let processes = ProcessTable::new(e.tombstone_ttl, e.cache_entries, e.max_processes);
-        let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
-        let mut handler = SinkHandler { stdout, lake, detect, enricher, processes, lineage_depth };
-        if cfg.sensor.proc_snapshot {
-            let n = sensor.snapshot(&mut handler);
-            tracing::info!(processes = n, "reported running processes");
-        }
-        let run_for = args.run_for;
-        let shutdown = async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let sleep = async {
-                match run_for {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
-                () = sleep => {}
-            }
-        };
-        let summary = sensor.run(&mut handler, shutdown).await.context("sensor stopped")?;
-        let stdout_result = handler.stdout.as_mut().map_or(Ok(()), JsonLinesSink::flush);
-        let lake_result = handler.lake.take().map(|l| l.close(CLOSE_RETRIES, CLOSE_BACKOFF));
-        if let Some(d) = handler.detect.take() {
-            crate::detect::log_stats(&d.close());
-        }
-        let s = &summary.stats;
-        tracing::info!(
-            delivered = s.delivered,
-            emitted = s.emitted_total,
-            dropped = s.dropped_total,
-            aggregated = s.aggregated_total,
-            summaries = s.summaries,
-            "stopped"
-        );
-        match &lake_result {
-            Some(Ok(l)) => tracing::info!(
-                rows = l.rows_written,
-                files = l.files_written,
-                bytes = l.bytes_written,
-                write_errors = l.write_errors,
-                "lake flushed"
-            ),
-            Some(Err(e)) => tracing::error!(error = %tracelake_sinks::parquet::error_chain(e), "lake: rows lost"),
-            None => {}
-        }
-        match stdout_result {
-            // A closed pipe (| head) is the reader's choice, not an error.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-            other => other.context("stdout")?,
-        }
-        match lake_result {
-            Some(Err(e)) => Err(e).context("lake"),
-            Some(Ok(_)) | None => Ok(()),
-        }
+        l
     });
-    let _ = telemetry.shutdown();
-    result
+    pipeline::run(&cfg, &Sinks { stdout: args.stdout, lake, kafka: false }, args.run_for)
 }

@@ -18,7 +18,7 @@ use tracelake_queries::RuleEngine;
 use tracelake_queries::builtin;
 use tracelake_queries::fixtures::{Fx, Script, context};
 use tracelake_queries::lake::Lake;
-use tracelake_sinks::parquet::{LakeConfig, LakeWriter, Table, TableBuilder};
+use tracelake_sinks::parquet::{BatchBuilder, LakeConfig, LakeWriter, Table};
 
 const SHIM: &[(&str, &str)] = &[("/bin/sh", "sh\0-c\0start\0"), ("/usr/bin/containerd-shim-runc-v2", "shim\0")];
 
@@ -70,7 +70,7 @@ fn live(args: &[String]) -> anyhow::Result<()> {
     let rules = builtin::rules()?;
     let n_rules = rules.len();
     let mut engine = rt.block_on(RuleEngine::new(rules)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut builders: Vec<TableBuilder> = Table::EVENT_TABLES.into_iter().filter_map(TableBuilder::new).collect();
+    let mut builders: Vec<BatchBuilder> = Table::EVENT_TABLES.into_iter().filter_map(BatchBuilder::new).collect();
     let (mut t_build, mut t_eval, mut done, mut findings, mut rounds) = (Duration::ZERO, Duration::ZERO, 0, 0, 0);
     // Warm-up round (first execution allocates).
     while done < events {
@@ -80,7 +80,7 @@ fn live(args: &[String]) -> anyhow::Result<()> {
             let ev = f.event.as_event();
             let t = Table::of(&ev);
             if let Some(b) = builders.iter_mut().find(|b| b.table() == t) {
-                b.push(&ctx, &ev, id);
+                b.append(&ctx, &ev, id);
             }
         }
         let mut batches = Vec::new();
@@ -131,7 +131,7 @@ fn lake(args: &[String]) -> anyhow::Result<()> {
         let chunk = 1_000_000;
         let fx = workload(chunk.min(rows));
         let ids: Vec<_> = fx.iter().map(Fx::identity).collect();
-        let mut builders: Vec<TableBuilder> = Table::EVENT_TABLES.into_iter().filter_map(TableBuilder::new).collect();
+        let mut builders: Vec<BatchBuilder> = Table::EVENT_TABLES.into_iter().filter_map(BatchBuilder::new).collect();
         let mut written = 0usize;
         let per_hour = (rows as i128 / hours).max(1);
         while written < rows {
@@ -143,7 +143,7 @@ fn lake(args: &[String]) -> anyhow::Result<()> {
                 let ev = f.event.as_event();
                 let t = Table::of(&ev);
                 if let Some(b) = builders.iter_mut().find(|b| b.table() == t) {
-                    b.push(&ctx, &ev, id);
+                    b.append(&ctx, &ev, id);
                 }
             }
             for b in &mut builders {

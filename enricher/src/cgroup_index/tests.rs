@@ -21,6 +21,11 @@ fn own_cgroup_and_root_resolve() {
     assert_eq!(idx.path(root_id).as_deref(), Some("/"));
     assert_eq!(idx.path(0xdead_beef_dead), None, "unknown ids resolve to nothing");
     assert_eq!(idx.path(0xdead_beef_dead), None, "and are cached as such");
+    let before = idx.counters().read();
+    assert!(before.misses >= 3, "own or root, and twice the unknown id: {before:?}");
+    assert_eq!(idx.path(id).as_deref(), Some(expected.as_str()));
+    let after = idx.counters().read();
+    assert_eq!((after.hits, after.misses), (before.hits + 1, before.misses), "a repeat is a hit");
 }
 
 /// A real containerd container: its cgroup id (what the sensor reports)

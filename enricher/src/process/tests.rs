@@ -92,3 +92,24 @@ fn a_parent_that_exited_before_its_child_was_seen_is_still_found() {
     let chain: Vec<_> = t.lineage(30, 8, 8).iter().map(|p| String::from_utf8_lossy(&p.exe).into_owned()).collect();
     assert_eq!(chain, ["/bin/cat", "/usr/sbin/runc", "/usr/bin/containerd-shim-runc-v2"]);
 }
+
+#[test]
+fn lookups_and_tombstone_evictions_are_counted() {
+    // Room for two tombstones: the third exit pushes one out by size.
+    let mut t = ProcessTable::new(Duration::from_secs(600), 2, 1000);
+    for pid in 1..=3u32 {
+        t.observe(&exec(pid, 0, u64::from(pid) * 100, b"/bin/sh", b"sh\0"));
+    }
+    assert!(t.get(1, 100).is_some());
+    assert!(t.get(9, 0).is_none());
+    for pid in 1..=3u32 {
+        t.observe(&exit(pid, 10_000));
+    }
+    t.tombstones.run_pending_tasks();
+    let found = (1..=3u32).filter(|&pid| t.get(pid, u64::from(pid) * 100).is_some()).count();
+    let c = t.counters().read();
+    assert_eq!(found, 2, "two tombstones fit");
+    assert_eq!(c.evicted, 1, "{c:?}");
+    assert_eq!(c.expired, 0);
+    assert_eq!((c.hits, c.misses), (3, 2), "{c:?}");
+}

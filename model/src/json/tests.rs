@@ -99,6 +99,28 @@ fn network_addresses_render() {
     assert_eq!(v["protocol"], "tcp");
     assert_eq!(v["summary"], true);
     assert_eq!(v["count"], 3);
+    assert!(v.get("peer_pod").is_none(), "no peer fields without a known peer");
+
+    let id = Identity {
+        pod_ip: Some("10.42.1.9"),
+        peer_pod: Some("db-0"),
+        peer_namespace: Some("pay\"ments\n"),
+        peer_workload_kind: Some("StatefulSet"),
+        peer_workload: Some("db"),
+        peer_container_id: Some("abc"),
+        peer_service: Some("db-svc"),
+        ..Identity::default()
+    };
+    let mut out = Vec::new();
+    write_event_with(&mut out, &ctx(), &ev, &id);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["pod_ip"], "10.42.1.9");
+    assert_eq!(v["peer_pod"], "db-0");
+    assert_eq!(v["peer_namespace"], "pay\"ments\n", "escaped and read back");
+    assert_eq!(v["peer_workload_kind"], "StatefulSet");
+    assert_eq!(v["peer_workload"], "db");
+    assert_eq!(v["peer_container_id"], "abc");
+    assert_eq!(v["peer_service"], "db-svc");
 }
 
 #[test]
@@ -126,4 +148,48 @@ fn time_format_matches_humantime_across_dates() {
             ns %= 4_000_000_000_000_000_000;
         }
     }
+}
+
+#[test]
+fn workload_and_pod_labels_render_escaped() {
+    let ev = Event {
+        kind: Kind::Exit,
+        subject: subject(),
+        flags: 0,
+        count: 1,
+        aggregate: None,
+        body: Body::Exit { exit_code: 0, signal: 0, core_dump: false },
+    };
+    let labels: Vec<(Box<str>, Box<str>)> = vec![
+        ("app".into(), "web".into()),
+        ("odd\"key".into(), "line\nbreak\\ \u{1}".into()),
+        ("pod-template-hash".into(), "7d9f8b6c5d".into()),
+    ];
+    let id = Identity {
+        pod: Some("web-7d9f8b6c5d-x2k4q"),
+        namespace: Some("shop"),
+        workload_kind: Some("Deployment"),
+        workload: Some("web"),
+        workload_source: Some("api"),
+        pod_labels: Some(&labels),
+        ..Identity::default()
+    };
+    let mut out = Vec::new();
+    write_event_with(&mut out, &ctx(), &ev, &id);
+    assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line per event");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        (&v["workload_kind"], &v["workload"], &v["workload_source"]),
+        (&"Deployment".into(), &"web".into(), &"api".into())
+    );
+    let l = v["pod_labels"].as_object().unwrap();
+    assert_eq!(l.len(), 3);
+    assert_eq!(l["app"], "web");
+    assert_eq!(l["odd\"key"], "line\nbreak\\ \u{1}");
+
+    // Unknown workload: the fields are left out, not empty.
+    let mut out = Vec::new();
+    write_event_with(&mut out, &ctx(), &ev, &Identity::default());
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(v.get("workload").is_none() && v.get("workload_kind").is_none() && v.get("pod_labels").is_none());
 }

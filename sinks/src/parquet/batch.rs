@@ -1,6 +1,5 @@
-//! Public builder of one event table's record batches, for producers other
-//! than `LakeSink` (live detections, test fixtures): the same column
-//! builders, so the batches have exactly the lake's schema.
+//! Rows of one event table in the lake's Arrow builders, for producers that
+//! ship record batches elsewhere (the Kafka agent) instead of writing files.
 
 use arrow::array::{ArrayRef, RecordBatch};
 use tracelake_model::Event;
@@ -11,51 +10,55 @@ use super::columns::Common;
 use super::schema::Table;
 use super::writer::LakeError;
 
-/// Rows of one event table (`Table::EVENT_TABLES`) being built into a batch.
+/// Builds record batches with exactly the schema of a lake table
+/// (`Table::schema`), so a consumer can hand them to `LakeWriter::write`.
 #[derive(Debug)]
-pub struct TableBuilder {
+pub struct BatchBuilder {
     table: Table,
     common: Common,
     extra: Extra,
     bytes: usize,
 }
 
-impl TableBuilder {
-    /// None for tables no sensor event goes to (`detection_finding`, `ip_ownership`).
-    pub fn new(table: Table) -> Option<TableBuilder> {
-        Some(TableBuilder { table, common: Common::default(), extra: Extra::new(table)?, bytes: 0 })
+impl BatchBuilder {
+    /// Builders for an event table; None for tables no sensor event goes to.
+    pub fn new(table: Table) -> Option<BatchBuilder> {
+        Some(BatchBuilder { table, common: Common::default(), extra: Extra::new(table)?, bytes: 0 })
     }
 
     pub fn table(&self) -> Table {
         self.table
     }
 
-    /// Appends one event; it must belong to this table (`Table::of(ev) == self.table()`).
-    pub fn push(&mut self, ctx: &JsonContext<'_>, ev: &Event<'_>, id: &Identity<'_>) {
+    /// Appends one event (which must belong to this table: `Table::of`);
+    /// returns an estimate of the bytes it added.
+    pub fn append(&mut self, ctx: &JsonContext<'_>, ev: &Event<'_>, id: &Identity<'_>) -> usize {
         debug_assert_eq!(Table::of(ev), self.table);
-        self.bytes += self.common.append(ctx, ev, id) + self.extra.append(ev);
+        let n = self.common.append(ctx, ev, id) + self.extra.append(ev);
+        self.bytes += n;
+        n
     }
 
-    pub fn len(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.common.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows() == 0
     }
 
-    /// Estimated bytes buffered (the sink's memory estimate).
+    /// Estimated bytes buffered since the last `finish`.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// The rows so far as one batch; the builder starts empty again.
+    /// The rows appended so far as one batch; the builders start empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, LakeError> {
-        let schema = self.table.schema();
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.table.schema().fields().len());
         self.common.finish(&mut cols);
         self.extra.finish(&mut cols);
         self.bytes = 0;
-        RecordBatch::try_new(schema, cols).map_err(|source| LakeError::Arrow { table: self.table.name(), source })
+        RecordBatch::try_new(self.table.schema(), cols)
+            .map_err(|source| LakeError::Arrow { table: self.table.name(), source })
     }
 }

@@ -94,34 +94,53 @@ pub(crate) fn split_args(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     raw.split(|&b| b == 0).filter(move |_| !raw.is_empty())
 }
 
-/// Identity string columns, in schema order.
-const ID_COLUMNS: [&str; 11] = [
+/// Identity string columns, in schema order. The peer columns are set on
+/// network events only (null elsewhere costs next to nothing in Parquet).
+const ID_COLUMNS: [&str; 20] = [
     "namespace",
     "pod",
     "pod_uid",
     "workload_kind",
     "workload",
+    "workload_source",
     "container_id",
     "container_name",
     "image",
+    "image_digest",
     "container_runtime",
     "containerd_namespace",
     "cgroup",
+    "pod_ip",
+    "peer_namespace",
+    "peer_pod",
+    "peer_workload_kind",
+    "peer_workload",
+    "peer_container_id",
+    "peer_service",
 ];
 
-fn id_values<'a>(id: &Identity<'a>) -> [Option<&'a str>; 11] {
+fn id_values<'a>(id: &Identity<'a>) -> [Option<&'a str>; ID_COLUMNS.len()] {
     [
         id.namespace,
         id.pod,
         id.pod_uid,
         id.workload_kind,
         id.workload,
+        id.workload_source,
         id.container_id,
         id.container_name,
         id.image,
+        id.image_digest,
         id.container_runtime,
         id.containerd_namespace,
         id.cgroup,
+        id.pod_ip,
+        id.peer_namespace,
+        id.peer_pod,
+        id.peer_workload_kind,
+        id.peer_workload,
+        id.peer_container_id,
+        id.peer_service,
     ]
 }
 
@@ -140,7 +159,7 @@ pub(crate) struct Common {
     first_time: TimestampNanosecondBuilder,
     last_time: TimestampNanosecondBuilder,
     flags: ListBuilder<StringBuilder>,
-    ids: [StringBuilder; 11],
+    ids: [StringBuilder; ID_COLUMNS.len()],
     cgroup_id: UInt64Builder,
     container: BooleanBuilder,
     enrichment_partial: BooleanBuilder,

@@ -8,15 +8,17 @@ mod classes;
 mod columns;
 mod config;
 pub mod maintain;
+mod ownership;
 mod schema;
 mod sink;
 #[cfg(test)]
 mod tests;
 mod writer;
 
-pub use batch::TableBuilder;
+pub use batch::BatchBuilder;
 pub use config::LakeConfig;
 pub use maintain::MaintenanceReport;
+pub use ownership::{OwnershipRow, ownership_batch};
 pub use schema::{Table, ocsf_class_uid};
 pub use sink::{LakeSink, LakeStats, error_chain};
 pub use writer::{LakeError, LakeWriter, PartialWrite, WrittenFile};

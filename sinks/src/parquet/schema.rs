@@ -228,8 +228,9 @@ fn ip_ownership_fields(f: &mut Vec<Field>) {
     f.push(Field::new("ip", Utf8, false));
     f.push(Field::new("valid_from", ts_type(), false));
     f.push(Field::new("valid_to", ts_type(), true));
-    for name in ["node", "namespace", "pod", "pod_uid", "workload_kind", "workload", "container_id"] {
+    for name in ["node", "namespace", "pod", "pod_uid", "workload_kind", "workload", "container_id", "service"] {
         f.push(Field::new(name, Utf8, true));
     }
     f.push(Field::new("source", Utf8, false));
+    f.push(Field::new("seq", DataType::UInt64, false));
 }

@@ -157,6 +157,22 @@ impl LakeSink {
         }
     }
 
+    /// Writes a batch another producer built (IP history rows, findings) in
+    /// the table's schema, behind any earlier batches still waiting for a
+    /// retry; a failed write keeps it for the retry like buffered rows.
+    pub fn push_batch(&mut self, table: Table, batch: RecordBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        self.stats.rows_buffered += batch.num_rows() as u64;
+        self.retry_pending();
+        if self.pending.is_empty() {
+            self.write(table, batch);
+        } else {
+            self.keep(table, batch);
+        }
+    }
+
     /// Appends one event without identity.
     pub fn push(&mut self, ev: &Event<'_>) {
         self.push_with(ev, &Identity::default());

@@ -1,0 +1,493 @@
+//! The lake side: consumes the table topics in a consumer group, drops
+//! duplicate event ids, writes Parquet files with `LakeWriter`, and commits
+//! a partition's offsets only after the file holding its rows is durable
+//! (renamed and its directory fsynced): at-least-once, made exactly-once in
+//! the lake by the dedupe window (docs/kafka.md).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::{concat_batches, filter_record_batch};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::stats::{ConsumerStats, add};
+use super::wire;
+use super::{KafkaConfig, KafkaError, LakeServiceConfig, TopicKeeper};
+use crate::parquet::{LakeConfig, LakeWriter, Table, error_chain, maintain};
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// Set to stop `LakeConsumer::run` (from a signal handler thread or a test).
+#[derive(Clone, Debug, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The most recent event ids of a table, oldest forgotten first.
+#[derive(Debug)]
+struct Recent {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    cap: usize,
+}
+
+impl Recent {
+    fn new(cap: usize) -> Recent {
+        Recent { set: HashSet::new(), order: VecDeque::new(), cap: cap.max(1) }
+    }
+
+    /// False when `id` was seen already.
+    fn insert(&mut self, id: u64) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+/// Rows of one table waiting for their file.
+#[derive(Debug)]
+struct Pending {
+    table: Table,
+    topic: String,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+    since: Option<Instant>,
+    /// Next offset per partition, committed once the rows before it are durable.
+    offsets: HashMap<i32, i64>,
+    recent: Recent,
+}
+
+#[derive(Debug)]
+struct State {
+    cfg: LakeServiceConfig,
+    writer: LakeWriter,
+    tables: Vec<Pending>,
+    stats: Arc<ConsumerStats>,
+}
+
+/// Holds the state so a revoke can write and commit before partitions move.
+struct LakeContext {
+    state: Arc<Mutex<State>>,
+    /// Set when every broker was lost: the cluster that comes back may have lost its logs and offsets.
+    brokers_lost: AtomicBool,
+}
+
+impl ClientContext for LakeContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        super::sink::log_client(level, fac, msg);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_lost.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!(error = %error, reason, "kafka consumer error");
+    }
+}
+
+impl ConsumerContext for LakeContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "lake: partitions assigned"),
+            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "lake: partitions revoked"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "lake: rebalance error"),
+        }
+    }
+
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "lake: partitions revoked, writing what they gave");
+            if let Ok(mut s) = self.state.lock() {
+                s.flush_all(consumer);
+            }
+        }
+    }
+}
+
+/// `tracelake lake`: Kafka → Parquet lake.
+pub struct LakeConsumer {
+    consumer: BaseConsumer<LakeContext>,
+    state: Arc<Mutex<State>>,
+    stats: Arc<ConsumerStats>,
+    lake_cfg: LakeConfig,
+    topics: Vec<String>,
+    _topics: Option<TopicKeeper>,
+}
+
+impl std::fmt::Debug for LakeConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeConsumer").field("lake", &self.lake_cfg.dir).finish()
+    }
+}
+
+impl LakeConsumer {
+    /// Recovers the lake (temporary files of a killed writer), loads recent ids, subscribes.
+    pub fn open(kafka: &KafkaConfig, cfg: &LakeServiceConfig, lake: &LakeConfig) -> Result<LakeConsumer, KafkaError> {
+        kafka.validate()?;
+        let writer = LakeWriter::new(lake).map_err(KafkaError::Lake)?;
+        let rec = maintain::recover(writer.root()).map_err(KafkaError::Lake)?;
+        if rec.temp_files_removed > 0 {
+            tracing::warn!(files = rec.temp_files_removed, "lake: removed temporary files an interrupted run left");
+        }
+        let stats = Arc::new(ConsumerStats::default());
+        let mut tables = Vec::new();
+        for t in Table::EVENT_TABLES {
+            let mut recent = Recent::new(cfg.dedupe_ids);
+            let n = seed(&lake.dir.join(t.name()), cfg.dedupe_seed_age, &mut recent);
+            add(&stats.dedupe_seeded, n);
+            tables.push(Pending {
+                table: t,
+                topic: kafka.topic(t),
+                batches: Vec::new(),
+                rows: 0,
+                bytes: 0,
+                since: None,
+                offsets: HashMap::new(),
+                recent,
+            });
+        }
+        let state = Arc::new(Mutex::new(State { cfg: cfg.clone(), writer, tables, stats: stats.clone() }));
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let client_id = format!("tracelake-lake-{}", host.trim());
+        let keeper = if kafka.create_topics { Some(TopicKeeper::start(kafka, &client_id)?) } else { None };
+        let mut c = kafka.client_properties(&client_id)?;
+        c.set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
+            .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 4).max(100).to_string())
+            .set("fetch.message.max.bytes", (kafka.message_max_bytes + 64 * 1024).to_string())
+            .set("topic.metadata.refresh.interval.ms", "2000");
+        if let Some(id) = &cfg.instance_id {
+            c.set("group.instance.id", id);
+        }
+        for (k, v) in &kafka.properties {
+            c.set(k, v);
+        }
+        let consumer: BaseConsumer<LakeContext> = c
+            .create_with_context(LakeContext { state: state.clone(), brokers_lost: AtomicBool::new(false) })
+            .map_err(KafkaError::Client)?;
+        let topics: Vec<String> = Table::EVENT_TABLES.iter().map(|t| kafka.topic(*t)).collect();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs).map_err(KafkaError::Client)?;
+        Ok(LakeConsumer { consumer, state, stats, lake_cfg: lake.clone(), topics, _topics: keeper })
+    }
+
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        self.stats.clone()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Consumes until `stop` is set, then writes what it holds and commits.
+    pub fn run(&mut self, stop: &StopFlag) -> Arc<ConsumerStats> {
+        let mut next_status = Instant::now() + Duration::from_secs(10);
+        let mut next_maintenance = Instant::now();
+        while !stop.is_set() {
+            match self.consumer.poll(POLL) {
+                Some(Ok(msg)) => {
+                    let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    s.take(&msg);
+                    drop(s);
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "lake: consume error"),
+                None => {}
+            }
+            self.state().flush_due(&self.consumer, false);
+            if self.consumer.context().brokers_lost.swap(false, Ordering::Relaxed) {
+                self.rejoin();
+            }
+            let now = Instant::now();
+            if now >= next_status {
+                next_status = now + Duration::from_secs(10);
+                self.log_status();
+            }
+            if self.state().cfg.maintenance && now >= next_maintenance {
+                next_maintenance = now + self.lake_cfg.maintenance_interval;
+                self.maintain();
+            }
+        }
+        self.state().flush_all(&self.consumer);
+        self.log_status();
+        self.stats.clone()
+    }
+
+    /// After losing every broker: writes what was consumed, forgets the
+    /// positions (never committing them: a broker that restarted empty would
+    /// take them as a place in its new log) and joins the group again, which
+    /// resumes from the group's committed offsets, or from the start of an
+    /// empty cluster's new logs. What is read twice is dropped by the dedupe.
+    fn rejoin(&mut self) {
+        tracing::warn!("lake: all brokers were lost; resuming from committed offsets once they are back");
+        {
+            let mut s = self.state();
+            for p in &mut s.tables {
+                p.offsets.clear();
+            }
+            s.flush_all(&self.consumer);
+        }
+        self.consumer.unsubscribe();
+        let refs: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        if let Err(e) = self.consumer.subscribe(&refs) {
+            tracing::error!(error = %e, "lake: cannot subscribe again");
+        }
+        add(&self.stats.rejoins, 1);
+    }
+
+    fn maintain(&self) {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let mut s = self.state();
+        if let Err(e) = maintain::retention(s.writer.root(), &self.lake_cfg, now) {
+            tracing::error!(error = %error_chain(&e), "lake: retention failed");
+        }
+        if let Err(e) = maintain::compact(&mut s.writer, &self.lake_cfg, now) {
+            tracing::error!(error = %error_chain(&e), "lake: compaction failed");
+        }
+    }
+
+    pub fn log_status(&self) {
+        let snap = self.stats.snapshot();
+        let get = |n: &str| snap.iter().find(|(k, _)| *k == n).map_or(0, |(_, v)| *v);
+        tracing::info!(
+            messages = get("messages"),
+            rows_in = get("rows_in"),
+            duplicates = get("duplicates"),
+            rows_written = get("rows_written"),
+            files = get("files_written"),
+            commits = get("commits"),
+            write_errors = get("write_errors"),
+            rejected = get("rejected"),
+            "lake status"
+        );
+    }
+}
+
+impl State {
+    fn take(&mut self, msg: &BorrowedMessage<'_>) {
+        add(&self.stats.messages, 1);
+        let Some(i) = self.tables.iter().position(|p| p.topic == msg.topic()) else { return };
+        let (partition, offset) = (msg.partition(), msg.offset());
+        let table = self.tables[i].table;
+        match decode(table, msg) {
+            Ok(batches) => {
+                for b in batches {
+                    self.append(i, &b);
+                }
+            }
+            Err(why) => self.reject(msg, &why),
+        }
+        let p = &mut self.tables[i];
+        p.offsets.insert(partition, offset + 1);
+        if p.since.is_none() {
+            p.since = Some(Instant::now());
+        }
+    }
+
+    /// Appends the rows whose event id is new.
+    fn append(&mut self, i: usize, b: &RecordBatch) {
+        let p = &mut self.tables[i];
+        add(&self.stats.rows_in, b.num_rows() as u64);
+        let Some(ids) = b.column_by_name("event_id").and_then(|c| c.as_any().downcast_ref::<StringArray>()) else {
+            return;
+        };
+        let keep: BooleanArray =
+            (0..ids.len()).map(|r| Some(ids.is_null(r) || p.recent.insert(parse_id(ids.value(r))))).collect();
+        let dups = keep.false_count();
+        let b = if dups == 0 {
+            b.clone()
+        } else {
+            add(&self.stats.duplicates, dups as u64);
+            match filter_record_batch(b, &keep) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "lake: cannot filter duplicates; keeping all rows");
+                    b.clone()
+                }
+            }
+        };
+        if b.num_rows() > 0 {
+            p.rows += b.num_rows();
+            p.bytes += b.get_array_memory_size();
+            p.batches.push(b);
+        }
+    }
+
+    fn reject(&mut self, msg: &BorrowedMessage<'_>, why: &str) {
+        add(&self.stats.rejected, 1);
+        let dir = &self.cfg.rejected_dir;
+        let path = dir.join(format!("{}-{}-{}.arrows", msg.topic(), msg.partition(), msg.offset()));
+        let saved = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, msg.payload().unwrap_or_default()))
+            .and_then(|()| std::fs::File::open(&path)?.sync_all());
+        match saved {
+            Ok(()) => tracing::error!(why, path = %path.display(), "lake: message rejected, saved"),
+            Err(e) => {
+                tracing::error!(why, error = %e, path = %path.display(), "lake: message rejected, cannot save it")
+            }
+        }
+    }
+
+    fn flush_due(&mut self, consumer: &BaseConsumer<LakeContext>, all: bool) {
+        for i in 0..self.tables.len() {
+            let p = &self.tables[i];
+            let due = p.rows >= self.cfg.file_rows
+                || p.bytes >= self.cfg.file_bytes
+                || p.since.is_some_and(|t| t.elapsed() >= self.cfg.file_age);
+            if (all || due) && (!p.offsets.is_empty() || p.rows > 0) {
+                self.flush(i, consumer);
+            }
+        }
+    }
+
+    fn flush_all(&mut self, consumer: &BaseConsumer<LakeContext>) {
+        self.flush_due(consumer, true);
+    }
+
+    /// Writes table `i`'s rows as durable files, then commits their offsets.
+    fn flush(&mut self, i: usize, consumer: &BaseConsumer<LakeContext>) {
+        let p = &mut self.tables[i];
+        if p.rows > 0 {
+            let batch = match concat_batches(&p.table.schema(), &p.batches) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, table = p.table.name(), "lake: cannot join batches");
+                    return;
+                }
+            };
+            match self.writer.write(p.table, &batch) {
+                Ok(files) => {
+                    add(&self.stats.files_written, files.len() as u64);
+                    add(&self.stats.rows_written, batch.num_rows() as u64);
+                }
+                Err(partial) => {
+                    // Offsets stay uncommitted; the rest is retried on the next flush.
+                    add(&self.stats.write_errors, 1);
+                    add(&self.stats.files_written, partial.written.len() as u64);
+                    let done: usize = partial.written.iter().map(|f| f.rows).sum();
+                    add(&self.stats.rows_written, done as u64);
+                    tracing::error!(error = %error_chain(&partial.error), table = p.table.name(), "lake: write failed, will retry");
+                    p.rows = partial.unwritten.num_rows();
+                    p.bytes = partial.unwritten.get_array_memory_size();
+                    p.batches = vec![partial.unwritten];
+                    return;
+                }
+            }
+        }
+        p.batches.clear();
+        p.rows = 0;
+        p.bytes = 0;
+        p.since = None;
+        let mut tpl = TopicPartitionList::new();
+        for (&part, &off) in &p.offsets {
+            if let Err(e) = tpl.add_partition_offset(&p.topic, part, Offset::Offset(off)) {
+                tracing::error!(error = %e, "lake: bad offset");
+            }
+        }
+        p.offsets.clear();
+        if tpl.count() == 0 {
+            return;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => add(&self.stats.commits, 1),
+            // The rows are in the lake; a re-consume after a restart is dropped as duplicates.
+            Err(e) => {
+                add(&self.stats.commit_errors, 1);
+                tracing::warn!(error = %e, "lake: offset commit failed (rows are durable; a replay is deduplicated)");
+            }
+        }
+    }
+}
+
+/// The message's batches after checking its headers and schema.
+fn decode(table: Table, msg: &BorrowedMessage<'_>) -> Result<Vec<RecordBatch>, String> {
+    let header = |name: &str| -> Option<String> {
+        let h = msg.headers()?;
+        h.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let got = header(wire::HEADER_TABLE);
+    if got.as_deref() != Some(table.name()) {
+        return Err(format!("header {} is {got:?}, topic holds {}", wire::HEADER_TABLE, table.name()));
+    }
+    let version = header(wire::HEADER_SCHEMA);
+    if version.as_deref() != Some(wire::schema_version(table)) {
+        return Err(format!("schema version {version:?}, this lake writes {}", wire::schema_version(table)));
+    }
+    let batches = wire::decode(msg.payload().unwrap_or_default()).map_err(|e| format!("arrow ipc: {e}"))?;
+    let schema = table.schema();
+    if batches.iter().any(|b| b.schema().fields() != schema.fields()) {
+        return Err("columns differ from the table's".into());
+    }
+    Ok(batches)
+}
+
+fn parse_id(hex: &str) -> u64 {
+    u64::from_str_radix(hex, 16).unwrap_or_else(|_| {
+        hex.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    })
+}
+
+/// Loads the event ids of files under `dir` modified within `age`, newest last. Returns how many.
+fn seed(dir: &Path, age: Duration, recent: &mut Recent) -> u64 {
+    use ::parquet::arrow::ProjectionMask;
+    use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let cutoff = SystemTime::now() - age;
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Ok(md) = e.metadata() else { continue };
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if md.is_dir() {
+                stack.push(path);
+            } else if !name.starts_with('.') && name.ends_with(".parquet") && md.modified().is_ok_and(|m| m >= cutoff) {
+                files.push((md.modified().unwrap_or(cutoff), path));
+            }
+        }
+    }
+    files.sort();
+    let mut n = 0;
+    for (_, path) in files {
+        let Ok(f) = std::fs::File::open(&path) else { continue };
+        let Ok(b) = ParquetRecordBatchReaderBuilder::try_new(f) else { continue };
+        let Some(idx) = b.schema().index_of("event_id").ok() else { continue };
+        let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
+        let Ok(reader) = b.with_projection(mask).build() else { continue };
+        for batch in reader.flatten() {
+            if let Some(ids) = batch.column(0).as_any().downcast_ref::<StringArray>() {
+                for r in 0..ids.len() {
+                    if !ids.is_null(r) && recent.insert(parse_id(ids.value(r))) {
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    n
+}

@@ -1,0 +1,50 @@
+//! Kafka transport between `tracelake agent` on every node and `tracelake
+//! lake`, the service that writes the Parquet lake (docs/kafka.md).
+//!
+//! The agent ships Arrow IPC batches (one table, one workload each) with an
+//! idempotent producer; what the broker does not take goes to a checksummed
+//! on-disk spool and is replayed in order. The lake consumes in a consumer
+//! group, drops duplicates by event id, and commits offsets only after the
+//! Parquet file holding the rows is durable.
+
+mod config;
+mod consumer;
+mod sink;
+mod spool;
+mod stats;
+#[cfg(test)]
+mod tests;
+mod topics;
+pub mod wire;
+
+use rdkafka::error::KafkaError as ClientError;
+use rdkafka::types::RDKafkaErrorCode;
+
+pub use config::{KafkaConfig, LakeServiceConfig, SaslConfig, SpoolConfig, SpoolPolicy, TlsConfig};
+pub use consumer::{LakeConsumer, StopFlag};
+pub use sink::KafkaSink;
+pub use spool::{Appended, Spool, SpoolError, Ticket};
+pub use stats::{ConsumerStats, ProducerStats};
+pub use topics::TopicKeeper;
+
+/// Why the Kafka transport failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka: invalid configuration: {0}")]
+    Config(String),
+    #[error("kafka: client error")]
+    Client(#[source] ClientError),
+    #[error("kafka: cannot create topic {topic}: {code}")]
+    Topic { topic: String, code: RDKafkaErrorCode },
+    #[error("kafka: spool")]
+    Spool(#[source] SpoolError),
+    #[error("kafka: lake")]
+    Lake(#[source] crate::parquet::LakeError),
+    #[error("kafka: {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,209 @@
+//! Against a real Kafka-protocol broker (tansu, in memory, on loopback),
+//! with the lake read back by pyarrow.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tracelake_testkit::broker::Broker;
+
+use super::*;
+use crate::parquet::LakeConfig;
+
+fn kafka_cfg(broker: &Broker, spool: &Path) -> KafkaConfig {
+    KafkaConfig {
+        brokers: broker.addr(),
+        partitions: 3,
+        linger: Duration::from_millis(200),
+        message_timeout: Duration::from_secs(10),
+        spool: SpoolConfig { dir: spool.to_path_buf(), ..SpoolConfig::default() },
+        ..KafkaConfig::default()
+    }
+}
+
+fn lake_cfgs(lake: &Path, rejected: &Path) -> (LakeServiceConfig, LakeConfig) {
+    let svc = LakeServiceConfig {
+        file_age: Duration::from_secs(1),
+        rejected_dir: rejected.to_path_buf(),
+        ..LakeServiceConfig::default()
+    };
+    let lake = LakeConfig {
+        dir: lake.to_path_buf(),
+        retention: Duration::ZERO,
+        compact_min_files: usize::MAX,
+        ..LakeConfig::default()
+    };
+    (svc, lake)
+}
+
+/// `tracelake lake`'s loop on a thread.
+struct LakeThread {
+    stop: StopFlag,
+    stats: Arc<ConsumerStats>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl LakeThread {
+    fn start(k: &KafkaConfig, s: &LakeServiceConfig, l: &LakeConfig) -> LakeThread {
+        let (k, s, l) = (k.clone(), s.clone(), l.clone());
+        let stop = StopFlag::default();
+        let (tx, rx) = mpsc::channel();
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut c = LakeConsumer::open(&k, &s, &l).unwrap();
+            tx.send(c.stats()).unwrap();
+            c.run(&flag);
+        });
+        let stats = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        LakeThread { stop, stats, handle: Some(handle) }
+    }
+
+    /// Waits until `n` rows are in the lake; false on timeout.
+    fn wait_rows(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if get(&self.stats.rows_written) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    fn stop(mut self) -> Arc<ConsumerStats> {
+        self.stop.stop();
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        self.stats.clone()
+    }
+}
+
+fn counters(s: &[(&'static str, u64)]) -> String {
+    s.iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn n_events_in_exactly_n_distinct_events_in_the_lake() {
+    let broker = Broker::start().unwrap();
+    let (spool, lake, rejected) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let k = kafka_cfg(&broker, spool.path());
+    let (s, l) = lake_cfgs(lake.path(), rejected.path());
+    let consumer = LakeThread::start(&k, &s, &l);
+    let mut sink = KafkaSink::open(&k, ctx()).unwrap();
+    let n = 25_000u64;
+    let events: Vec<OwnedEvent> = (0..n).map(event).collect();
+    for (i, ev) in events.iter().enumerate() {
+        sink.push_with(&ev.as_event(), &identity(i as u64 / 5));
+    }
+    assert!(sink.flush(Duration::from_secs(60)), "the broker took everything");
+    let ps = sink.close(Duration::from_secs(5)).unwrap();
+    assert_eq!(get(&ps.delivered_rows), n, "{}", counters(&ps.snapshot()));
+    assert_eq!((get(&ps.failed), get(&ps.spooled), get(&ps.rejected_rows)), (0, 0, 0));
+    assert!(get(&ps.delivered) >= 25, "one message per table and workload batch: {}", counters(&ps.snapshot()));
+    let ok = consumer.wait_rows(n, Duration::from_secs(60));
+    let cs = consumer.stop();
+    assert!(ok, "lake: {}", counters(&cs.snapshot()));
+    assert_eq!(get(&cs.rows_written), n, "{}", counters(&cs.snapshot()));
+    assert_eq!(get(&cs.rejected), 0);
+    assert!(get(&cs.commits) > 0);
+    let summary = check(lake.path(), &expect_of(&events, vec![])).unwrap();
+    assert_eq!(summary["event_ids"], json!(n));
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn hostile_values_survive_the_round_trip() {
+    let broker = Broker::start().unwrap();
+    let (spool, lake, rejected) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let k = kafka_cfg(&broker, spool.path());
+    let (s, l) = lake_cfgs(lake.path(), rejected.path());
+    let consumer = LakeThread::start(&k, &s, &l);
+    let mut sink = KafkaSink::open(&k, ctx()).unwrap();
+    let mut args = b"sh\0-c\0echo a\nb\0\xff\xfeok\0".to_vec();
+    args.extend(std::iter::repeat_n(b'A', 1 << 20));
+    args.push(0);
+    let mut exec = event(0);
+    exec.strings = [b"/tmp/\xffbin\nx\x01".to_vec(), args.clone(), b"/w\xe9rk".to_vec()];
+    let mut open = event(1);
+    open.strings[0] = b"/tmp/new\nline\xc3".to_vec();
+    let id = Identity {
+        namespace: Some("ns\nwith newline"),
+        workload: Some("w\u{0}nul"),
+        pod: Some("p\u{fffd}"),
+        ..Identity::default()
+    };
+    let (e, o) = (exec.as_event(), open.as_event());
+    let v = |table: Table, ev: &tracelake_model::Event<'_>, column: &str, x: Value| json!({"table": table.name(), "event_id": format!("{:016x}", event_id(SALT, ev)), "column": column, "hex": x});
+    let values = vec![
+        v(Table::ProcessActivity, &e, "exe_raw", json!(hex(b"/tmp/\xffbin\nx\x01"))),
+        v(Table::ProcessActivity, &e, "args_raw", json!(hex(&args))),
+        v(Table::ProcessActivity, &e, "cwd_raw", json!(hex(b"/w\xe9rk"))),
+        v(Table::ProcessActivity, &e, "namespace", json!(hex(b"ns\nwith newline"))),
+        v(Table::ProcessActivity, &e, "workload", json!(hex(b"w\0nul"))),
+        v(Table::FileActivity, &o, "path_raw", json!(hex(b"/tmp/new\nline\xc3"))),
+    ];
+    for ev in [&exec, &open] {
+        sink.push_with(&ev.as_event(), &id);
+    }
+    assert!(sink.flush(Duration::from_secs(60)));
+    let ps = sink.close(Duration::from_secs(5)).unwrap();
+    assert_eq!((get(&ps.delivered_rows), get(&ps.rejected_rows)), (2, 0), "{}", counters(&ps.snapshot()));
+    let ok = consumer.wait_rows(2, Duration::from_secs(60));
+    let cs = consumer.stop();
+    assert!(ok, "lake: {}", counters(&cs.snapshot()));
+    check(lake.path(), &expect_of(&[exec, open], values)).unwrap();
+}
+
+#[test]
+fn broker_killed_for_30_s_then_back_empty_still_exactly_n() {
+    let mut broker = Broker::start().unwrap();
+    let (spool, lake, rejected) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let k = kafka_cfg(&broker, spool.path());
+    let (s, l) = lake_cfgs(lake.path(), rejected.path());
+    let consumer = LakeThread::start(&k, &s, &l);
+    let mut sink = KafkaSink::open(&k, ctx()).unwrap();
+    let n = 30_000u64;
+    let events: Vec<OwnedEvent> = (0..n).map(event).collect();
+    // Three phases of 10,000 events, fed over time: broker up, broker gone for 30 s, broker back (empty).
+    let feed = |sink: &mut KafkaSink, range: std::ops::Range<u64>, over: Duration| {
+        let step = over / ((range.end - range.start) / 100) as u32;
+        for i in range {
+            sink.push_with(&events[i as usize].as_event(), &identity(i / 5));
+            if i % 100 == 99 {
+                std::thread::sleep(step);
+                sink.tick();
+            }
+        }
+    };
+    feed(&mut sink, 0..10_000, Duration::from_secs(5));
+    broker.kill();
+    feed(&mut sink, 10_000..20_000, Duration::from_secs(30));
+    let ps = sink.stats();
+    assert!(get(&ps.outages) >= 1, "the outage was seen: {}", counters(&ps.snapshot()));
+    assert!(get(&ps.spooled) > 0, "messages went to the spool: {}", counters(&ps.snapshot()));
+    broker.restart().unwrap();
+    feed(&mut sink, 20_000..n, Duration::from_secs(5));
+    assert!(sink.flush(Duration::from_secs(120)), "spool drained: {}", counters(&ps.snapshot()));
+    let ps = sink.close(Duration::from_secs(5)).unwrap();
+    assert_eq!(get(&ps.spool_messages), 0);
+    assert_eq!((get(&ps.spool_dropped), get(&ps.rejected_rows)), (0, 0));
+    let ok = consumer.wait_rows(n, Duration::from_secs(120));
+    // Late duplicates, if any, would show up as extra rows after this.
+    std::thread::sleep(Duration::from_secs(3));
+    let cs = consumer.stop();
+    assert!(ok, "lake: {} / agent: {}", counters(&cs.snapshot()), counters(&ps.snapshot()));
+    assert_eq!(get(&cs.rows_written), n, "{}", counters(&cs.snapshot()));
+    let summary = check(lake.path(), &expect_of(&events, vec![])).unwrap();
+    assert_eq!(summary["event_ids"], json!(n));
+    eprintln!("agent: {}\nlake: {}", counters(&ps.snapshot()), counters(&cs.snapshot()));
+}

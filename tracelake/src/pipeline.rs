@@ -1,0 +1,207 @@
+//! The node pipeline `tracelake run` and `tracelake agent` share: sensor →
+//! enricher → the chosen sinks (stdout JSON lines, the local Parquet lake,
+//! Kafka), until a signal or `--for`.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use anyhow::Context;
+use tracelake_enricher::{Enricher, ProcessTable};
+use tracelake_model::Event;
+use tracelake_model::json::JsonContext;
+use tracelake_queries::live::LiveDetector;
+use tracelake_sensor::{EventHandler, Sensor};
+use tracelake_sinks::kafka::KafkaSink;
+use tracelake_sinks::parquet::{LakeConfig, LakeSink, error_chain};
+use tracelake_sinks::stdout::JsonLinesSink;
+
+use crate::config::Config;
+use crate::enrich;
+use crate::ip_export::IpExport;
+use crate::metrics;
+
+/// Which sinks a run writes to.
+#[derive(Debug, Default)]
+pub struct Sinks {
+    pub stdout: bool,
+    /// The local Parquet lake, with this configuration.
+    pub lake: Option<LakeConfig>,
+    pub kafka: bool,
+}
+
+/// Enriches every event once and hands it to each chosen sink.
+struct SinkHandler<W: Write> {
+    stdout: Option<JsonLinesSink<W>>,
+    lake: Option<LakeSink>,
+    kafka: Option<KafkaSink>,
+    detect: Option<LiveDetector>,
+    enricher: Enricher,
+    processes: ProcessTable,
+    lineage_depth: usize,
+    ip_export: Option<IpExport>,
+}
+
+impl<W: Write> EventHandler for SinkHandler<W> {
+    fn handle(&mut self, ev: &Event<'_>) {
+        self.processes.observe(ev);
+        let resolved = self.enricher.resolve_with_lineage(ev, &self.processes, self.lineage_depth);
+        let id = resolved.identity();
+        if let Some(s) = &mut self.stdout {
+            s.push_with(ev, &id);
+        }
+        if let Some(l) = &mut self.lake {
+            l.push_with(ev, &id);
+        }
+        if let Some(k) = &mut self.kafka {
+            k.push_with(ev, &id);
+        }
+        if let Some(d) = &mut self.detect {
+            d.push(ev, &id);
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Some(l) = &mut self.lake {
+            if let Some(x) = &mut self.ip_export {
+                x.export(l, false);
+            }
+            l.tick();
+        }
+        if let Some(k) = &mut self.kafka {
+            k.tick();
+        }
+        if let Some(d) = &mut self.detect {
+            d.tick();
+        }
+    }
+}
+
+/// A failing disk gets this many more tries at shutdown before rows count as lost.
+const CLOSE_RETRIES: u32 = 3;
+const CLOSE_BACKOFF: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the broker before leaving messages in the spool for the next start.
+const KAFKA_CLOSE: Duration = Duration::from_secs(10);
+
+pub fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Differs per node and per boot, so event ids never collide across either.
+fn node_salt(node: &str) -> u64 {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    node.bytes()
+        .chain(boot.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+}
+
+/// Resolves on ctrl-c, SIGTERM, or after `run_for`.
+pub async fn shutdown(run_for: Option<Duration>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let sleep = async {
+        match run_for {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
+        () = sleep => {}
+    }
+}
+
+/// Runs the sensor into `sinks` until a signal or `run_for`, then flushes every sink.
+pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Result<()> {
+    init_logging();
+    let telemetry = tracelake_telemetry::init(&cfg.telemetry).context("cannot set up telemetry")?;
+    // Leaked once per process: the JSON context borrows it for the whole run.
+    let node: &'static str = Box::leak(cfg.node_name.clone().unwrap_or_else(node_name).into_boxed_str());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    let result = rt.block_on(async {
+        let mut sensor = Sensor::start(&cfg.sensor).context("cannot start the sensor")?;
+        let ctx = JsonContext { node, clock: Sensor::boot_clock(), node_salt: node_salt(node) };
+        let lake = match &sinks.lake {
+            Some(lake_cfg) => {
+                let sink = LakeSink::open(lake_cfg, ctx)
+                    .with_context(|| format!("cannot open the lake at {}", lake_cfg.dir.display()))?;
+                tracing::info!(dir = %lake_cfg.dir.display(), "writing the Parquet lake");
+                Some(sink)
+            }
+            None => None,
+        };
+        let kafka = if sinks.kafka {
+            let sink = KafkaSink::open(&cfg.kafka, ctx).context("cannot start the Kafka producer")?;
+            metrics::producer(sink.stats());
+            tracing::info!(brokers = %cfg.kafka.brokers, spool = %cfg.kafka.spool.dir.display(), "sending to Kafka");
+            Some(sink)
+        } else {
+            None
+        };
+        let detect = crate::detect::start(cfg, sinks.lake.as_ref(), ctx)?;
+        let stdout = sinks.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
+        let e = &cfg.enricher;
+        let enrich::Enrichment { enricher, processes, history, caches } = enrich::build(e, node)?;
+        let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
+        let ip_export = history.filter(|_| lake.is_some()).map(IpExport::new);
+        let mut handler = SinkHandler { stdout, lake, kafka, detect, enricher, processes, lineage_depth, ip_export };
+        if cfg.sensor.proc_snapshot {
+            let n = sensor.snapshot(&mut handler);
+            tracing::info!(processes = n, "reported running processes");
+        }
+        let summary = sensor.run(&mut handler, shutdown(run_for)).await.context("sensor stopped")?;
+        let stdout_result = handler.stdout.as_mut().map_or(Ok(()), JsonLinesSink::flush);
+        if let (Some(l), Some(x)) = (handler.lake.as_mut(), handler.ip_export.as_mut()) {
+            x.export(l, true);
+        }
+        let lake_result = handler.lake.take().map(|l| l.close(CLOSE_RETRIES, CLOSE_BACKOFF));
+        let kafka_result = handler.kafka.take().map(|k| k.close(KAFKA_CLOSE));
+        if let Some(d) = handler.detect.take() {
+            crate::detect::log_stats(&d.close());
+        }
+        let s = &summary.stats;
+        tracing::info!(
+            delivered = s.delivered,
+            emitted = s.emitted_total,
+            dropped = s.dropped_total,
+            aggregated = s.aggregated_total,
+            summaries = s.summaries,
+            "stopped"
+        );
+        enrich::log_caches(&caches);
+        match &lake_result {
+            Some(Ok(l)) => tracing::info!(
+                rows = l.rows_written,
+                files = l.files_written,
+                bytes = l.bytes_written,
+                write_errors = l.write_errors,
+                "lake flushed"
+            ),
+            Some(Err(e)) => tracing::error!(error = %error_chain(e), "lake: rows lost"),
+            None => {}
+        }
+        match stdout_result {
+            // A closed pipe (| head) is the reader's choice, not an error.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => other.context("stdout")?,
+        }
+        if let Some(Err(e)) = kafka_result {
+            return Err(e).context("kafka");
+        }
+        match lake_result {
+            Some(Err(e)) => Err(e).context("lake"),
+            Some(Ok(_)) | None => Ok(()),
+        }
+    });
+    let _ = telemetry.shutdown();
+    result
+}

@@ -1,0 +1,216 @@
+//! `tracelake agent` and `tracelake lake` as processes against a real
+//! Kafka-protocol broker (tansu on loopback, from testkit), the lake read back
+//! by pyarrow (scripts/check_lake.py).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tracelake_model::json::{Identity, JsonContext};
+use tracelake_model::{BootClock, Kind, OwnedBody, OwnedEvent, Subject};
+use tracelake_sinks::kafka::{KafkaConfig, KafkaSink, SpoolConfig};
+use tracelake_testkit::broker::Broker;
+
+fn tracelake() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tracelake"))
+}
+
+/// `tracelake lake` writing `dir`, its log in `log`.
+fn start_lake(broker: &Broker, dir: &Path, rejected: &Path, log: &Path) -> Child {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    tracelake()
+        .args(["lake", "--brokers", &broker.addr(), "--lake"])
+        .arg(dir)
+        .env("TRACELAKE__LAKE_SERVICE__FILE_AGE", "\"500ms\"")
+        .env("TRACELAKE__LAKE_SERVICE__REJECTED_DIR", format!("{:?}", rejected.display().to_string()))
+        .env("TRACELAKE__SINKS__LAKE__RETENTION", "\"0s\"")
+        .env("TRACELAKE__KAFKA__PARTITIONS", "3")
+        // Static membership: the restarted process takes its partitions back at once (tansu, unlike Kafka,
+        // was not seen to evict a SIGKILLed dynamic member after its session timeout).
+        .env("TRACELAKE__LAKE_SERVICE__INSTANCE_ID", "lake-0")
+        .stdout(Stdio::null())
+        .stderr(out)
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(child: &mut Child) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "lake exited with {status:?}");
+}
+
+/// Distinct event ids and rows in the visible files, counted by pyarrow.
+fn pyarrow_count(dir: &Path) -> (u64, u64) {
+    let script = format!(
+        "import os, pyarrow.parquet as pq\n\
+         ids = set(); rows = 0\n\
+         for d, _, fs in os.walk({:?}):\n\
+         \x20   for f in fs:\n\
+         \x20       if f.endswith('.parquet') and not f.startswith('.'):\n\
+         \x20           c = pq.read_table(os.path.join(d, f), columns=['event_id']).column(0).to_pylist()\n\
+         \x20           rows += len(c); ids.update(c)\n\
+         print(len(ids), rows)",
+        dir.display().to_string()
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    let mut it = s.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// Waits until pyarrow sees `n` distinct events; returns the last (distinct, rows).
+fn wait_for(dir: &Path, n: u64, timeout: Duration) -> (u64, u64) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = pyarrow_count(dir);
+        if c.0 >= n || Instant::now() >= deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn check_lake(dir: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check_lake.py");
+    let out = Command::new("python3").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn event(i: u64) -> OwnedEvent {
+    OwnedEvent {
+        kind: Kind::FileOpen,
+        subject: Subject {
+            ktime_ns: 1_000_000 + i * 1000,
+            cgroup_id: 1,
+            proc_start_ns: 1,
+            pid: 100 + (i % 1000) as u32,
+            tgid: 100,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            euid: 0,
+            egid: 0,
+            pidns: 1,
+            mntns: 1,
+            comm: *b"cat\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        },
+        flags: 0,
+        count: 1,
+        aggregate: None,
+        body: OwnedBody::File { ret: 3, ino: i, dev: 8, open_flags: 0, mode: 0o644, owner_uid: 0, owner_gid: 0 },
+        strings: [format!("/data/file-{i}").into_bytes(), Vec::new(), Vec::new()],
+    }
+}
+
+/// The lake service SIGKILLed twice while it writes, restarted each time:
+/// still exactly N events, each once, and every visible file readable.
+#[test]
+fn lake_killed_mid_write_and_restarted_still_exactly_n() {
+    let broker = Broker::start().unwrap();
+    let (lake, rejected, spool, logs) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let log = logs.path().join("lake.log");
+    let mut lake_proc = start_lake(&broker, lake.path(), rejected.path(), &log);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128;
+    let ctx = JsonContext { node: "node-z", clock: BootClock::from_offset(now), node_salt: 3 };
+    let cfg = KafkaConfig {
+        brokers: broker.addr(),
+        partitions: 3,
+        linger: Duration::from_millis(100),
+        batch_max_rows: 500,
+        spool: SpoolConfig { dir: spool.path().to_path_buf(), ..SpoolConfig::default() },
+        ..KafkaConfig::default()
+    };
+    let mut sink = KafkaSink::open(&cfg, ctx).unwrap();
+    let n = 60_000u64;
+    let ids = [
+        Identity { namespace: Some("a"), workload: Some("x"), ..Identity::default() },
+        Identity { namespace: Some("b"), workload: Some("y"), ..Identity::default() },
+        Identity::default(),
+    ];
+    let mut kills = 0;
+    for i in 0..n {
+        sink.push_with(&event(i).as_event(), &ids[(i % 3) as usize]);
+        if i % 1000 == 999 {
+            std::thread::sleep(Duration::from_millis(150));
+            sink.tick();
+        }
+        // Killed twice while files are being written (one every 500 ms), restarted after a pause.
+        if i == 20_000 || i == 40_000 {
+            lake_proc.kill().unwrap();
+            lake_proc.wait().unwrap();
+            kills += 1;
+            std::thread::sleep(Duration::from_secs(1));
+            lake_proc = start_lake(&broker, lake.path(), rejected.path(), &log);
+        }
+    }
+    assert!(sink.flush(Duration::from_secs(60)));
+    let _ = sink.close(Duration::from_secs(5)).unwrap();
+    let (distinct, rows) = wait_for(lake.path(), n, Duration::from_secs(120));
+    // Anything late (a duplicate) would land within a few file periods.
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&mut lake_proc);
+    assert_eq!(kills, 2);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!((distinct, rows), (n, n), "lake log:\n{}", &text[text.len().saturating_sub(4000)..]);
+    // Every visible file is readable, sorted, no event id twice, no temporary file left.
+    let summary = check_lake(lake.path());
+    assert_eq!(summary["event_ids"].as_u64().unwrap(), n, "{summary}");
+    assert!(std::fs::read_dir(rejected.path()).map_or(0, Iterator::count) == 0, "nothing rejected");
+}
+
+/// The real sensor on this host through `tracelake agent` → broker → `tracelake lake`: every event the agent
+/// delivered is in the lake once, this test's own process among them.
+#[test]
+fn agent_events_reach_the_lake_through_kafka() {
+    let broker = Broker::start().unwrap();
+    let (lake, rejected, spool, logs) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let log = logs.path().join("lake.log");
+    let mut lake_proc = start_lake(&broker, lake.path(), rejected.path(), &log);
+    let out = tracelake()
+        .args(["agent", "--for", "4s", "--brokers", &broker.addr()])
+        .env("TRACELAKE__KAFKA__SPOOL__DIR", format!("{:?}", spool.path().display().to_string()))
+        .env("TRACELAKE__KAFKA__PARTITIONS", "3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let delivered = logged(&stderr, "stopped", "delivered");
+    assert_eq!(logged(&stderr, "kafka status", "delivered_rows"), delivered, "{stderr}");
+    assert_eq!(logged(&stderr, "kafka status", "spool_messages"), 0);
+    let (distinct, rows) = wait_for(lake.path(), delivered, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&mut lake_proc);
+    assert_eq!((distinct, rows), (delivered, delivered), "{}", std::fs::read_to_string(&log).unwrap());
+    check_lake(lake.path());
+    let script = format!(
+        "import pyarrow.dataset as ds, pyarrow.compute as pc\n\
+         t = ds.dataset('{}/process_activity', partitioning='hive').to_table()\n\
+         m = pc.and_(pc.equal(t['kind'], 'process_snapshot'), pc.equal(t['pid'], {}))\n\
+         print(t.filter(m).num_rows)",
+        lake.path().display(),
+        std::process::id()
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `key=<n>` from the last matching log line.
+fn logged(stderr: &str, line: &str, key: &str) -> u64 {
+    let l = stderr.lines().rev().find(|l| l.contains(line)).unwrap_or_else(|| panic!("no '{line}' in {stderr}"));
+    let v = l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap();
+    v.parse().unwrap()
+}
