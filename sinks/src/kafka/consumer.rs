@@ -217,10 +217,11 @@ impl LakeConsumer {
                 Some(Err(e)) => tracing::warn!(error = %e, "lake: consume error"),
                 None => {}
             }
-            self.state().flush_due(&self.consumer, false);
+            // Before any commit: positions read from a broker that is gone must never reach its successor.
             if self.consumer.context().brokers_lost.swap(false, Ordering::Relaxed) {
                 self.rejoin();
             }
+            self.state().flush_due(&self.consumer, false);
             let now = Instant::now();
             if now >= next_status {
                 next_status = now + Duration::from_secs(10);
@@ -408,7 +409,9 @@ impl State {
             }
         }
         p.offsets.clear();
-        if tpl.count() == 0 {
+        // The brokers went away since these were read (the flag is cleared by `rejoin`): a broker that comes
+        // back empty would take them as positions in its new logs and skip what the agents send again.
+        if tpl.count() == 0 || consumer.context().brokers_lost.load(Ordering::Relaxed) {
             return;
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
