@@ -116,7 +116,13 @@ fn set_path(doc: &mut toml::Table, path: &[String], value: toml::Value) -> anyho
 
 /// `tracelake config`: validates and prints the effective configuration.
 pub fn command(args: &ConfigArgs) -> anyhow::Result<()> {
-    let cfg = load(args.config.as_deref())?;
+    let mut cfg = load(args.config.as_deref())?;
+    // Secrets are checked, not shown.
+    for secret in [&mut cfg.kafka.sasl.password, &mut cfg.kafka.tls.key_password] {
+        if secret.is_some() {
+            *secret = Some("<redacted>".into());
+        }
+    }
     print!("{}", toml::to_string_pretty(&cfg)?);
     Ok(())
 }

@@ -214,3 +214,19 @@ fn logged(stderr: &str, line: &str, key: &str) -> u64 {
     let v = l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap();
     v.parse().unwrap()
 }
+
+/// `tracelake config` shows the Kafka sections and never a secret.
+#[test]
+fn config_shows_the_kafka_sections_with_secrets_redacted() {
+    let out = tracelake().arg("config").env("TRACELAKE__KAFKA__SASL__PASSWORD", "hunter2").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for section in ["[kafka]", "[kafka.spool]", "[kafka.sasl]", "[lake_service]"] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("<redacted>"));
+    let bad = tracelake().arg("config").env("TRACELAKE__KAFKA__SPOOL__POLICY", "drop_all").output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("drop_all"));
+}

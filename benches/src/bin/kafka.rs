@@ -1,7 +1,8 @@
 //! Kafka transport figures against a local tansu broker (BENCHMARKS.md):
 //!
-//! `kafka throughput [N]`: N events pushed through `KafkaSink` (20 workloads,
-//! all five tables), rate until every message is acknowledged.
+//! `kafka throughput [N] [BATCH_ROWS] [BATCH_KIB] [lz4|zstd]`: N events pushed
+//! through `KafkaSink` (20 workloads, all five tables), rate until every
+//! message is acknowledged.
 //! `kafka latency [LINGER_MS] [FILE_AGE_MS]`: 20,000 events/s for 10 s; p50/p99
 //! from an event's time to its row in a consumed Kafka message, and to its row
 //! in a visible Parquet file written by `LakeConsumer`.
@@ -109,12 +110,16 @@ fn kafka_cfg(broker: &Broker, spool: &Path, prefix: &str) -> KafkaConfig {
     }
 }
 
-fn throughput(n: u64) -> anyhow::Result<()> {
+fn throughput(n: u64, batch_rows: usize, batch_kib: usize, compression: &str) -> anyhow::Result<()> {
     let broker = Broker::start()?;
     let spool = tempfile::tempdir()?;
     let base = wall_ns();
     let ctx = JsonContext { node: "bench", clock: BootClock::from_offset(i128::from(base)), node_salt: 1 };
-    let mut sink = KafkaSink::open(&kafka_cfg(&broker, spool.path(), "tp."), ctx)?;
+    let mut k = kafka_cfg(&broker, spool.path(), "tp.");
+    k.batch_max_rows = batch_rows;
+    k.batch_max_bytes = batch_kib * 1024;
+    k.compression = compression.into();
+    let mut sink = KafkaSink::open(&k, ctx)?;
     let mut pool: Vec<OwnedEvent> = (0..1000).map(template).collect();
     let ids = identities();
     let t0 = Instant::now();
@@ -131,7 +136,7 @@ fn throughput(n: u64) -> anyhow::Result<()> {
     let get = |k: &str| snap.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
     anyhow::ensure!(get("delivered_rows") == n, "delivered {} of {n}", get("delivered_rows"));
     println!(
-        "throughput: {n} events, {} messages ({:.0} rows/message); pushed (batched, encoded, sent) in {:.2} s = \
+        "throughput (batch_max_rows {batch_rows}, batch_max_bytes {batch_kib} KiB, {compression}): {n} events, {} messages ({:.0} rows/message); pushed (batched, encoded, sent) in {:.2} s = \
          {:.0} events/s; all acknowledged after {:.2} s = {:.0} events/s; failed {} spooled {}",
         get("delivered"),
         n as f64 / get("delivered") as f64,
@@ -297,8 +302,13 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
-        Some("throughput") => throughput(num(1, 2_000_000)),
+        Some("throughput") => {
+            let compression = args.get(4).map_or("lz4", String::as_str);
+            throughput(num(1, 2_000_000), num(2, 4096) as usize, num(3, 512) as usize, compression)
+        }
         Some("latency") => latency(num(1, 500), num(2, 1000)),
-        _ => anyhow::bail!("usage: kafka throughput [N] | kafka latency [LINGER_MS] [FILE_AGE_MS]"),
+        _ => anyhow::bail!(
+            "usage: kafka throughput [N] [BATCH_ROWS] [BATCH_KIB] [lz4|zstd] | kafka latency [LINGER_MS] [FILE_AGE_MS]"
+        ),
     }
 }

@@ -95,7 +95,7 @@ struct LakeContext {
 
 impl ClientContext for LakeContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        super::sink::log_client(level, fac, msg);
+        super::client::log_client(level, fac, msg);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {

@@ -7,6 +7,7 @@
 //! group, drops duplicates by event id, and commits offsets only after the
 //! Parquet file holding the rows is durable.
 
+mod client;
 mod config;
 mod consumer;
 mod sink;

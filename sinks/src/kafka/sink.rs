@@ -2,21 +2,19 @@
 //! Kafka, with the spool behind it when the broker does not take them.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use rdkafka::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError as ClientError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
 
-use super::spool::{Appended, Spool, Ticket};
+use super::client::{Inflight, KeyHasher, Origin, Outcome, Reports, permanent};
+use super::spool::{Appended, Spool};
 use super::stats::{ProducerStats, add, get};
 use super::wire::{self, Envelope, WorkloadKey};
 use super::{KafkaConfig, KafkaError, TopicKeeper};
@@ -27,116 +25,10 @@ const MESSAGE_HEADROOM: usize = 16 * 1024;
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 const BLOCK_POLL: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Clone, Copy)]
-enum Origin {
-    Live,
-    Spool(Ticket),
-}
-
-/// A message the client holds; comes back in its delivery report.
-#[derive(Debug)]
-struct Inflight {
-    env: Arc<Envelope>,
-    origin: Origin,
-}
-
-#[derive(Debug)]
-enum Outcome {
-    Delivered(Box<Inflight>),
-    Failed(Box<Inflight>, Option<RDKafkaErrorCode>),
-    AllBrokersDown,
-}
-
-/// Collects delivery reports and client errors; the sink handles them on its own thread after `poll`.
-#[derive(Debug, Default)]
-struct Reports {
-    outcomes: Mutex<Vec<Outcome>>,
-}
-
-impl Reports {
-    fn push(&self, o: Outcome) {
-        if let Ok(mut v) = self.outcomes.lock() {
-            v.push(o);
-        }
-    }
-
-    fn take(&self) -> Vec<Outcome> {
-        self.outcomes.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
-    }
-}
-
-/// librdkafka's own log lines, through tracing.
-pub(super) fn log_client(level: RDKafkaLogLevel, fac: &str, msg: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-            tracing::error!(fac, "librdkafka: {msg}")
-        }
-        RDKafkaLogLevel::Warning => tracing::warn!(fac, "librdkafka: {msg}"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(fac, "librdkafka: {msg}"),
-        RDKafkaLogLevel::Debug => tracing::debug!(fac, "librdkafka: {msg}"),
-    }
-}
-
-impl ClientContext for Reports {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-        log_client(level, fac, msg);
-    }
-
-    fn error(&self, error: ClientError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.push(Outcome::AllBrokersDown);
-        }
-        tracing::warn!(error = %error, reason, "kafka client error");
-    }
-}
-
-impl ProducerContext for Reports {
-    type DeliveryOpaque = Box<Inflight>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, inflight: Box<Inflight>) {
-        match result {
-            Ok(_) => self.push(Outcome::Delivered(inflight)),
-            Err((e, _)) => self.push(Outcome::Failed(inflight, e.rdkafka_error_code())),
-        }
-    }
-}
-
-/// Errors no retry can fix: the message is rejected, counted and logged, never spooled.
-fn permanent(code: Option<RDKafkaErrorCode>) -> bool {
-    matches!(
-        code,
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::InvalidMessage
-                | RDKafkaErrorCode::InvalidRecord
-        )
-    )
-}
-
-/// The key hashes are FNV already.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
 /// Rows of one table and one workload being gathered into a message.
 #[derive(Debug)]
 struct Open {
     key: String,
-    hash: u64,
     builder: BatchBuilder,
     since: Option<Instant>,
 }
@@ -246,7 +138,7 @@ impl KafkaSink {
             self.index.clear();
         }
         let Some(builder) = BatchBuilder::new(table) else { unreachable!("Table::of returns event tables only") };
-        self.open.push(Open { key: key.to_string(), hash, builder, since: None });
+        self.open.push(Open { key: key.to_string(), builder, since: None });
         let i = self.open.len() - 1;
         self.index.entry(hash).or_default().push(i);
         i
@@ -269,7 +161,6 @@ impl KafkaSink {
                 tracing::error!(error = %error_chain(&e), "kafka: batch could not be built, rows lost");
             }
         }
-        let _ = self.open[i].hash;
     }
 
     /// Encodes a batch, halving it until each message fits `message_max_bytes`.
