@@ -118,4 +118,3 @@ impl Hasher for KeyHasher {
         self.0 = v;
     }
 }
-

@@ -5,7 +5,7 @@
 //! the lake by the dedupe window (docs/kafka.md).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -84,6 +84,10 @@ struct State {
     writer: LakeWriter,
     tables: Vec<Pending>,
     stats: Arc<ConsumerStats>,
+    /// Files modified since this were not read into the dedupe sets yet (unless this process wrote them).
+    seeded_at: SystemTime,
+    /// Files this process wrote since `seeded_at`: their ids are in the sets already.
+    own_files: HashSet<PathBuf>,
 }
 
 /// Holds the state so a revoke can write and commit before partitions move.
@@ -91,6 +95,8 @@ struct LakeContext {
     state: Arc<Mutex<State>>,
     /// Set when every broker was lost: the cluster that comes back may have lost its logs and offsets.
     brokers_lost: AtomicBool,
+    /// Set when partitions were assigned: other processes' recent files must be in the dedupe sets first.
+    reseed: AtomicBool,
 }
 
 impl ClientContext for LakeContext {
@@ -109,7 +115,13 @@ impl ClientContext for LakeContext {
 impl ConsumerContext for LakeContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "lake: partitions assigned"),
+            Rebalance::Assign(tpl) => {
+                // The process that had these partitions may have renamed a file and died before committing,
+                // and those messages come again: `run` loads the lake's new ids before taking any message.
+                // Not here: librdkafka can call back from inside a commit, while `flush` holds the state.
+                self.reseed.store(true, Ordering::Relaxed);
+                tracing::info!(partitions = tpl.count(), "lake: partitions assigned");
+            }
             Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "lake: partitions revoked"),
             Rebalance::Error(e) => tracing::warn!(error = %e, "lake: rebalance error"),
         }
@@ -118,7 +130,8 @@ impl ConsumerContext for LakeContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "lake: partitions revoked, writing what they gave");
-            if let Ok(mut s) = self.state.lock() {
+            // Busy only when called back from inside this thread's own commit, which is writing already.
+            if let Ok(mut s) = self.state.try_lock() {
                 s.flush_all(consumer);
             }
         }
@@ -153,9 +166,7 @@ impl LakeConsumer {
         let stats = Arc::new(ConsumerStats::default());
         let mut tables = Vec::new();
         for t in Table::EVENT_TABLES {
-            let mut recent = Recent::new(cfg.dedupe_ids);
-            let n = seed(&lake.dir.join(t.name()), cfg.dedupe_seed_age, &mut recent);
-            add(&stats.dedupe_seeded, n);
+            let recent = Recent::new(cfg.dedupe_ids);
             tables.push(Pending {
                 table: t,
                 topic: kafka.topic(t),
@@ -167,7 +178,11 @@ impl LakeConsumer {
                 recent,
             });
         }
-        let state = Arc::new(Mutex::new(State { cfg: cfg.clone(), writer, tables, stats: stats.clone() }));
+        let seeded_at = SystemTime::now().checked_sub(cfg.dedupe_seed_age).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut state =
+            State { cfg: cfg.clone(), writer, tables, stats: stats.clone(), seeded_at, own_files: HashSet::new() };
+        state.reseed();
+        let state = Arc::new(Mutex::new(state));
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let client_id = format!("tracelake-lake-{}", host.trim());
         let keeper = if kafka.create_topics { Some(TopicKeeper::start(kafka, &client_id)?) } else { None };
@@ -187,7 +202,11 @@ impl LakeConsumer {
             c.set(k, v);
         }
         let consumer: BaseConsumer<LakeContext> = c
-            .create_with_context(LakeContext { state: state.clone(), brokers_lost: AtomicBool::new(false) })
+            .create_with_context(LakeContext {
+                state: state.clone(),
+                brokers_lost: AtomicBool::new(false),
+                reseed: AtomicBool::new(false),
+            })
             .map_err(KafkaError::Client)?;
         let topics: Vec<String> = Table::EVENT_TABLES.iter().map(|t| kafka.topic(*t)).collect();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -208,7 +227,12 @@ impl LakeConsumer {
         let mut next_status = Instant::now() + Duration::from_secs(10);
         let mut next_maintenance = Instant::now();
         while !stop.is_set() {
-            match self.consumer.poll(POLL) {
+            let polled = self.consumer.poll(POLL);
+            if self.consumer.context().reseed.swap(false, Ordering::Relaxed) {
+                let n = self.state().reseed();
+                tracing::info!(ids_loaded = n, "lake: loaded the ids of files other processes wrote");
+            }
+            match polled {
                 Some(Ok(msg)) => {
                     let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     s.take(&msg);
@@ -368,6 +392,22 @@ impl State {
         self.flush_due(consumer, true);
     }
 
+    /// Adds the event ids of lake files other processes made visible since the last call (all of the last
+    /// `dedupe_seed_age` the first time). Returns how many ids were new.
+    fn reseed(&mut self) -> u64 {
+        let started = SystemTime::now();
+        // Slack for coarse mtimes and a file renamed while the last pass ran; ids seen twice cost nothing.
+        let cutoff = self.seeded_at.checked_sub(Duration::from_secs(2)).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut n = 0;
+        for p in &mut self.tables {
+            n += seed(&self.writer.root().join(p.table.name()), cutoff, &self.own_files, &mut p.recent);
+        }
+        self.own_files.clear();
+        self.seeded_at = started;
+        add(&self.stats.dedupe_seeded, n);
+        n
+    }
+
     /// Writes table `i`'s rows as durable files, then commits their offsets.
     fn flush(&mut self, i: usize, consumer: &BaseConsumer<LakeContext>) {
         let p = &mut self.tables[i];
@@ -381,6 +421,7 @@ impl State {
             };
             match self.writer.write(p.table, &batch) {
                 Ok(files) => {
+                    self.own_files.extend(files.iter().map(|f| f.path.clone()));
                     add(&self.stats.files_written, files.len() as u64);
                     add(&self.stats.rows_written, batch.num_rows() as u64);
                 }
@@ -388,6 +429,7 @@ impl State {
                     // Offsets stay uncommitted; the rest is retried on the next flush.
                     add(&self.stats.write_errors, 1);
                     add(&self.stats.files_written, partial.written.len() as u64);
+                    self.own_files.extend(partial.written.iter().map(|f| f.path.clone()));
                     let done: usize = partial.written.iter().map(|f| f.rows).sum();
                     add(&self.stats.rows_written, done as u64);
                     tracing::error!(error = %error_chain(&partial.error), table = p.table.name(), "lake: write failed, will retry");
@@ -453,11 +495,11 @@ fn parse_id(hex: &str) -> u64 {
     })
 }
 
-/// Loads the event ids of files under `dir` modified within `age`, newest last. Returns how many.
-fn seed(dir: &Path, age: Duration, recent: &mut Recent) -> u64 {
+/// Loads the event ids of files under `dir` modified since `cutoff`, except `skip`, newest last. Returns how
+/// many were new.
+fn seed(dir: &Path, cutoff: SystemTime, skip: &HashSet<PathBuf>, recent: &mut Recent) -> u64 {
     use ::parquet::arrow::ProjectionMask;
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let cutoff = SystemTime::now() - age;
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -469,7 +511,11 @@ fn seed(dir: &Path, age: Duration, recent: &mut Recent) -> u64 {
             let name = name.to_string_lossy();
             if md.is_dir() {
                 stack.push(path);
-            } else if !name.starts_with('.') && name.ends_with(".parquet") && md.modified().is_ok_and(|m| m >= cutoff) {
+            } else if !name.starts_with('.')
+                && name.ends_with(".parquet")
+                && md.modified().is_ok_and(|m| m >= cutoff)
+                && !skip.contains(&path)
+            {
                 files.push((md.modified().unwrap_or(cutoff), path));
             }
         }

@@ -61,6 +61,17 @@ impl LakeThread {
         LakeThread { stop, stats, handle: Some(handle) }
     }
 
+    /// Runs a consumer opened earlier.
+    fn run(mut c: LakeConsumer) -> LakeThread {
+        let stop = StopFlag::default();
+        let stats = c.stats();
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            c.run(&flag);
+        });
+        LakeThread { stop, stats, handle: Some(handle) }
+    }
+
     /// Waits until `n` rows are in the lake; false on timeout.
     fn wait_rows(&self, n: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -206,4 +217,44 @@ fn broker_killed_for_30_s_then_back_empty_still_exactly_n() {
     let summary = check(lake.path(), &expect_of(&events, vec![])).unwrap();
     assert_eq!(summary["event_ids"], json!(n));
     eprintln!("agent: {}\nlake: {}", counters(&ps.snapshot()), counters(&cs.snapshot()));
+}
+
+/// A process that wrote files and died before committing their offsets: whoever reads those messages next
+/// must not write them again. Modelled with two groups on one lake: B opens (and loads the lake's ids) while
+/// the lake is empty, A writes everything, then B is assigned the partitions and reads every message again from
+/// the start, as a group member does after a crash between rename and commit.
+#[test]
+fn partitions_taken_over_after_a_crash_before_commit_are_not_written_twice() {
+    let broker = Broker::start().unwrap();
+    let (spool, lake, rejected) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let k = kafka_cfg(&broker, spool.path());
+    let (s, l) = lake_cfgs(lake.path(), rejected.path());
+    let s_b = LakeServiceConfig { group_id: "lake-b".into(), ..s.clone() };
+    let b = LakeConsumer::open(&k, &s_b, &l).unwrap();
+    let n = 3_000u64;
+    let events: Vec<OwnedEvent> = (0..n).map(event).collect();
+    let mut sink = KafkaSink::open(&k, ctx()).unwrap();
+    for (i, ev) in events.iter().enumerate() {
+        sink.push_with(&ev.as_event(), &identity(i as u64 / 5));
+    }
+    assert!(sink.flush(Duration::from_secs(60)));
+    let ps = sink.close(Duration::from_secs(5)).unwrap();
+    assert_eq!(get(&ps.delivered_rows), n, "{}", counters(&ps.snapshot()));
+    let a = LakeThread::start(&k, &s, &l);
+    let ok = a.wait_rows(n, Duration::from_secs(60));
+    let cs_a = a.stop();
+    assert!(ok, "lake a: {}", counters(&cs_a.snapshot()));
+
+    let b = LakeThread::run(b);
+    let t = Instant::now();
+    while get(&b.stats.duplicates) + get(&b.stats.rows_written) < n {
+        assert!(t.elapsed() < Duration::from_secs(60), "lake b read everything: {}", counters(&b.stats.snapshot()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cs_b = b.stop();
+    assert_eq!(get(&cs_b.rows_written), 0, "lake b: {}", counters(&cs_b.snapshot()));
+    assert_eq!(get(&cs_b.duplicates), n, "lake b: {}", counters(&cs_b.snapshot()));
+    let summary = check(lake.path(), &expect_of(&events, vec![])).unwrap();
+    assert_eq!(summary["event_ids"], json!(n));
 }
