@@ -19,8 +19,16 @@ use crate::engine::rule_error;
 use crate::finding::{Finding, Suppressor, findings_of};
 use crate::rule::{Rule, RuleError};
 
-/// Views registered next to the tables.
-pub const VIEWS: [(&str, &str); 3] = [
+/// Views registered next to the tables (in this order: later ones use earlier ones).
+pub const VIEWS: [(&str, &str); 6] = [
+    (
+        // ip_ownership holds every version of an interval (written when it opens, again when it closes or
+        // its owner is learnt better): the highest `seq` of an (ip, valid_from) is the current one.
+        "ip_owners",
+        "SELECT ip, valid_from, valid_to, node, namespace, pod, pod_uid, workload_kind, workload, container_id, \
+         service, source, seq, date, hour FROM (SELECT *, row_number() OVER (PARTITION BY ip, valid_from \
+         ORDER BY seq DESC) AS version_rank FROM ip_ownership) WHERE version_rank = 1",
+    ),
     (
         "process_tree",
         "SELECT time, node, namespace, pod, workload_kind, workload, container_id, image, pid, ppid, \
@@ -41,8 +49,22 @@ pub const VIEWS: [(&str, &str); 3] = [
          n.exe, n.kind, n.protocol, n.local_ip, n.local_port, n.remote_ip, n.remote_port, n.ret, \
          o.namespace AS peer_namespace, o.pod AS peer_pod, o.workload_kind AS peer_workload_kind, \
          o.workload AS peer_workload, n.event_id, n.date, n.hour \
-         FROM network_activity n LEFT JOIN ip_ownership o \
+         FROM network_activity n LEFT JOIN ip_owners o \
          ON n.remote_ip = o.ip AND n.time >= o.valid_from AND n.time < coalesce(o.valid_to, now())",
+    ),
+    (
+        // Rare values per workload: destinations a workload reached, fewest first is where to look.
+        "destination_counts",
+        "SELECT namespace, workload_kind, workload, remote_ip, remote_port, protocol, count(*) AS connects, \
+         count(DISTINCT container_id) AS containers, min(time) AS first_seen, max(time) AS last_seen \
+         FROM network_activity WHERE kind = 'net_connect' AND family IN ('inet', 'inet6') \
+         GROUP BY namespace, workload_kind, workload, remote_ip, remote_port, protocol",
+    ),
+    (
+        "file_counts",
+        "SELECT namespace, workload_kind, workload, kind, path, count(*) AS events, \
+         count(DISTINCT container_id) AS containers, min(time) AS first_seen, max(time) AS last_seen \
+         FROM file_activity GROUP BY namespace, workload_kind, workload, kind, path",
     ),
 ];
 

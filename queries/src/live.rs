@@ -108,6 +108,47 @@ impl FindingSink for LakeFindings {
     }
 }
 
+/// Hands finding rows (`detection_finding` batches) to another thread: in agent mode the Kafka producer
+/// lives on the sensor thread, which drains the receiver on every tick. Bounded: when the receiver stops
+/// draining, findings are counted as lost and logged instead of piling up (they are in the log anyway).
+#[derive(Debug)]
+pub struct ChannelFindings {
+    tx: SyncSender<RecordBatch>,
+    lost: u64,
+}
+
+impl ChannelFindings {
+    /// The sink and the receiving end; `capacity` batches (one per round with findings) may wait.
+    pub fn new(capacity: usize) -> (ChannelFindings, Receiver<RecordBatch>) {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        (ChannelFindings { tx, lost: 0 }, rx)
+    }
+}
+
+impl FindingSink for ChannelFindings {
+    fn findings(&mut self, rules: &[Rule], findings: &[Finding]) {
+        let batch = match findings_batch(rules, findings) {
+            Ok(b) => b,
+            Err(e) => {
+                self.lost += findings.len() as u64;
+                tracing::error!(error = %e, "detections: cannot build finding rows");
+                return;
+            }
+        };
+        if let Err(e) = self.tx.try_send(batch) {
+            let rows = match &e {
+                TrySendError::Full(b) | TrySendError::Disconnected(b) => b.num_rows(),
+            };
+            self.lost += rows as u64;
+            tracing::error!(
+                rows,
+                lost_total = self.lost,
+                "detections: findings not forwarded (receiver behind or gone)"
+            );
+        }
+    }
+}
+
 /// Why live detection could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {

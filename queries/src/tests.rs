@@ -484,3 +484,22 @@ fn windowed_rules_see_earlier_batches() {
         assert!(total.iter().filter(|r| *r == "TL-K8S-011").count() == 1, "{total:?}");
     });
 }
+
+/// Every built-in rule has a `case` above (a positive and a negative fixture): a rule added to the pack
+/// without one fails here.
+#[test]
+fn every_builtin_rule_has_a_positive_and_a_negative_case() {
+    let src = include_str!("tests.rs");
+    let cased: BTreeSet<&str> = src
+        .split("case(")
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.trim_start().strip_prefix('"')?;
+            rest.split('"').next()
+        })
+        .collect();
+    let ids: BTreeSet<String> = builtin::rules().unwrap().into_iter().map(|r| r.id).collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !cased.contains(id.as_str())).collect();
+    assert!(missing.is_empty(), "built-in rules without a positive/negative case: {missing:?}");
+    assert!(cased.len() >= 25, "{cased:?}");
+}

@@ -33,15 +33,15 @@ fn write_lake(dir: &Path, base: i128, s: &Script) {
     sink.close(0, Duration::ZERO).unwrap();
 }
 
-/// `ip_ownership` rows for 10.1.2.3: (workload, valid_from, valid_to).
-fn write_ownership(dir: &Path, rows: &[(&str, i64, Option<i64>)]) {
+/// `ip_ownership` rows for 10.1.2.3: (workload, valid_from, valid_to, seq), as the lake's ownership export
+/// writes them (one row per version of an interval).
+fn write_ownership(dir: &Path, rows: &[(&str, i64, Option<i64>, u64)]) {
     use tracelake_sinks::parquet::{LakeWriter, OwnershipRow, Table, ownership_batch};
     let pods: Vec<String> = rows.iter().map(|r| format!("{}-0", r.0)).collect();
     let rows: Vec<OwnershipRow<'_>> = rows
         .iter()
         .zip(&pods)
-        .enumerate()
-        .map(|(i, (r, pod))| OwnershipRow {
+        .map(|(r, pod)| OwnershipRow {
             ip: "10.1.2.3",
             valid_from: r.1,
             valid_to: r.2,
@@ -54,7 +54,7 @@ fn write_ownership(dir: &Path, rows: &[(&str, i64, Option<i64>)]) {
             container_id: Some("c0"),
             service: None,
             source: "kube",
-            seq: i as u64,
+            seq: r.3,
         })
         .collect();
     let batch = ownership_batch(&rows).unwrap();
@@ -166,10 +166,12 @@ fn hunting_queries_plan_and_run() {
     let mut s = attack();
     s.connect(104, "curl", "10.1.2.3", 443);
     write_lake(dir.path(), now_ns() - HOUR / 4, &s);
-    // 10.1.2.3 belonged to `db` from 2 hours ago until 1 hour ago, then to `cache`.
+    // 10.1.2.3 belonged to `db` from 2 hours ago until 1 hour ago, then to `cache`. The `db` interval was
+    // written when it opened (no end yet) and again when it closed: only the later row is current.
     let now = now_ns() as i64;
     let h = HOUR as i64;
-    write_ownership(dir.path(), &[("db", now - 2 * h, Some(now - h)), ("cache", now - h, None)]);
+    write_ownership(dir.path(), &[("db", now - 2 * h, None, 0), ("cache", now - h, None, 2)]);
+    write_ownership(dir.path(), &[("db", now - 2 * h, Some(now - h), 1)]);
     rt().block_on(async {
         let lake = Lake::open(dir.path(), None).await.unwrap();
         for (name, sql) in builtin::HUNTING {
@@ -179,12 +181,42 @@ fn hunting_queries_plan_and_run() {
                 "rare_processes_per_workload.sql" => assert_eq!(rows, 2, "{name}"),
                 "first_seen_destinations.sql" => assert_eq!(rows, 2, "{name}"),
                 "who_talked_to_ip.sql" => {
-                    assert_eq!(rows, 1, "{name}");
-                    let owner = out[0].column_by_name("owner_workload").unwrap();
-                    assert_eq!(owner.as_string::<i32>().value(0), "cache", "the owner at the time");
+                    assert_eq!(rows, 1, "{name}: the superseded open `db` row must not match too");
+                    let owner = out.iter().find(|b| b.num_rows() > 0).unwrap().column_by_name("owner_workload");
+                    assert_eq!(owner.unwrap().as_string::<i32>().value(0), "cache", "the owner at the time");
                 }
                 _ => {}
             }
         }
+        // The raw table has every version; the view only the current ones.
+        let count = |sql: &'static str| {
+            let lake = &lake;
+            async move {
+                let b = lake.sql(sql).await.unwrap();
+                b[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0)
+            }
+        };
+        assert_eq!(count("SELECT count(*) FROM ip_ownership").await, 3);
+        assert_eq!(count("SELECT count(*) FROM ip_owners").await, 2);
+        assert_eq!(count("SELECT count(*) FROM ip_owners WHERE workload = 'db' AND valid_to IS NOT NULL").await, 1);
+        let b = lake.sql("SELECT peer_workload FROM connections WHERE remote_ip = '10.1.2.3'").await.unwrap();
+        let peers: Vec<&str> =
+            b.iter().flat_map(|b| b.column(0).as_string::<i32>().iter().map(Option::unwrap)).collect();
+        assert_eq!(peers, ["cache"]);
+        // Rare-value views: counts per workload.
+        let b = lake
+            .sql("SELECT remote_ip, remote_port, connects, containers FROM destination_counts ORDER BY remote_ip")
+            .await
+            .unwrap();
+        let b = arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(b.column(0).as_string::<i32>().value(0), "10.0.0.12");
+        assert_eq!(b.column(1).as_primitive::<arrow::datatypes::UInt16Type>().value(0), 30080);
+        assert_eq!(b.column(2).as_primitive::<arrow::datatypes::Int64Type>().value(0), 1);
+        let b = lake.sql("SELECT workload, path, events FROM file_counts").await.unwrap();
+        let b = arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.column(0).as_string::<i32>().value(0), "api");
+        assert!(b.column(1).as_string::<i32>().value(0).ends_with("/serviceaccount/token"));
     });
 }

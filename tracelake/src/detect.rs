@@ -1,20 +1,37 @@
 //! Live detections in `tracelake run`: the rule pack, its sinks, its stats.
 
+use std::sync::mpsc::Receiver;
+
 use anyhow::Context;
+use arrow::array::RecordBatch;
 use tracelake_model::json::JsonContext;
-use tracelake_queries::live::{DetectError, DetectStats, FindingSink, LakeFindings, LiveDetector, LogFindings};
+use tracelake_queries::live::{
+    ChannelFindings, DetectError, DetectStats, FindingSink, LakeFindings, LiveDetector, LogFindings,
+};
 use tracelake_sinks::parquet::LakeConfig;
 
 use crate::config::Config;
 use crate::query::load_rules;
 
+/// Finding batches waiting for the sensor thread to send them to Kafka.
+const FORWARD_BATCHES: usize = 1024;
+
+/// Live detection and, in agent mode, the finding rows for Kafka.
+pub struct Live {
+    pub detector: LiveDetector,
+    /// `detection_finding` batches for the Kafka sink (agent mode).
+    pub to_kafka: Option<Receiver<RecordBatch>>,
+}
+
 /// Starts live detection if enabled: built-in and configured rules minus the disabled ones; findings are
-/// logged and, with the lake on, written to its detection_finding table.
+/// logged, written to the lake's detection_finding table with the lake on, and handed over for Kafka with
+/// `kafka` (agent mode: the lake service writes them into detection_finding).
 pub fn start(
     cfg: &Config,
     lake: Option<&LakeConfig>,
+    kafka: bool,
     ctx: JsonContext<'static>,
-) -> anyhow::Result<Option<LiveDetector>> {
+) -> anyhow::Result<Option<Live>> {
     let d = &cfg.detections;
     if !d.enabled {
         return Ok(None);
@@ -30,6 +47,11 @@ pub fn start(
     if let Some(lake) = lake {
         sinks.push(Box::new(LakeFindings::open(lake).context("cannot open the lake for findings")?));
     }
+    let to_kafka = kafka.then(|| {
+        let (sink, rx) = ChannelFindings::new(FORWARD_BATCHES);
+        sinks.push(Box::new(sink));
+        rx
+    });
     let n = rules.len();
     let detector = LiveDetector::start(rules, d, ctx, sinks).map_err(|e| match e {
         DetectError::Plan(errors) => {
@@ -38,8 +60,8 @@ pub fn start(
         }
         other => anyhow::Error::new(other),
     })?;
-    tracing::info!(rules = n, "detections live");
-    Ok(Some(detector))
+    tracing::info!(rules = n, kafka, "detections live");
+    Ok(Some(Live { detector, to_kafka }))
 }
 
 pub fn log_stats(s: &DetectStats) {

@@ -3,16 +3,18 @@
 //! Kafka), until a signal or `--for`.
 
 use std::io::{self, Write};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use anyhow::Context;
+use arrow::array::RecordBatch;
 use tracelake_enricher::{Enricher, ProcessTable};
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_queries::live::LiveDetector;
 use tracelake_sensor::{EventHandler, Sensor};
 use tracelake_sinks::kafka::KafkaSink;
-use tracelake_sinks::parquet::{LakeConfig, LakeSink, error_chain};
+use tracelake_sinks::parquet::{LakeConfig, LakeSink, Table, error_chain};
 use tracelake_sinks::stdout::JsonLinesSink;
 
 use crate::config::Config;
@@ -35,10 +37,13 @@ struct SinkHandler<W: Write> {
     lake: Option<LakeSink>,
     kafka: Option<KafkaSink>,
     detect: Option<LiveDetector>,
+    /// Finding rows from the detection thread, for Kafka (agent mode).
+    findings: Option<Receiver<RecordBatch>>,
     enricher: Enricher,
     processes: ProcessTable,
     lineage_depth: usize,
     ip_export: Option<IpExport>,
+    node: &'static str,
 }
 
 impl<W: Write> EventHandler for SinkHandler<W> {
@@ -67,11 +72,23 @@ impl<W: Write> EventHandler for SinkHandler<W> {
             }
             l.tick();
         }
+        self.forward_findings();
         if let Some(k) = &mut self.kafka {
             k.tick();
         }
         if let Some(d) = &mut self.detect {
             d.tick();
+        }
+    }
+}
+
+impl<W: Write> SinkHandler<W> {
+    /// Sends the detection thread's finding rows to Kafka, keyed by node (the lake service writes them into
+    /// detection_finding).
+    fn forward_findings(&mut self) {
+        let (Some(rx), Some(k)) = (&self.findings, &mut self.kafka) else { return };
+        while let Ok(batch) = rx.try_recv() {
+            k.push_batch(Table::DetectionFinding, self.node, batch);
         }
     }
 }
@@ -147,13 +164,17 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         } else {
             None
         };
-        let detect = crate::detect::start(cfg, sinks.lake.as_ref(), ctx)?;
+        let (detect, findings) = match crate::detect::start(cfg, sinks.lake.as_ref(), kafka.is_some(), ctx)? {
+            Some(l) => (Some(l.detector), l.to_kafka),
+            None => (None, None),
+        };
         let stdout = sinks.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
         let e = &cfg.enricher;
         let enrich::Enrichment { enricher, processes, history, caches } = enrich::build(e, node)?;
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
         let ip_export = history.filter(|_| lake.is_some()).map(IpExport::new);
-        let mut handler = SinkHandler { stdout, lake, kafka, detect, enricher, processes, lineage_depth, ip_export };
+        let mut handler =
+            SinkHandler { stdout, lake, kafka, detect, findings, enricher, processes, lineage_depth, ip_export, node };
         if cfg.sensor.proc_snapshot {
             let n = sensor.snapshot(&mut handler);
             tracing::info!(processes = n, "reported running processes");
@@ -163,11 +184,13 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         if let (Some(l), Some(x)) = (handler.lake.as_mut(), handler.ip_export.as_mut()) {
             x.export(l, true);
         }
-        let lake_result = handler.lake.take().map(|l| l.close(CLOSE_RETRIES, CLOSE_BACKOFF));
-        let kafka_result = handler.kafka.take().map(|k| k.close(KAFKA_CLOSE));
+        // Detections first: their last findings still go to Kafka before it closes.
         if let Some(d) = handler.detect.take() {
             crate::detect::log_stats(&d.close());
         }
+        handler.forward_findings();
+        let lake_result = handler.lake.take().map(|l| l.close(CLOSE_RETRIES, CLOSE_BACKOFF));
+        let kafka_result = handler.kafka.take().map(|k| k.close(KAFKA_CLOSE));
         let s = &summary.stats;
         tracing::info!(
             delivered = s.delivered,

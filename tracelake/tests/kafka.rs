@@ -42,12 +42,14 @@ fn sigterm(child: &mut Child) {
     assert!(status.success(), "lake exited with {status:?}");
 }
 
-/// Distinct event ids and rows in the visible files, counted by pyarrow.
+/// Distinct event ids and rows in the visible files of the event tables, counted by pyarrow (findings the
+/// agent's live detections sent are in detection_finding, which has no event_id).
 fn pyarrow_count(dir: &Path) -> (u64, u64) {
     let script = format!(
         "import os, pyarrow.parquet as pq\n\
          ids = set(); rows = 0\n\
          for d, _, fs in os.walk({:?}):\n\
+         \x20   if 'detection_finding' in d: continue\n\
          \x20   for f in fs:\n\
          \x20       if f.endswith('.parquet') and not f.startswith('.'):\n\
          \x20           c = pq.read_table(os.path.join(d, f), columns=['event_id']).column(0).to_pylist()\n\
@@ -189,7 +191,9 @@ fn agent_events_reach_the_lake_through_kafka() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
     let delivered = logged(&stderr, "stopped", "delivered");
-    assert_eq!(logged(&stderr, "kafka status", "delivered_rows"), delivered, "{stderr}");
+    // The agent's live detections send their findings through Kafka too.
+    let findings = logged(&stderr, "detections stopped", "findings");
+    assert_eq!(logged(&stderr, "kafka status", "delivered_rows"), delivered + findings, "{stderr}");
     assert_eq!(logged(&stderr, "kafka status", "spool_messages"), 0);
     let (distinct, rows) = wait_for(lake.path(), delivered, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
@@ -229,4 +233,136 @@ fn config_shows_the_kafka_sections_with_secrets_redacted() {
     let bad = tracelake().arg("config").env("TRACELAKE__KAFKA__SPOOL__POLICY", "drop_all").output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("drop_all"));
+}
+
+/// Kills the child if the test fails before stopping it.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Live detections in agent mode: a rule fires on the agent, its finding travels through Kafka like the
+/// events, and the lake service writes it into detection_finding, where pyarrow reads it next to the event
+/// that triggered it. Every finding the agent logged arrives, once.
+#[test]
+fn agent_findings_reach_detection_finding_through_kafka() {
+    let broker = Broker::start().unwrap();
+    let (lake, rejected, spool, logs, rules, marker_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let marker = marker_dir.path().join(format!("tl-kafka-finding-{}", std::process::id()));
+    std::fs::write(&marker, "x").unwrap();
+    std::fs::write(
+        rules.path().join("marker.sql"),
+        format!(
+            "-- id: TL-TEST-KAFKA\n-- title: Marker file opened\n-- severity: high\n-- tactic: Collection\n\
+             -- technique: Data from local system\n-- mitre: T1005\n-- tables: file_activity\n\
+             -- description: The test's marker file was opened.\n-- false_positives: none\n-- suppress: 1h\n\n\
+             SELECT * FROM file_activity WHERE kind = 'file_open' AND path = '{}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let log = logs.path().join("lake.log");
+    let mut lake_proc = Reap(start_lake(&broker, lake.path(), rejected.path(), &log));
+    let mut agent = tracelake()
+        .args(["agent", "--for", "8s", "--brokers", &broker.addr()])
+        .env("TRACELAKE__KAFKA__SPOOL__DIR", format!("{:?}", spool.path().display().to_string()))
+        .env("TRACELAKE__KAFKA__PARTITIONS", "3")
+        .env("TRACELAKE__DETECTIONS__RULE_DIRS", format!("[{:?}]", rules.path().display().to_string()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(agent.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("reported running processes") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("agent's sensor started");
+    // Written: the sensor reports write opens of any path by default (read-only opens only under watched ones).
+    for i in 0..3 {
+        std::fs::write(&marker, format!("{i}")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = agent.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    let detections: Vec<&str> = stderr.lines().filter(|l| l.contains("detection:")).collect();
+    assert!(detections.iter().any(|l| l.contains("rule=TL-TEST-KAFKA")), "no live finding for the marker:\n{stderr}");
+    assert_eq!(logged(&stderr, "kafka status", "spool_messages"), 0, "{stderr}");
+    assert_eq!(logged(&stderr, "kafka status", "rejected_rows"), 0, "{stderr}");
+
+    // pyarrow reads the findings the lake service wrote, and the event each one names.
+    let script = format!(
+        "import json, os, pyarrow.dataset as ds, pyarrow.compute as pc\n\
+         root = {:?}\n\
+         if not os.path.isdir(os.path.join(root, 'detection_finding')):\n\
+         \x20   print(json.dumps({{'findings': [], 'events': []}})); raise SystemExit\n\
+         f = ds.dataset(os.path.join(root, 'detection_finding'), partitioning='hive').to_table()\n\
+         rows = f.select(['finding_id', 'rule_id', 'node', 'severity', 'event_ids']).to_pylist()\n\
+         ids = [i for r in rows if r['rule_id'] == 'TL-TEST-KAFKA' for i in r['event_ids']]\n\
+         ev = []\n\
+         if ids and os.path.isdir(os.path.join(root, 'file_activity')):\n\
+         \x20   e = ds.dataset(os.path.join(root, 'file_activity'), partitioning='hive').to_table()\n\
+         \x20   ev = e.filter(pc.is_in(e['event_id'], value_set=__import__('pyarrow').array(ids))).select(['event_id', 'path']).to_pylist()\n\
+         print(json.dumps({{'findings': rows, 'events': ev}}, default=str))",
+        lake.path().display().to_string()
+    );
+    let read = || -> serde_json::Value {
+        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = read();
+    while (got["findings"].as_array().unwrap().len() < detections.len() || got["events"].as_array().unwrap().is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_secs(1));
+        got = read();
+    }
+    // Anything late (a duplicate) would land within a few file periods.
+    std::thread::sleep(Duration::from_secs(2));
+    got = read();
+    sigterm(&mut lake_proc.0);
+    let lake_log = std::fs::read_to_string(&log).unwrap();
+    let findings = got["findings"].as_array().unwrap();
+    assert_eq!(
+        findings.len(),
+        detections.len(),
+        "agent logged:\n{}\nlake has: {got}\n{lake_log}",
+        detections.join("\n")
+    );
+    let ids: std::collections::BTreeSet<&str> = findings.iter().map(|f| f["finding_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), findings.len(), "a finding twice: {got}");
+    let mine: Vec<&serde_json::Value> = findings.iter().filter(|f| f["rule_id"] == "TL-TEST-KAFKA").collect();
+    assert_eq!(mine.len(), 1, "suppressed within the hour: {got}");
+    assert_eq!(mine[0]["severity"], "high");
+    assert!(!mine[0]["node"].as_str().unwrap_or("").is_empty(), "{got}");
+    let events = got["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{got}");
+    assert_eq!(events[0]["path"].as_str().unwrap(), marker.display().to_string());
+    assert!(std::fs::read_dir(rejected.path()).map_or(0, Iterator::count) == 0, "nothing rejected");
+    check_lake(lake.path());
 }

@@ -5,9 +5,9 @@
 //! the Arrow builders and of evaluating every rule on each batch (plans made
 //! once, re-executed per batch).
 //!
-//! `detect lake --dir DIR [--rows N] [--hours H]`: writes a lake of N rows
-//! (process and network activity over H hours) with the real writer, then runs
-//! a hunting query with and without a partition filter.
+//! `detect lake --dir DIR [--rows N] [--hours H]`: writes a lake of N
+//! network_activity rows over H hours with the real writer, then runs a
+//! hunting query over that table with and without a partition filter.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +56,18 @@ fn workload(n: usize) -> Vec<Fx> {
                 s.syscall(Kind::Setuid, pid, "app", [1000, 0, 0, 0, 0, 0], ["", "", ""]).exe(exes[0]);
             }
         }
+    }
+    s.events
+}
+
+/// Connects only: every row of the lake benchmark lands in the table its query reads.
+fn connects(n: usize) -> Vec<Fx> {
+    let mut s = Script::new();
+    let exes = ["/usr/bin/python3", "/usr/local/bin/node", "/usr/bin/java", "/app/server", "/usr/bin/curl"];
+    for i in 0..n {
+        let pid = 1000 + (i % 500) as u32;
+        let ip = ["10.244.1.7", "10.244.2.9", "10.96.12.4", "172.16.0.10", "10.244.3.3"][i % 5];
+        s.connect(pid, "java", ip, [8080, 5432, 6379, 9092, 443][i % 5]).exe(exes[i % 5]).lineage(SHIM);
     }
     s.events
 }
@@ -129,7 +141,7 @@ fn lake(args: &[String]) -> anyhow::Result<()> {
         let cfg = LakeConfig { dir: dir.clone(), ..LakeConfig::default() };
         let mut writer = LakeWriter::new(&cfg)?;
         let chunk = 1_000_000;
-        let fx = workload(chunk.min(rows));
+        let fx = connects(chunk.min(rows));
         let ids: Vec<_> = fx.iter().map(Fx::identity).collect();
         let mut builders: Vec<BatchBuilder> = Table::EVENT_TABLES.into_iter().filter_map(BatchBuilder::new).collect();
         let mut written = 0usize;

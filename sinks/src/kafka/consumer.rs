@@ -165,7 +165,7 @@ impl LakeConsumer {
         }
         let stats = Arc::new(ConsumerStats::default());
         let mut tables = Vec::new();
-        for t in Table::EVENT_TABLES {
+        for t in super::TABLES {
             let recent = Recent::new(cfg.dedupe_ids);
             tables.push(Pending {
                 table: t,
@@ -208,7 +208,7 @@ impl LakeConsumer {
                 reseed: AtomicBool::new(false),
             })
             .map_err(KafkaError::Client)?;
-        let topics: Vec<String> = Table::EVENT_TABLES.iter().map(|t| kafka.topic(*t)).collect();
+        let topics: Vec<String> = super::TABLES.iter().map(|t| kafka.topic(*t)).collect();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs).map_err(KafkaError::Client)?;
         Ok(LakeConsumer { consumer, state, stats, lake_cfg: lake.clone(), topics, _topics: keeper })
@@ -336,7 +336,9 @@ impl State {
     fn append(&mut self, i: usize, b: &RecordBatch) {
         let p = &mut self.tables[i];
         add(&self.stats.rows_in, b.num_rows() as u64);
-        let Some(ids) = b.column_by_name("event_id").and_then(|c| c.as_any().downcast_ref::<StringArray>()) else {
+        let Some(ids) =
+            b.column_by_name(super::id_column(p.table)).and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        else {
             return;
         };
         let keep: BooleanArray =
@@ -525,7 +527,9 @@ fn seed(dir: &Path, cutoff: SystemTime, skip: &HashSet<PathBuf>, recent: &mut Re
     for (_, path) in files {
         let Ok(f) = std::fs::File::open(&path) else { continue };
         let Ok(b) = ParquetRecordBatchReaderBuilder::try_new(f) else { continue };
-        let Some(idx) = b.schema().index_of("event_id").ok() else { continue };
+        // Findings are deduplicated by their own id (`super::id_column`).
+        let idx = b.schema().index_of("event_id").or_else(|_| b.schema().index_of("finding_id"));
+        let Some(idx) = idx.ok() else { continue };
         let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
         let Ok(reader) = b.with_projection(mask).build() else { continue };
         for batch in reader.flatten() {

@@ -28,6 +28,30 @@ pub use spool::{Appended, Spool, SpoolError, Ticket};
 pub use stats::{ConsumerStats, ProducerStats};
 pub use topics::TopicKeeper;
 
+/// Tables that travel over Kafka, one topic each: the sensor's event tables, and the live detections'
+/// findings (agent mode sends `detection_finding` rows like any other table).
+pub const TABLES: [crate::parquet::Table; 6] = [
+    crate::parquet::Table::ProcessActivity,
+    crate::parquet::Table::FileActivity,
+    crate::parquet::Table::NetworkActivity,
+    crate::parquet::Table::DnsActivity,
+    crate::parquet::Table::KernelActivity,
+    crate::parquet::Table::DetectionFinding,
+];
+
+/// The column the lake deduplicates a table's rows by (a replayed message is dropped row by row).
+pub fn id_column(table: crate::parquet::Table) -> &'static str {
+    match table {
+        crate::parquet::Table::DetectionFinding => "finding_id",
+        crate::parquet::Table::ProcessActivity
+        | crate::parquet::Table::FileActivity
+        | crate::parquet::Table::NetworkActivity
+        | crate::parquet::Table::DnsActivity
+        | crate::parquet::Table::KernelActivity
+        | crate::parquet::Table::IpOwnership => "event_id",
+    }
+}
+
 /// Why the Kafka transport failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {

@@ -78,7 +78,7 @@ impl KafkaSink {
         let producer = producer(cfg, &client_id)?;
         let keeper = if cfg.create_topics { Some(TopicKeeper::start(cfg, &client_id)?) } else { None };
         Ok(KafkaSink {
-            topics: Table::EVENT_TABLES.iter().map(|t| (*t, cfg.topic(*t))).collect(),
+            topics: super::TABLES.iter().map(|t| (*t, cfg.topic(*t))).collect(),
             cfg: cfg.clone(),
             ctx,
             client_id,
@@ -142,6 +142,25 @@ impl KafkaSink {
         let i = self.open.len() - 1;
         self.index.entry(hash).or_default().push(i);
         i
+    }
+
+    /// Sends rows built elsewhere (the live detections' `detection_finding` rows) as messages of `table`
+    /// under `key`, through the same spool and retries as events. Rows whose schema is not the table's are
+    /// rejected and counted: the lake would refuse them.
+    pub fn push_batch(&mut self, table: Table, key: &str, batch: RecordBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        if !self.topics.contains_key(&table) || batch.schema() != table.schema() {
+            add(&self.stats.rejected_rows, batch.num_rows() as u64);
+            tracing::error!(
+                table = table.name(),
+                rows = batch.num_rows(),
+                "kafka: batch not of a shipped table's schema, rejected"
+            );
+            return;
+        }
+        self.ship_batch(table, key, batch);
     }
 
     /// Turns open batch `i` into messages and sends them.

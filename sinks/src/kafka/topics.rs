@@ -14,7 +14,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{KafkaConfig, KafkaError};
-use crate::parquet::Table;
 
 /// How often the topics are checked.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -28,11 +27,11 @@ pub struct TopicKeeper {
 }
 
 impl TopicKeeper {
-    /// Creates the event tables' topics once (errors are returned), then keeps checking in the background.
+    /// Creates the tables' topics (`super::TABLES`) once (errors are returned), then keeps checking in the background.
     pub fn start(cfg: &KafkaConfig, client_id: &str) -> Result<TopicKeeper, KafkaError> {
         let admin: AdminClient<DefaultClientContext> =
             cfg.client_properties(&format!("{client_id}-admin"))?.create().map_err(KafkaError::Client)?;
-        let topics: Vec<String> = Table::EVENT_TABLES.iter().map(|t| cfg.topic(*t)).collect();
+        let topics: Vec<String> = super::TABLES.iter().map(|t| cfg.topic(*t)).collect();
         let (partitions, replication, max_bytes) =
             (cfg.partitions, cfg.replication_factor, cfg.message_max_bytes.to_string());
         let first = ensure(&admin, &topics, partitions, replication, &max_bytes);
