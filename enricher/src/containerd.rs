@@ -135,6 +135,11 @@ impl ContainerdMeta {
         self.found.insert(meta.id.clone(), Arc::new(meta));
     }
 
+    /// What is cached for container `id`, without asking containerd.
+    pub fn cached(&self, id: &str) -> Option<Arc<ContainerMeta>> {
+        self.found.get(id)
+    }
+
     /// Cached metadata, or None (and a background lookup queued) on a miss.
     pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<ContainerMeta>> {
         if let Some(m) = self.found.get(id) {

@@ -47,6 +47,15 @@ impl Finding {
         IDENTITY.iter().position(|&c| c == column).and_then(|i| self.identity[i].as_deref())
     }
 
+    /// Sets an identity column the finding does not have yet (`IDENTITY` names them); a known value stays.
+    pub fn fill(&mut self, column: &str, value: Option<&str>) {
+        if let (Some(i), Some(v)) = (IDENTITY.iter().position(|&c| c == column), value)
+            && self.identity[i].is_none()
+        {
+            self.identity[i] = Some(v.to_string());
+        }
+    }
+
     /// Stable id: the same rule on the same first event gives the same id (live and hunt agree).
     pub fn finding_id(&self) -> String {
         let mut h = 0xcbf2_9ce4_8422_2325u64;

@@ -25,6 +25,61 @@ pub trait FindingSink: Send {
     fn close(&mut self) {}
 }
 
+/// Fills in what a finding's event did not know yet, then hands the findings to `sinks`. A container's first
+/// events come before the runtime lookup has answered (`enrichment: partial`, no pod); by the time a rule fires
+/// on them, a round later, the node usually knows the pod, and an alert without its pod and workload is the one
+/// SOC teams cannot act on. `complete` gets each finding whose `pod` is missing but `container_id` is known.
+pub struct CompletingSinks {
+    complete: Box<dyn Fn(&mut Finding) + Send>,
+    sinks: Vec<Box<dyn FindingSink>>,
+}
+
+impl CompletingSinks {
+    pub fn new(complete: Box<dyn Fn(&mut Finding) + Send>, sinks: Vec<Box<dyn FindingSink>>) -> CompletingSinks {
+        CompletingSinks { complete, sinks }
+    }
+}
+
+impl std::fmt::Debug for CompletingSinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletingSinks").field("sinks", &self.sinks.len()).finish()
+    }
+}
+
+fn incomplete(f: &Finding) -> bool {
+    f.get("pod").is_none() && f.get("container_id").is_some()
+}
+
+impl FindingSink for CompletingSinks {
+    fn findings(&mut self, rules: &[Rule], findings: &[Finding]) {
+        let completed: Vec<Finding>;
+        let findings = if findings.iter().any(incomplete) {
+            completed = findings
+                .iter()
+                .cloned()
+                .map(|mut f| {
+                    if incomplete(&f) {
+                        (self.complete)(&mut f);
+                    }
+                    f
+                })
+                .collect();
+            &completed[..]
+        } else {
+            findings
+        };
+        for s in &mut self.sinks {
+            s.findings(rules, findings);
+        }
+    }
+
+    fn close(&mut self) {
+        for s in &mut self.sinks {
+            s.close();
+        }
+    }
+}
+
 /// Logs each finding at WARN with its rule and identity.
 #[derive(Debug, Default)]
 pub struct LogFindings;

@@ -503,3 +503,54 @@ fn every_builtin_rule_has_a_positive_and_a_negative_case() {
     assert!(missing.is_empty(), "built-in rules without a positive/negative case: {missing:?}");
     assert!(cased.len() >= 25, "{cased:?}");
 }
+
+/// A finding whose event came before the runtime lookup answered gets the pod when it is handed on; what the
+/// event knew is kept, and complete findings are not touched.
+#[test]
+fn completing_sinks_fill_only_what_the_event_lacked() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::finding::Finding;
+    use crate::live::{CompletingSinks, FindingSink};
+
+    struct Keep(Arc<Mutex<Vec<Finding>>>);
+    impl FindingSink for Keep {
+        fn findings(&mut self, _: &[Rule], findings: &[Finding]) {
+            self.0.lock().unwrap().extend_from_slice(findings);
+        }
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&calls);
+    let complete = Box::new(move |f: &mut Finding| {
+        *counted.lock().unwrap() += 1;
+        f.fill("pod", Some("api-0"));
+        f.fill("namespace", Some("payments"));
+        f.fill("node", Some("not-this-one"));
+    });
+    let mut sink = CompletingSinks::new(complete, vec![Box::new(Keep(Arc::clone(&seen)))]);
+    let mut partial = Finding {
+        rule: 0,
+        rule_id: "TL-K8S-002".into(),
+        time_ns: 1,
+        event_ids: vec!["e1".into()],
+        identity: Default::default(),
+        pid: Some(7),
+        key: "k".into(),
+        message: "m".into(),
+    };
+    partial.fill("node", Some("node-1"));
+    partial.fill("container_id", Some("c1"));
+    let mut whole = partial.clone();
+    whole.fill("pod", Some("web-0"));
+    let host = Finding { identity: Default::default(), ..partial.clone() };
+    sink.findings(&[], &[partial, whole, host]);
+    let seen = seen.lock().unwrap();
+    assert_eq!(*calls.lock().unwrap(), 1, "only the container finding without a pod is completed");
+    assert_eq!(
+        (seen[0].get("pod"), seen[0].get("namespace"), seen[0].get("node")),
+        (Some("api-0"), Some("payments"), Some("node-1"))
+    );
+    assert_eq!((seen[1].get("pod"), seen[1].get("namespace")), (Some("web-0"), None));
+    assert_eq!(seen[2].get("pod"), None);
+}

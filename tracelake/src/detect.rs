@@ -1,12 +1,15 @@
 //! Live detections in `tracelake run`: the rule pack, its sinks, its stats.
 
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use anyhow::Context;
 use arrow::array::RecordBatch;
+use tracelake_enricher::ContainerdMeta;
 use tracelake_model::json::JsonContext;
+use tracelake_queries::Finding;
 use tracelake_queries::live::{
-    ChannelFindings, DetectError, DetectStats, FindingSink, LakeFindings, LiveDetector, LogFindings,
+    ChannelFindings, CompletingSinks, DetectError, DetectStats, FindingSink, LakeFindings, LiveDetector, LogFindings,
 };
 use tracelake_sinks::parquet::LakeConfig;
 
@@ -31,6 +34,7 @@ pub fn start(
     lake: Option<&LakeConfig>,
     kafka: bool,
     ctx: JsonContext<'static>,
+    containerd: Option<Arc<ContainerdMeta>>,
 ) -> anyhow::Result<Option<Live>> {
     let d = &cfg.detections;
     if !d.enabled {
@@ -52,6 +56,9 @@ pub fn start(
         sinks.push(Box::new(sink));
         rx
     });
+    if let Some(meta) = containerd {
+        sinks = vec![Box::new(CompletingSinks::new(Box::new(move |f| complete(&meta, f)), sinks))];
+    }
     let n = rules.len();
     let detector = LiveDetector::start(rules, d, ctx, sinks).map_err(|e| match e {
         DetectError::Plan(errors) => {
@@ -62,6 +69,20 @@ pub fn start(
     })?;
     tracing::info!(rules = n, kafka, "detections live");
     Ok(Some(Live { detector, to_kafka }))
+}
+
+/// A finding on an event that came before containerd's answer gets the container's pod, namespace, workload
+/// and image as the node knows them now.
+fn complete(meta: &ContainerdMeta, f: &mut Finding) {
+    let Some(m) = f.get("container_id").and_then(|id| meta.cached(id)) else { return };
+    f.fill("namespace", m.pod_namespace.as_deref());
+    f.fill("pod", m.pod_name.as_deref());
+    f.fill("pod_uid", m.pod_uid.as_deref());
+    f.fill("image", Some(m.image.as_str()).filter(|i| !i.is_empty()));
+    if let Some(w) = &m.workload {
+        f.fill("workload_kind", Some(w.kind.as_str()));
+        f.fill("workload", Some(&w.name));
+    }
 }
 
 pub fn log_stats(s: &DetectStats) {

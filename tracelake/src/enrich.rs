@@ -17,6 +17,8 @@ pub struct Enrichment {
     pub enricher: Enricher,
     pub processes: ProcessTable,
     pub history: Option<Arc<IpHistory>>,
+    /// Container metadata, for what needs it off the event path (late identity of findings).
+    pub containerd: Option<Arc<ContainerdMeta>>,
     /// Every cache's counters by name, registered as metrics and logged at the end.
     pub caches: Vec<(&'static str, Arc<CacheCounters>)>,
 }
@@ -36,7 +38,7 @@ pub fn build(e: &EnricherConfig, node: &str) -> anyhow::Result<Enrichment> {
     };
     let mut history = None;
     if e.ip_history.enabled {
-        let (h, observer) = ip_history(e, node, containerd);
+        let (h, observer) = ip_history(e, node, containerd.clone());
         enricher = enricher.with_ip_history(Arc::clone(&h), observer, Sensor::boot_clock());
         history = Some(h);
     }
@@ -60,7 +62,7 @@ pub fn build(e: &EnricherConfig, node: &str) -> anyhow::Result<Enrichment> {
     let mut caches = enricher.cache_counters();
     caches.push(("process", Arc::clone(processes.counters())));
     tracelake_enricher::metrics::register(&caches);
-    Ok(Enrichment { enricher, processes, history, caches })
+    Ok(Enrichment { enricher, processes, history, containerd, caches })
 }
 
 /// Logs each cache's totals (an SRE sizing `cache_entries` looks for evictions here).

@@ -164,13 +164,14 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         } else {
             None
         };
-        let (detect, findings) = match crate::detect::start(cfg, sinks.lake.as_ref(), kafka.is_some(), ctx)? {
+        let e = &cfg.enricher;
+        let enrich::Enrichment { enricher, processes, history, containerd, caches } = enrich::build(e, node)?;
+        let (detect, findings) = match crate::detect::start(cfg, sinks.lake.as_ref(), kafka.is_some(), ctx, containerd)?
+        {
             Some(l) => (Some(l.detector), l.to_kafka),
             None => (None, None),
         };
         let stdout = sinks.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
-        let e = &cfg.enricher;
-        let enrich::Enrichment { enricher, processes, history, caches } = enrich::build(e, node)?;
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
         let ip_export = history.filter(|_| lake.is_some()).map(IpExport::new);
         let mut handler =
