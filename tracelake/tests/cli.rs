@@ -1,11 +1,11 @@
 //! The binary as a user runs it: real sensor, real output, real errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+mod common;
+
 use std::process::Command;
 
-fn tracelake() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tracelake"))
-}
+use common::tracelake;
 
 #[test]
 fn run_stdout_for_emits_json_lines_and_exits_cleanly() {
@@ -62,43 +62,20 @@ fn events_from_a_container_carry_its_identity() {
         .label("io.kubernetes.pod.namespace", "payments")
         .label("io.kubernetes.container.name", "api");
     let container = lab.run(&spec).unwrap();
-    let mut child = tracelake()
-        .args(["run", "--stdout", "--for", "6s"])
-        .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // stdout is drained all along: the /proc walk alone can fill a pipe, and a
-    // child blocked on a full pipe would never say it started.
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut buf).map(|_| buf)
-    });
+    let mut cmd = tracelake();
+    cmd.args(["run", "--stdout", "--for", "6s"])
+        .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()));
     // Act only once the sensor says it is attached and has walked /proc.
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("reported running processes") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(30)).expect("sensor started");
+    let running = common::start(cmd);
     let out = container.exec("tl-cli-e2e", &["cat", "/etc/hostname"]).unwrap();
     assert!(out.status.success());
     // The first event of a container only queues the runtime lookup; a later one carries its answer.
     std::thread::sleep(std::time::Duration::from_millis(1000));
     let out = container.exec("tl-cli-e2e-2", &["cat", "/etc/hosts"]).unwrap();
     assert!(out.status.success());
-    let status = child.wait().unwrap();
-    assert!(status.success());
-    let stdout = reader.join().unwrap().unwrap();
-    let lines: Vec<serde_json::Value> =
-        stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let stopped = running.wait();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let lines = stopped.events();
     let cat = lines
         .iter()
         .find(|v| v["kind"] == "exec" && v["args"][0] == "cat" && v["args"][1] == "/etc/hostname")
@@ -192,42 +169,15 @@ fn run_writes_the_lake_by_default() {
 #[test]
 fn sigterm_flushes_the_lake_and_stdout_alongside() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tracelake()
-        .args(["run", "--stdout", "--lake"])
-        .arg(dir.path())
-        .env("TRACELAKE__ENRICHER__IP_HISTORY__ENABLED", "false")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut buf).map(|_| buf)
-    });
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("reported running processes") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(30)).expect("sensor started");
+    let mut cmd = tracelake();
+    cmd.args(["run", "--stdout", "--lake"]).arg(dir.path()).env("TRACELAKE__ENRICHER__IP_HISTORY__ENABLED", "false");
+    let running = common::start(cmd);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = child.wait().unwrap();
-    let stderr = log.join().unwrap();
-    assert!(status.success(), "{stderr}");
-    let lines = reader.join().unwrap().unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+    let stopped = running.stop();
+    let stderr = &stopped.log;
+    assert!(stopped.status.success(), "{stderr}");
+    let lines = stopped.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
     let summary = check_lake(dir.path());
     assert_eq!(lake_rows(&summary), lines, "{summary}");
-    assert_eq!(logged(&stderr, "stopped", "delivered"), lines);
+    assert_eq!(logged(stderr, "stopped", "delivered"), lines);
 }

@@ -5,8 +5,8 @@
 //! image, image digest, pod, namespace, workload and pod IP.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use std::io::{BufRead, Read};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use tracelake_testkit::lab::{ContainerSpec, IMAGE_REF, Lab, lab_available};
@@ -26,9 +26,7 @@ fn forget_in_containerd(lab: &Lab, id: &str) {
     });
 }
 
-fn tracelake() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tracelake"))
-}
+use common::tracelake;
 
 /// Waits until the persisted IP history says `pod` holds `ip` now: the
 /// node observer has read the container's namespace.
@@ -54,34 +52,11 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
     let id = format!("{:064x}", 0x1a6e_u128 << 64 | u128::from(std::process::id()));
     let (pod, uid) = ("checkout-7d9f8b6c5d-x2k4q", "5f0c2a8e-3b1d-4c6e-9a7f-2d4b6c8e0a1f");
 
-    let mut child = tracelake()
-        .args(["run", "--stdout", "--for", "90s"])
+    let mut cmd = tracelake();
+    cmd.args(["run", "--stdout", "--for", "90s"])
         .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
-        .env("TRACELAKE__ENRICHER__STATE_DIR", format!("{:?}", state.path().display().to_string()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Drained all along: a child blocked on a full pipe would never say it started.
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        stdout.read_to_end(&mut buf).map(|_| buf)
-    });
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("reported running processes") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(30)).expect("sensor started");
+        .env("TRACELAKE__ENRICHER__STATE_DIR", format!("{:?}", state.path().display().to_string()));
+    let running = common::start(cmd);
 
     // The init waits for the word that containerd forgot it, then runs one last command. The word
     // is a signal, not a file: once containerd forgets the container it may garbage-collect the
@@ -115,14 +90,10 @@ fn exec_in_a_deployment_pod_from_an_image_carries_full_identity() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: signalling our own child, which has not been reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    let log = log.join().unwrap();
-    assert!(status.success(), "{log}");
-    let out = reader.join().unwrap().unwrap();
-    let events: Vec<serde_json::Value> =
-        out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let stopped = running.stop();
+    let log = &stopped.log;
+    assert!(stopped.status.success(), "{log}");
+    let events = stopped.events();
     let ours: Vec<&serde_json::Value> = events.iter().filter(|v| v["container_id"] == id.as_str()).collect();
 
     let cat = ours

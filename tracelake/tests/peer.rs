@@ -4,15 +4,14 @@
 //! `tracelake whois` answers B for a time during B and C for now.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use std::io::{BufRead, Read};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use tracelake_testkit::lab::{Container, ContainerSpec, Lab, lab_available};
 
-fn tracelake() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tracelake"))
-}
+use common::tracelake;
 
 fn pod_spec(id: &str, pod: &str, uid: &str, args: &[&str]) -> ContainerSpec {
     ContainerSpec::new(id, args.iter().copied())
@@ -67,34 +66,12 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     let id = |n: u128| format!("{:064x}", n << 64 | u128::from(std::process::id()));
     let (id_a, id_b, id_c) = (id(0xa1), id(0xb1), id(0xc1));
 
-    let mut child = tracelake()
-        .args(["run", "--stdout", "--for", "90s", "--lake"])
+    let mut cmd = tracelake();
+    cmd.args(["run", "--stdout", "--for", "90s", "--lake"])
         .arg(lake.path())
         .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
-        .env("TRACELAKE__ENRICHER__STATE_DIR", format!("{:?}", state.path().display().to_string()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        stdout.read_to_end(&mut buf).map(|_| buf)
-    });
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("reported running processes") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(30)).expect("sensor started");
+        .env("TRACELAKE__ENRICHER__STATE_DIR", format!("{:?}", state.path().display().to_string()));
+    let running = common::start(cmd);
 
     let server = ["sh", "-c", "while true; do echo hello-from-b | nc -l -p 8080; done"];
     let b = lab.run(&pod_spec(&id_b, "api-6c8f9d7b5b-q8x2m", "uid-b", &server).network()).unwrap();
@@ -121,14 +98,10 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     connect_until_reply(&a, &ip_b);
     std::thread::sleep(Duration::from_millis(500));
 
-    // SAFETY: signalling our own child, which has not been reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    let log = log.join().unwrap();
-    assert!(status.success(), "{log}");
-    let out = reader.join().unwrap().unwrap();
-    let events: Vec<serde_json::Value> =
-        out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let stopped = running.stop();
+    let log = &stopped.log;
+    assert!(stopped.status.success(), "{log}");
+    let events = stopped.events();
     let connects: Vec<&serde_json::Value> = events
         .iter()
         .filter(|v| v["kind"] == "net_connect" && v["remote_ip"] == ip_b.as_str() && v["remote_port"] == 8080)
