@@ -130,7 +130,8 @@ impl ConsumerContext for LakeContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "lake: partitions revoked, writing what they gave");
-            // Busy only when called back from inside this thread's own commit, which is writing already.
+            // librdkafka can call back from inside this thread's own commit, while `flush` holds the state:
+            // `lock` would wait on itself for ever. Busy means that flush is writing already.
             if let Ok(mut s) = self.state.try_lock() {
                 s.flush_all(consumer);
             }
