@@ -3,7 +3,9 @@
 //!
 //! `cargo bench -p tracelake-benches --bench lake`
 //!
-//! - `lake/append_mixed`: `LakeSink::push_with` only (Arrow builders; nothing written).
+//! - `lake/append_mixed`: `LakeSink::push_with` only (Arrow builders; nothing written), into a new sink.
+//! - `lake/append_steady`: the same into one sink kept across iterations, each iteration's
+//!   file written (untimed) before the next: the steady state of a running sink.
 //! - `lake/write_mixed`: push, then sort, zstd-encode and write files (fsync and rename included)
 //!   into a directory under /dev/shm, so the disk's speed is not what is measured.
 //!
@@ -168,6 +170,24 @@ fn lake(c: &mut Criterion) {
             cpu
         })
     });
+    // A long-running sink: builders reused file after file (the first
+    // iteration's file is written in the warm-up); the write is not timed.
+    let mut steady = LakeSink::open(&cfg(shm.path()), ctx()).expect("lake");
+    g.bench_function("append_steady", |b| {
+        b.iter_custom(|iters| {
+            let mut cpu = Duration::ZERO;
+            for _ in 0..iters {
+                let t0 = thread_cpu();
+                for (i, e) in evs.iter().enumerate() {
+                    steady.push_with(black_box(&e.as_event()), &ids[i % 4]);
+                }
+                cpu += thread_cpu() - t0;
+                steady.flush().expect("written");
+            }
+            cpu
+        })
+    });
+    drop(steady);
     let mut written = (0u64, 0u64);
     g.bench_function("write_mixed", |b| {
         b.iter_custom(|iters| {

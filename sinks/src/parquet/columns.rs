@@ -10,9 +10,11 @@ use arrow::array::{
     TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field};
+use arrow::error::ArrowError;
 use tracelake_model::json::{Identity, JsonContext, event_id};
 use tracelake_model::{Body, Event, flags};
 
+use super::identity::{ID_COLUMNS, IdentityColumns};
 use super::schema::{list_of, ocsf_class_uid, ts_type};
 
 /// Rough fixed cost of a row in the builders, for the memory bound.
@@ -80,6 +82,11 @@ impl Bytes {
 
 /// Writes `v` into the builder's current value, invalid UTF-8 as U+FFFD.
 pub(crate) fn lossy_into(b: &mut StringBuilder, v: &[u8]) {
+    // Almost always valid: one check, one copy.
+    if let Ok(s) = std::str::from_utf8(v) {
+        let _ = b.write_str(s);
+        return;
+    }
     for chunk in v.utf8_chunks() {
         let _ = b.write_str(chunk.valid());
         if !chunk.invalid().is_empty() {
@@ -92,56 +99,6 @@ pub(crate) fn lossy_into(b: &mut StringBuilder, v: &[u8]) {
 pub(crate) fn split_args(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
     raw.split(|&b| b == 0).filter(move |_| !raw.is_empty())
-}
-
-/// Identity string columns, in schema order. The peer columns are set on
-/// network events only (null elsewhere costs next to nothing in Parquet).
-const ID_COLUMNS: [&str; 20] = [
-    "namespace",
-    "pod",
-    "pod_uid",
-    "workload_kind",
-    "workload",
-    "workload_source",
-    "container_id",
-    "container_name",
-    "image",
-    "image_digest",
-    "container_runtime",
-    "containerd_namespace",
-    "cgroup",
-    "pod_ip",
-    "peer_namespace",
-    "peer_pod",
-    "peer_workload_kind",
-    "peer_workload",
-    "peer_container_id",
-    "peer_service",
-];
-
-fn id_values<'a>(id: &Identity<'a>) -> [Option<&'a str>; ID_COLUMNS.len()] {
-    [
-        id.namespace,
-        id.pod,
-        id.pod_uid,
-        id.workload_kind,
-        id.workload,
-        id.workload_source,
-        id.container_id,
-        id.container_name,
-        id.image,
-        id.image_digest,
-        id.container_runtime,
-        id.containerd_namespace,
-        id.cgroup,
-        id.pod_ip,
-        id.peer_namespace,
-        id.peer_pod,
-        id.peer_workload_kind,
-        id.peer_workload,
-        id.peer_container_id,
-        id.peer_service,
-    ]
 }
 
 const SUBJECT_U32: [&str; 7] = ["pid", "tid", "ppid", "uid", "euid", "gid", "egid"];
@@ -159,7 +116,7 @@ pub(crate) struct Common {
     first_time: TimestampNanosecondBuilder,
     last_time: TimestampNanosecondBuilder,
     flags: ListBuilder<StringBuilder>,
-    ids: [StringBuilder; ID_COLUMNS.len()],
+    ids: IdentityColumns,
     cgroup_id: UInt64Builder,
     container: BooleanBuilder,
     enrichment_partial: BooleanBuilder,
@@ -263,10 +220,7 @@ impl Common {
             }
         }
         self.flags.append(true);
-        for (b, v) in self.ids.iter_mut().zip(id_values(id)) {
-            b.append_option(v);
-            size += v.map_or(0, str::len);
-        }
+        size += self.ids.append(id);
         self.cgroup_id.append_value(s.cgroup_id);
         self.container.append_value(id.container_id.is_some());
         self.enrichment_partial.append_value(id.partial);
@@ -317,7 +271,7 @@ impl Common {
         size
     }
 
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
         finish(&mut self.time, out);
         finish(&mut self.event_id, out);
         finish(&mut self.node, out);
@@ -328,9 +282,8 @@ impl Common {
         finish(&mut self.first_time, out);
         finish(&mut self.last_time, out);
         finish(&mut self.flags, out);
-        for b in &mut self.ids {
-            finish(b, out);
-        }
+        // Every builder is emptied even if this fails, so later batches stay aligned.
+        let ids = self.ids.finish(out);
         finish(&mut self.cgroup_id, out);
         finish(&mut self.container, out);
         finish(&mut self.enrichment_partial, out);
@@ -346,6 +299,7 @@ impl Common {
         finish(&mut self.parent_cmdline, out);
         finish(&mut self.ancestor_pids, out);
         finish(&mut self.ancestor_exes, out);
+        ids
     }
 
     pub(crate) fn len(&self) -> usize {

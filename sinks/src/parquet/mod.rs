@@ -7,6 +7,7 @@ mod batch;
 mod classes;
 mod columns;
 mod config;
+mod identity;
 pub mod maintain;
 mod ownership;
 mod schema;

@@ -46,12 +46,15 @@ struct Buffer {
 impl Buffer {
     fn take_batch(&mut self) -> Result<RecordBatch, LakeError> {
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.table.schema().fields().len());
-        self.common.finish(&mut cols);
-        self.extra.finish(&mut cols);
         self.bytes = 0;
         self.since = None;
-        RecordBatch::try_new(self.table.schema(), cols)
-            .map_err(|source| LakeError::Arrow { table: self.table.name(), source })
+        let table = self.table.name();
+        let arrow = |source| LakeError::Arrow { table, source };
+        // Both are emptied before an error is returned: the next batch starts aligned.
+        let common = self.common.finish(&mut cols);
+        self.extra.finish(&mut cols);
+        common.map_err(arrow)?;
+        RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)
     }
 }
 

@@ -342,3 +342,56 @@ fn ip_ownership_rows_round_trip_through_pyarrow() {
     assert_eq!(summary["rows"]["ip_ownership"], 3, "{summary}");
     assert_eq!(summary["partitions"], 2, "two hours of valid_from: {summary}");
 }
+
+/// Identity columns are interned per batch: rows of many identities, in
+/// turn, some sharing strings, one whose strings change in place (same
+/// address, other content), must each read back with their own values.
+#[test]
+fn interleaved_identities_read_back_per_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 1_709_206_200_000_000_000i128;
+    let mut c = cfg(dir.path());
+    c.rotate_bytes = 64 * 1024;
+    let mut sink = LakeSink::open(&c, ctx(base)).unwrap();
+    let pods: Vec<String> = (0..7).map(|i| format!("web-{i}")).collect();
+    let mut reused = String::from("job-aaaa");
+    let mut events = Vec::new();
+    let mut values = Vec::new();
+    for i in 0..3000u64 {
+        let ev = event_of(Kind::ALL[i as usize % Kind::ALL.len()], i * 1_000_000, 1000 + (i % 50) as u32);
+        let table = Table::of(&ev.as_event());
+        let mut id = identity();
+        let pod = match i % 9 {
+            // Host process: no identity at all.
+            0 => None,
+            // Same address as the last time, other bytes.
+            8 => {
+                let b = if i % 2 == 0 { "job-bbbb" } else { "job-cccc" };
+                reused.replace_range(.., b);
+                Some(reused.as_str())
+            }
+            k => Some(pods[k as usize % pods.len()].as_str()),
+        };
+        if pod.is_none() {
+            id = Identity { process_exe: id.process_exe, ancestors: id.ancestors, ..Identity::default() };
+        } else {
+            id.pod = pod;
+            id.peer_pod = if i % 3 == 0 { None } else { pod };
+        }
+        sink.push_with(&ev.as_event(), &id);
+        let e = ev.as_event();
+        let h = |s: Option<&str>| s.map_or(Value::Null, |s| json!(hex(s.as_bytes())));
+        if i % 17 == 0 || i % 9 == 8 || i % 9 == 0 {
+            values.push(value(table, &e, "pod", h(pod)));
+            values.push(value(table, &e, "peer_pod", h(id.peer_pod)));
+            values.push(value(table, &e, "namespace", h(id.namespace)));
+            values.push(value(table, &e, "container", json!(id.container_id.is_some())));
+        }
+        events.push(ev);
+    }
+    let stats = sink.close(0, Duration::ZERO).unwrap();
+    assert_eq!(stats.rows_written, events.len() as u64);
+    let summary = check(dir.path(), Some(&expect_of(&events, values)), &[]).unwrap();
+    assert!(summary["files"].as_u64().unwrap() > 5, "several batches: {summary}");
+    assert_eq!(summary["event_ids"], json!(events.len()));
+}

@@ -1,0 +1,198 @@
+//! The identity columns of a batch, interned: every row of one container
+//! carries the same ~20 strings (~300 bytes), so a row appends one key and
+//! each distinct identity's strings are copied once per batch. The columns
+//! are still plain Utf8 (`take` gathers them at `finish`, sized exactly),
+//! so files, Kafka messages and SQL see the documented types.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use arrow::array::{Array, ArrayRef, StringArray, UInt32Array, new_null_array};
+use arrow::compute::take;
+use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
+use tracelake_model::json::Identity;
+
+/// Identity string columns, in schema order. The peer columns are set on
+/// network events only (null elsewhere costs next to nothing in Parquet).
+pub(crate) const ID_COLUMNS: [&str; 20] = [
+    "namespace",
+    "pod",
+    "pod_uid",
+    "workload_kind",
+    "workload",
+    "workload_source",
+    "container_id",
+    "container_name",
+    "image",
+    "image_digest",
+    "container_runtime",
+    "containerd_namespace",
+    "cgroup",
+    "pod_ip",
+    "peer_namespace",
+    "peer_pod",
+    "peer_workload_kind",
+    "peer_workload",
+    "peer_container_id",
+    "peer_service",
+];
+
+const N: usize = ID_COLUMNS.len();
+
+fn id_values<'a>(id: &Identity<'a>) -> [Option<&'a str>; N] {
+    [
+        id.namespace,
+        id.pod,
+        id.pod_uid,
+        id.workload_kind,
+        id.workload,
+        id.workload_source,
+        id.container_id,
+        id.container_name,
+        id.image,
+        id.image_digest,
+        id.container_runtime,
+        id.containerd_namespace,
+        id.cgroup,
+        id.pod_ip,
+        id.peer_namespace,
+        id.peer_pod,
+        id.peer_workload_kind,
+        id.peer_workload,
+        id.peer_container_id,
+        id.peer_service,
+    ]
+}
+
+/// Where one value sits in the arena; `NULL` when the column is null.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+const NULL: Span = Span { start: u32::MAX, len: 0 };
+
+/// The fingerprints are mixed already.
+#[derive(Default)]
+struct Fingerprint(u64);
+
+impl Hasher for Fingerprint {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Cheap to compute: where the strings live, not what they say. The
+/// enricher hands out the same cached strings for every event of a
+/// container, so equal identities mostly have equal fingerprints; the
+/// contents are compared before an entry is reused, so a fingerprint that
+/// lies (memory reused for other strings) only costs a new entry.
+fn fingerprint(v: &[Option<&str>; N]) -> u64 {
+    let mut h = 0x243f_6a88_85a3_08d3u64;
+    for s in v {
+        let (p, l) = s.map_or((0, 0), |s| (s.as_ptr() as u64, s.len() as u64));
+        h = (h ^ p).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        h = (h ^ l).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    h
+}
+
+/// The identity columns of the rows appended since the last `finish`.
+#[derive(Debug, Default)]
+pub(crate) struct IdentityColumns {
+    /// The strings of every distinct identity, each copied once.
+    arena: String,
+    entries: Vec<[Span; N]>,
+    index: HashMap<u64, u32, BuildHasherDefault<Fingerprint>>,
+    /// One per row: its identity's entry.
+    keys: Vec<u32>,
+    /// The entry of the previous row (events come in bursts per process).
+    last: Option<(u64, u32)>,
+}
+
+impl IdentityColumns {
+    /// Appends a row's identity; returns the bytes its strings take in the
+    /// finished columns (the memory estimate counts them per row, as
+    /// the Utf8 columns hold them).
+    pub(crate) fn append(&mut self, id: &Identity<'_>) -> usize {
+        let v = id_values(id);
+        let fp = fingerprint(&v);
+        let found = match self.last {
+            Some((f, e)) if f == fp => Some(e),
+            _ => self.index.get(&fp).copied(),
+        };
+        let e = match found {
+            Some(e) if self.same(e, &v) => e,
+            _ => self.intern(fp, &v),
+        };
+        self.last = Some((fp, e));
+        self.keys.push(e);
+        v.iter().map(|s| s.map_or(0, str::len)).sum()
+    }
+
+    fn same(&self, e: u32, v: &[Option<&str>; N]) -> bool {
+        self.entries[e as usize].iter().zip(v).all(|(span, s)| match s {
+            Some(s) => span.start != NULL.start && self.get(*span) == *s,
+            None => span.start == NULL.start,
+        })
+    }
+
+    fn get(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        self.arena.get(start..start + span.len as usize).unwrap_or_default()
+    }
+
+    fn intern(&mut self, fp: u64, v: &[Option<&str>; N]) -> u32 {
+        let mut spans = [NULL; N];
+        for (span, s) in spans.iter_mut().zip(v) {
+            if let Some(s) = s {
+                // A batch is bounded by rotate_bytes, far below 4 GiB.
+                *span = Span { start: self.arena.len() as u32, len: s.len() as u32 };
+                self.arena.push_str(s);
+            }
+        }
+        let e = self.entries.len() as u32;
+        self.entries.push(spans);
+        self.index.insert(fp, e);
+        e
+    }
+
+    /// The columns of the rows appended so far, in schema order; starts
+    /// over empty (keeping the buffers' capacity for the next batch).
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
+        let rows = self.keys.len();
+        // The next batch likely has as many rows: no growth from empty.
+        let keys = UInt32Array::from(std::mem::replace(&mut self.keys, Vec::with_capacity(rows)));
+        let mut result = Ok(());
+        for c in 0..N {
+            let values: StringArray =
+                self.entries.iter().map(|e| (e[c].start != NULL.start).then(|| self.get(e[c]))).collect();
+            if values.null_count() == values.len() {
+                out.push(new_null_array(&DataType::Utf8, rows));
+                continue;
+            }
+            match take(&values, &keys, None) {
+                Ok(col) => out.push(col),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.arena.clear();
+        self.entries.clear();
+        self.index.clear();
+        self.last = None;
+        result
+    }
+}
