@@ -27,6 +27,10 @@ pub struct DetectionsConfig {
     /// still reach the lake, where `tracelake hunt` can run the rules over them) instead of stalling the sensor.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
+    /// Rows a windowed rule (network scan, mass deletion, reverse shell) keeps of one table, after its own
+    /// filter: the bound on its memory. Beyond it the oldest rows leave the window early, counted and logged.
+    #[serde(default = "default_window_rows")]
+    pub window_rows: usize,
 }
 
 fn default_enabled() -> bool {
@@ -41,6 +45,9 @@ fn default_batch_rows() -> usize {
 fn default_queue_batches() -> usize {
     16
 }
+fn default_window_rows() -> usize {
+    2_000_000
+}
 
 impl Default for DetectionsConfig {
     fn default() -> Self {
@@ -51,6 +58,7 @@ impl Default for DetectionsConfig {
             interval: default_interval(),
             batch_rows: default_batch_rows(),
             queue_batches: default_queue_batches(),
+            window_rows: default_window_rows(),
         }
     }
 }

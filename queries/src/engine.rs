@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::Column;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
@@ -25,7 +28,8 @@ use crate::rule::{Rule, RuleError};
 /// Batches of one event table the live rules read.
 #[derive(Debug, Default)]
 struct TableState {
-    /// (round, arrival, rows), oldest first; kept as long as the longest window.
+    /// (round, arrival, rows), oldest first: a shared table holds the current round, a windowed rule's
+    /// own table its window.
     batches: VecDeque<(u64, Instant, RecordBatch)>,
     round: u64,
 }
@@ -97,6 +101,32 @@ pub fn rule_error(rule: &Rule, what: &str, e: &DataFusionError) -> RuleError {
     RuleError::new(&rule.file, line, msg)
 }
 
+/// What a windowed rule keeps of one table between its runs: only the rows its own filter lets through,
+/// and only the columns it reads. A 60 s window of every connect on a busy node would
+/// otherwise be rescanned whole, with every column, on each batch.
+#[derive(Debug)]
+struct Stage {
+    table: Table,
+    /// Filter and projection over the batches of the current round.
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    /// The staged batches the rule's own plan reads.
+    window: Arc<Mutex<TableState>>,
+}
+
+impl Stage {
+    async fn run(&self) -> Result<Vec<RecordBatch>, DataFusionError> {
+        let plan = reset_plan_states(self.plan.clone())?;
+        Ok(collect(plan, self.task.clone()).await?.into_iter().filter(|b| b.num_rows() > 0).collect())
+    }
+}
+
+/// How often a windowed rule re-reads its window: its findings are at most this late, and each staged
+/// row is aggregated about `window / cadence` times instead of once per batch.
+fn cadence(window: Duration) -> Duration {
+    (window / 12).clamp(Duration::from_millis(500), Duration::from_secs(5))
+}
+
 /// A rule with its physical plan, ready to run again and again.
 #[derive(Debug)]
 pub struct PlannedRule {
@@ -104,6 +134,13 @@ pub struct PlannedRule {
     plan: Arc<dyn ExecutionPlan>,
     task: Arc<TaskContext>,
     output: SchemaRef,
+    /// Windowed rules only: one per table read.
+    stages: Vec<Stage>,
+    /// Windowed rules: staged rows that left the window early (the row bound).
+    dropped: u64,
+    /// Windowed rules: rows were staged since the last run.
+    pending: bool,
+    last_run: Option<Instant>,
 }
 
 impl PlannedRule {
@@ -116,18 +153,56 @@ impl PlannedRule {
         let plan = reset_plan_states(self.plan.clone())?;
         collect(plan, self.task.clone()).await
     }
+
+    /// Windowed rules: stages the round's new rows of each table and forgets those older than the window,
+    /// and the oldest beyond `max_rows`.
+    async fn stage(
+        &mut self,
+        fresh: &[bool; 5],
+        round: u64,
+        now: Instant,
+        max_rows: usize,
+    ) -> Result<(), DataFusionError> {
+        for s in &self.stages {
+            let staged = if fresh[slot(s.table)] { s.run().await? } else { Vec::new() };
+            self.pending |= !staged.is_empty();
+            let Ok(mut w) = s.window.lock() else { continue };
+            w.round = round;
+            w.batches.extend(staged.into_iter().map(|b| (round, now, b)));
+            while w.batches.front().is_some_and(|(_, at, _)| now.duration_since(*at) > self.rule.window) {
+                w.batches.pop_front();
+            }
+            let mut rows: usize = w.batches.iter().map(|(_, _, b)| b.num_rows()).sum();
+            while rows > max_rows && w.batches.front().is_some_and(|(r, _, _)| *r != round) {
+                let Some((_, _, b)) = w.batches.pop_front() else { break };
+                rows -= b.num_rows();
+                if self.dropped == 0 {
+                    tracing::warn!(
+                        rule = %self.rule.id,
+                        max_rows,
+                        "detections: window over its row bound; the oldest rows leave it early (counted)"
+                    );
+                }
+                self.dropped += b.num_rows() as u64;
+            }
+        }
+        Ok(())
+    }
 }
 
-async fn plan_on(rule: &Rule, states: &[Arc<Mutex<TableState>>; 5]) -> Result<PlannedRule, RuleError> {
+/// The rule's logical plan over live tables of the given schemas and states; the output checked.
+async fn logical_on(
+    rule: &Rule,
+    tables: &[(Table, SchemaRef, Arc<Mutex<TableState>>)],
+) -> Result<(SessionContext, LogicalPlan, SchemaRef), RuleError> {
     let ctx = SessionContext::new_with_config(session_config());
-    for &t in &rule.tables {
-        let stream = LiveStream { schema: t.schema(), state: states[slot(t)].clone(), window: rule.window };
-        let table = StreamingTable::try_new(t.schema(), vec![Arc::new(stream)])
+    for (t, schema, state) in tables {
+        let stream = LiveStream { schema: schema.clone(), state: state.clone(), window: rule.window };
+        let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(stream)])
             .map_err(|e| rule_error(rule, "cannot register the table", &e))?;
         ctx.register_table(t.name(), Arc::new(table)).map_err(|e| rule_error(rule, "cannot register the table", &e))?;
     }
-    let state = ctx.state();
-    let logical = state.create_logical_plan(&rule.sql).await.map_err(|e| rule_error(rule, "SQL", &e))?;
+    let logical = ctx.state().create_logical_plan(&rule.sql).await.map_err(|e| rule_error(rule, "SQL", &e))?;
     match &logical {
         LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) => {
             return Err(RuleError::new(&rule.file, rule.sql_line, "a rule must be a query (SELECT ...)"));
@@ -143,8 +218,106 @@ async fn plan_on(rule: &Rule, states: &[Arc<Mutex<TableState>>; 5]) -> Result<Pl
             format!("output has no column {:?} to deduplicate on (header `dedup:`)", rule.dedup),
         ));
     }
-    let plan = state.create_physical_plan(&logical).await.map_err(|e| rule_error(rule, "plan", &e))?;
-    Ok(PlannedRule { rule: rule.clone(), plan, task: ctx.task_ctx(), output })
+    Ok((ctx, logical, output))
+}
+
+async fn plan_on(rule: &Rule, shared: &[Arc<Mutex<TableState>>; 5]) -> Result<PlannedRule, RuleError> {
+    let full: Vec<_> = rule.tables.iter().map(|&t| (t, t.schema(), shared[slot(t)].clone())).collect();
+    let (ctx, logical, output) = logical_on(rule, &full).await?;
+    let physical = |ctx: SessionContext, logical: LogicalPlan| async move {
+        let plan = ctx.state().create_physical_plan(&logical).await.map_err(|e| rule_error(rule, "plan", &e))?;
+        Ok::<_, RuleError>((plan, ctx.task_ctx()))
+    };
+    if rule.window.is_zero() {
+        let (plan, task) = physical(ctx, logical).await?;
+        return Ok(PlannedRule {
+            rule: rule.clone(),
+            plan,
+            task,
+            output,
+            stages: Vec::new(),
+            pending: false,
+            last_run: None,
+            dropped: 0,
+        });
+    }
+    // A windowed rule reads its own windows, which hold only the rows and columns it needs: planned again
+    // over tables of just those columns.
+    let optimized = ctx.state().optimize(&logical).map_err(|e| rule_error(rule, "plan", &e))?;
+    let mut own = Vec::new();
+    let mut stages = Vec::new();
+    for &t in &rule.tables {
+        let (columns, predicate) = scan_needs(&optimized, t);
+        let schema = Arc::new(t.schema().project(&columns).map_err(|e| rule_error(rule, "plan", &e.into()))?);
+        let (plan, task) =
+            stage_plan(t, &columns, predicate, &shared[slot(t)]).await.map_err(|e| rule_error(rule, "plan", &e))?;
+        let window = Arc::<Mutex<TableState>>::default();
+        own.push((t, schema, window.clone()));
+        stages.push(Stage { table: t, plan, task, window });
+    }
+    let (ctx, logical, _) = logical_on(rule, &own).await?;
+    let (plan, task) = physical(ctx, logical).await?;
+    Ok(PlannedRule { rule: rule.clone(), plan, task, output, stages, pending: false, last_run: None, dropped: 0 })
+}
+
+/// The columns a rule reads of `table` (plus those that may not be null) and the filter right above its
+/// scan, from the optimized plan. Read twice (a self-join): the union of the columns and no filter.
+fn scan_needs(plan: &LogicalPlan, table: Table) -> (Vec<usize>, Option<Expr>) {
+    let schema = table.schema();
+    let mut columns: Vec<usize> =
+        schema.fields().iter().enumerate().filter(|(_, f)| !f.is_nullable()).map(|(i, _)| i).collect();
+    let (mut scans, mut filters) = (0, Vec::new());
+    let _ = plan.apply(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) if scan.table_name.table() == table.name() => {
+                scans += 1;
+                match &scan.projection {
+                    Some(p) => columns.extend(p),
+                    None => columns.extend(0..schema.fields().len()),
+                }
+            }
+            LogicalPlan::Filter(f) => {
+                if let LogicalPlan::TableScan(scan) = f.input.as_ref()
+                    && scan.table_name.table() == table.name()
+                {
+                    filters.push(f.predicate.clone());
+                }
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    columns.sort_unstable();
+    columns.dedup();
+    let predicate = if scans == 1 && filters.len() == 1 { filters.pop() } else { None };
+    (columns, predicate)
+}
+
+/// Filter and projection of one table over the current round's batches (the shared live table).
+async fn stage_plan(
+    table: Table,
+    columns: &[usize],
+    predicate: Option<Expr>,
+    shared: &Arc<Mutex<TableState>>,
+) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>), DataFusionError> {
+    let ctx = SessionContext::new_with_config(session_config());
+    let stream = LiveStream { schema: table.schema(), state: shared.clone(), window: Duration::ZERO };
+    let provider = Arc::new(StreamingTable::try_new(table.schema(), vec![Arc::new(stream)])?);
+    let mut b = LogicalPlanBuilder::scan(table.name(), provider_as_source(provider), Some(columns.to_vec()))?;
+    if let Some(p) = predicate {
+        // The rule may have named the table by an alias; the stage scans it by its own name.
+        let p = p
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
+                    e => Transformed::no(e),
+                })
+            })?
+            .data;
+        b = b.filter(p)?;
+    }
+    let plan = ctx.state().create_physical_plan(&b.build()?).await?;
+    Ok((plan, ctx.task_ctx()))
 }
 
 fn slot(t: Table) -> usize {
@@ -182,10 +355,10 @@ pub struct RuleEngine {
     planned: Vec<PlannedRule>,
     rules: Vec<Rule>,
     states: [Arc<Mutex<TableState>>; 5],
-    /// Longest window of a rule per table: how long batches are kept.
-    keep: [Duration; 5],
     round: u64,
     suppressor: Suppressor,
+    /// Rows a windowed rule keeps per table (`DetectionsConfig::window_rows`).
+    window_rows: usize,
 }
 
 impl RuleEngine {
@@ -194,22 +367,23 @@ impl RuleEngine {
         let states: [Arc<Mutex<TableState>>; 5] = std::array::from_fn(|_| Arc::default());
         let mut planned = Vec::new();
         let mut errors = Vec::new();
-        let mut keep = [Duration::ZERO; 5];
         for r in &rules {
             match plan_on(r, &states).await {
-                Ok(p) => {
-                    for t in &r.tables {
-                        keep[slot(*t)] = keep[slot(*t)].max(r.window);
-                    }
-                    planned.push(p);
-                }
+                Ok(p) => planned.push(p),
                 Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(RuleEngine { planned, rules, states, keep, round: 0, suppressor: Suppressor::default() })
+        Ok(RuleEngine {
+            planned,
+            rules,
+            states,
+            round: 0,
+            suppressor: Suppressor::default(),
+            window_rows: crate::config::DetectionsConfig::default().window_rows,
+        })
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -225,8 +399,34 @@ impl RuleEngine {
         self.suppressor.suppressed
     }
 
-    /// Runs the rules that read a table with new rows over them (and their windows).
+    /// Bounds the rows each windowed rule keeps per table.
+    pub fn set_window_rows(&mut self, rows: usize) {
+        self.window_rows = rows.max(1);
+    }
+
+    /// Staged rows that left a window early because of the row bound (all windowed rules).
+    pub fn window_rows_dropped(&self) -> u64 {
+        self.planned.iter().map(|p| p.dropped).sum()
+    }
+
+    /// Rows the windowed rules hold now (all tables).
+    pub fn window_rows_held(&self) -> usize {
+        let held = |s: &Stage| s.window.lock().map_or(0, |w| w.batches.iter().map(|(_, _, b)| b.num_rows()).sum());
+        self.planned.iter().flat_map(|p| &p.stages).map(held).sum()
+    }
+
+    /// Runs the rules that read a table with new rows over them. Windowed rules stage the new rows and
+    /// re-read their window at their cadence; call with no batches now and then so they run when idle.
     pub async fn evaluate(&mut self, batches: Vec<(Table, RecordBatch)>) -> Round {
+        self.run_round(batches, false).await
+    }
+
+    /// Runs every windowed rule with rows staged since its last run, whatever its cadence (at the end).
+    pub async fn flush(&mut self) -> Round {
+        self.run_round(Vec::new(), true).await
+    }
+
+    async fn run_round(&mut self, batches: Vec<(Table, RecordBatch)>, force: bool) -> Round {
         self.round += 1;
         let now = Instant::now();
         let mut fresh = [false; 5];
@@ -240,20 +440,32 @@ impl RuleEngine {
                 s.batches.push_back((self.round, now, b));
             }
         }
-        for (i, state) in self.states.iter().enumerate() {
+        for state in &self.states {
             if let Ok(mut s) = state.lock() {
+                // The shared tables hold this round only: windows live in each rule's stages.
                 s.round = self.round;
-                let keep = self.keep[i];
-                while s.batches.front().is_some_and(|(r, at, _)| *r != self.round && now.duration_since(*at) > keep) {
-                    s.batches.pop_front();
-                }
+                s.batches.retain(|(r, _, _)| *r == self.round);
             }
         }
         let mut round = Round::default();
         let mut found = Vec::new();
-        for (idx, p) in self.planned.iter().enumerate() {
-            if !p.rule.tables.iter().any(|t| fresh[slot(*t)]) {
-                continue;
+        for (idx, p) in self.planned.iter_mut().enumerate() {
+            let new_rows = p.rule.tables.iter().any(|t| fresh[slot(*t)]);
+            if p.stages.is_empty() {
+                if !new_rows {
+                    continue;
+                }
+            } else {
+                if let Err(e) = p.stage(&fresh, self.round, now, self.window_rows).await {
+                    round.errors.push((p.rule.id.clone(), e.strip_backtrace()));
+                    continue;
+                }
+                let due = force || p.last_run.is_none_or(|t| now.duration_since(t) >= cadence(p.rule.window));
+                if !(p.pending && due) {
+                    continue;
+                }
+                p.pending = false;
+                p.last_run = Some(now);
             }
             round.rules_run += 1;
             let out = match p.run().await {

@@ -4,9 +4,9 @@
 //! runs the planned rules, and findings go to `FindingSink`s (log, lake,
 //! and whatever comes next, e.g. Kafka).
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use tracelake_model::Event;
@@ -224,6 +224,8 @@ pub struct DetectStats {
     /// Batches dropped because the detection thread was behind (events not evaluated live).
     pub batches_dropped: u64,
     pub events_dropped: u64,
+    /// Rows windowed rules let go early because of `window_rows` (counted, logged once per rule).
+    pub window_rows_dropped: u64,
 }
 
 type Batches = Vec<(Table, RecordBatch)>;
@@ -250,10 +252,17 @@ fn run_thread(
     mut sinks: Vec<Box<dyn FindingSink>>,
 ) -> DetectStats {
     let mut stats = DetectStats::default();
-    while let Ok(batches) = rx.recv() {
-        stats.rounds += 1;
-        stats.events += batches.iter().map(|(_, b)| b.num_rows() as u64).sum::<u64>();
-        let round = rt.block_on(engine.evaluate(batches));
+    loop {
+        // Windowed rules run at their own cadence: wake up for them when no batch comes.
+        let (round, last) = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(batches) => {
+                stats.rounds += 1;
+                stats.events += batches.iter().map(|(_, b)| b.num_rows() as u64).sum::<u64>();
+                (rt.block_on(engine.evaluate(batches)), false)
+            }
+            Err(RecvTimeoutError::Timeout) => (rt.block_on(engine.evaluate(Vec::new())), false),
+            Err(RecvTimeoutError::Disconnected) => (rt.block_on(engine.flush()), true),
+        };
         for (rule, error) in &round.errors {
             stats.rule_errors += 1;
             tracing::error!(rule = %rule, error = %error, "detections: rule failed on a batch");
@@ -264,11 +273,15 @@ fn run_thread(
                 s.findings(engine.rules(), &round.findings);
             }
         }
+        if last {
+            break;
+        }
     }
     for s in &mut sinks {
         s.close();
     }
     stats.suppressed = engine.suppressed();
+    stats.window_rows_dropped = engine.window_rows_dropped();
     stats
 }
 
@@ -282,6 +295,7 @@ impl LiveDetector {
         sinks: Vec<Box<dyn FindingSink>>,
     ) -> Result<LiveDetector, DetectError> {
         let (tx, rx) = sync_channel::<Batches>(cfg.queue_batches.max(1));
+        let window_rows = cfg.window_rows;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<Table>, DetectError>>();
         let thread = std::thread::Builder::new()
             .name("tl-detect".into())
@@ -294,7 +308,8 @@ impl LiveDetector {
                     }
                 };
                 match rt.block_on(RuleEngine::new(rules)) {
-                    Ok(engine) => {
+                    Ok(mut engine) => {
+                        engine.set_window_rows(window_rows);
                         let _ = ready_tx.send(Ok(engine.tables()));
                         run_thread(&rt, engine, rx, sinks)
                     }

@@ -93,6 +93,7 @@ pub fn log_stats(s: &DetectStats) {
         suppressed = s.suppressed,
         rule_errors = s.rule_errors,
         events_dropped = s.events_dropped,
+        window_rows_dropped = s.window_rows_dropped,
         "detections stopped"
     );
 }
