@@ -2,12 +2,11 @@
 //! them, and a real container attacked under `tracelake run`.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-fn tracelake() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tracelake"))
-}
+mod common;
+use common::tracelake;
 
 #[test]
 fn rules_list_and_check_the_builtin_pack() {
@@ -99,29 +98,11 @@ fn attack_in_a_container_is_detected_live_and_in_the_lake() {
     std::fs::create_dir_all(&sa).unwrap();
     std::fs::write(sa.join("token"), "eyJhbGciOiJSUzI1NiJ9.test.token").unwrap();
     let lake = tempfile::tempdir().unwrap();
-    let mut child = tracelake()
-        .args(["run", "--for", "10s", "--lake"])
+    let mut cmd = tracelake();
+    cmd.args(["run", "--for", "10s", "--lake"])
         .arg(lake.path())
-        .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("reported running processes") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(30)).expect("sensor started");
+        .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()));
+    let run = common::start(cmd);
     // The container's first event only queues the runtime lookup; the attack comes once it is answered.
     let out = container.exec("tl-detect-warm", &["cat", "/etc/hostname"]).unwrap();
     assert!(out.status.success());
@@ -130,9 +111,9 @@ fn attack_in_a_container_is_detected_live_and_in_the_lake() {
                   nc -w 1 127.0.0.1 30080 </dev/null; true";
     let out = container.exec("tl-detect-attack", &["sh", "-c", attack]).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status = child.wait().unwrap();
-    let stderr = log.join().unwrap();
-    assert!(status.success(), "{stderr}");
+    let stopped = run.wait();
+    let stderr = stopped.log;
+    assert!(stopped.status.success(), "{stderr}");
     container.stop().unwrap();
 
     let detections: Vec<&str> = stderr.lines().filter(|l| l.contains("detection:")).collect();

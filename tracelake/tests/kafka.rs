@@ -12,9 +12,8 @@ use tracelake_model::{BootClock, Kind, OwnedBody, OwnedEvent, Subject};
 use tracelake_sinks::kafka::{KafkaConfig, KafkaSink, SpoolConfig};
 use tracelake_testkit::broker::Broker;
 
-fn tracelake() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tracelake"))
-}
+mod common;
+use common::tracelake;
 
 /// `tracelake lake` writing `dir`, its log in `log`.
 fn start_lake(broker: &Broker, dir: &Path, rejected: &Path, log: &Path) -> Child {
@@ -276,38 +275,20 @@ fn agent_findings_reach_detection_finding_through_kafka() {
     .unwrap();
     let log = logs.path().join("lake.log");
     let mut lake_proc = Reap(start_lake(&broker, lake.path(), rejected.path(), &log));
-    let mut agent = tracelake()
-        .args(["agent", "--for", "8s", "--brokers", &broker.addr()])
+    let mut cmd = tracelake();
+    cmd.args(["agent", "--for", "8s", "--brokers", &broker.addr()])
         .env("TRACELAKE__KAFKA__SPOOL__DIR", format!("{:?}", spool.path().display().to_string()))
         .env("TRACELAKE__KAFKA__PARTITIONS", "3")
-        .env("TRACELAKE__DETECTIONS__RULE_DIRS", format!("[{:?}]", rules.path().display().to_string()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(agent.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("reported running processes") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(30)).expect("agent's sensor started");
+        .env("TRACELAKE__DETECTIONS__RULE_DIRS", format!("[{:?}]", rules.path().display().to_string()));
+    let agent = common::start(cmd);
     // Written: the sensor reports write opens of any path by default (read-only opens only under watched ones).
     for i in 0..3 {
         std::fs::write(&marker, format!("{i}")).unwrap();
         std::thread::sleep(Duration::from_millis(200));
     }
-    let status = agent.wait().unwrap();
-    let stderr = reader.join().unwrap();
-    assert!(status.success(), "{stderr}");
+    let stopped = agent.wait();
+    let stderr = stopped.log;
+    assert!(stopped.status.success(), "{stderr}");
     let detections: Vec<&str> = stderr.lines().filter(|l| l.contains("detection:")).collect();
     assert!(detections.iter().any(|l| l.contains("rule=TL-TEST-KAFKA")), "no live finding for the marker:\n{stderr}");
     assert_eq!(logged(&stderr, "kafka status", "spool_messages"), 0, "{stderr}");
