@@ -5,7 +5,7 @@ use crate::config;
 use crate::pipeline::{self, Sinks};
 
 pub fn agent(args: &AgentArgs) -> anyhow::Result<()> {
-    let mut cfg = config::load(args.config.as_deref())?;
+    let mut cfg = config::load(args.session.config.as_deref())?;
     if let Some(b) = &args.brokers {
         cfg.kafka.brokers.clone_from(b);
     }
@@ -14,5 +14,5 @@ pub fn agent(args: &AgentArgs) -> anyhow::Result<()> {
         l.dir = dir.clone();
         l
     });
-    pipeline::run(&cfg, &Sinks { stdout: args.stdout, lake, kafka: true }, args.run_for)
+    pipeline::run(&cfg, &Sinks { stdout: args.stdout, lake, kafka: true }, args.session.run_for)
 }

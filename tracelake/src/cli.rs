@@ -119,6 +119,17 @@ pub struct WhoisArgs {
     pub json: bool,
 }
 
+/// What every long-running command takes.
+#[derive(Debug, Args)]
+pub struct Session {
+    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub run_for: Option<Duration>,
+    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Bootstrap brokers, host:port comma separated (overrides kafka.brokers).
@@ -130,12 +141,8 @@ pub struct AgentArgs {
     /// Also write JSON lines to standard output.
     #[arg(long)]
     pub stdout: bool,
-    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
-    #[arg(long = "for", value_parser = humantime::parse_duration)]
-    pub run_for: Option<Duration>,
-    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub session: Session,
 }
 
 #[derive(Debug, Args)]
@@ -146,12 +153,8 @@ pub struct LakeArgs {
     /// Lake directory (overrides sinks.lake.dir).
     #[arg(long, value_name = "DIR")]
     pub lake: Option<PathBuf>,
-    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
-    #[arg(long = "for", value_parser = humantime::parse_duration)]
-    pub run_for: Option<Duration>,
-    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub session: Session,
 }
 
 #[derive(Debug, Args)]
@@ -163,12 +166,8 @@ pub struct RunArgs {
     /// Write the Parquet lake into this directory (overrides sinks.lake.dir).
     #[arg(long, value_name = "DIR")]
     pub lake: Option<PathBuf>,
-    /// Stop after this long (e.g. 10s, 5m) and exit cleanly.
-    #[arg(long = "for", value_parser = humantime::parse_duration)]
-    pub run_for: Option<Duration>,
-    /// TOML configuration file; TRACELAKE__SECTION__KEY variables override it.
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub session: Session,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use crate::metrics;
 use crate::pipeline;
 
 pub fn lake(args: &LakeArgs) -> anyhow::Result<()> {
-    let mut cfg = config::load(args.config.as_deref())?;
+    let mut cfg = config::load(args.session.config.as_deref())?;
     if let Some(b) = &args.brokers {
         cfg.kafka.brokers.clone_from(b);
     }
@@ -42,7 +42,7 @@ pub fn lake(args: &LakeArgs) -> anyhow::Result<()> {
             }
         };
         tokio::select! {
-            () = pipeline::shutdown(args.run_for) => {}
+            () = pipeline::shutdown(args.session.run_for) => {}
             () = finished => {}
         }
     });

@@ -5,7 +5,7 @@ use crate::config;
 use crate::pipeline::{self, Sinks};
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let cfg = config::load(args.config.as_deref())?;
+    let cfg = config::load(args.session.config.as_deref())?;
     // --stdout alone: JSON lines only, as before the lake; the lake otherwise, or when --lake names it.
     let lake = (!args.stdout || args.lake.is_some()).then(|| {
         let mut l = cfg.sinks.lake.clone();
@@ -14,5 +14,5 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         l
     });
-    pipeline::run(&cfg, &Sinks { stdout: args.stdout, lake, kafka: false }, args.run_for)
+    pipeline::run(&cfg, &Sinks { stdout: args.stdout, lake, kafka: false }, args.session.run_for)
 }

@@ -58,19 +58,15 @@ fn template(i: usize) -> OwnedEvent {
     OwnedEvent {
         kind,
         subject: Subject {
-            ktime_ns: 0,
             cgroup_id: 77 + (i % 20) as u64,
             proc_start_ns: 1,
             pid: 1000 + (i % 5000) as u32,
             tgid: 1000,
             ppid: 1,
-            uid: 0,
-            gid: 0,
-            euid: 0,
-            egid: 0,
             pidns: 1,
             mntns: 1,
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+            ..Subject::default()
         },
         flags: 0,
         count: 1,

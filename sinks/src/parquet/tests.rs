@@ -48,11 +48,10 @@ fn owned(kind: Kind, ktime: u64, pid: u32, body: OwnedBody, strings: [&[u8]; 3])
             ppid: 1,
             uid: 1000,
             gid: 1000,
-            euid: 0,
-            egid: 0,
             pidns: 4026531836,
             mntns: 4026531841,
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+            ..Subject::default()
         },
         flags: 0,
         count: 1,
