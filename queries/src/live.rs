@@ -243,6 +243,9 @@ pub struct LiveDetector {
     thread: Option<JoinHandle<DetectStats>>,
     batches_dropped: u64,
     events_dropped: u64,
+    /// Hand every batch back too (`take_built`), for a sink that then need not build the rows again.
+    share: bool,
+    built: Vec<(Table, RecordBatch)>,
 }
 
 fn run_thread(
@@ -342,20 +345,41 @@ impl LiveDetector {
             thread: Some(thread),
             batches_dropped: 0,
             events_dropped: 0,
+            share: false,
+            built: Vec::new(),
         })
     }
 
-    /// Appends an enriched event to its table's builder (if a rule reads that table).
-    pub fn push(&mut self, ev: &Event<'_>, id: &Identity<'_>) {
+    /// From now on every batch built is also handed back by `take_built` (the lake sink writes those
+    /// instead of building the same rows again).
+    pub fn share_batches(&mut self) {
+        self.share = true;
+    }
+
+    /// Appends an enriched event to its table's builder (if a rule reads that table). True when its row will
+    /// come back through `take_built`.
+    pub fn push(&mut self, ev: &Event<'_>, id: &Identity<'_>) -> bool {
         let t = Table::of(ev);
-        let Some(i) = Table::EVENT_TABLES.iter().position(|x| *x == t) else { return };
-        if let Some(b) = &mut self.builders[i] {
-            b.append(&self.ctx, ev, id);
-            self.rows += 1;
-            if self.rows >= self.cfg.batch_rows {
-                self.send();
-            }
+        let Some(i) = Table::EVENT_TABLES.iter().position(|x| *x == t) else { return false };
+        let Some(b) = &mut self.builders[i] else { return false };
+        b.append(&self.ctx, ev, id);
+        self.rows += 1;
+        if self.rows >= self.cfg.batch_rows {
+            self.send();
         }
+        self.share
+    }
+
+    /// The batches built since the last call (only with `share_batches`).
+    pub fn take_built(&mut self) -> Vec<(Table, RecordBatch)> {
+        std::mem::take(&mut self.built)
+    }
+
+    /// Hands what is buffered to the rules now and returns the shared batches: before the sink that takes
+    /// them closes.
+    pub fn flush_built(&mut self) -> Vec<(Table, RecordBatch)> {
+        self.send();
+        self.take_built()
     }
 
     /// Hands the buffered events over once `interval` has passed; call about every second.
@@ -381,6 +405,10 @@ impl LiveDetector {
             }
         }
         let rows = std::mem::take(&mut self.rows);
+        if self.share {
+            // Array data is shared, not copied.
+            self.built.extend(batches.iter().cloned());
+        }
         let Some(tx) = &self.tx else { return };
         match tx.try_send(batches) {
             Ok(()) => {}

@@ -54,15 +54,17 @@ impl<W: Write> EventHandler for SinkHandler<W> {
         if let Some(s) = &mut self.stdout {
             s.push_with(ev, &id);
         }
-        if let Some(l) = &mut self.lake {
-            l.push_with(ev, &id);
-        }
         if let Some(k) = &mut self.kafka {
             k.push_with(ev, &id);
         }
-        if let Some(d) = &mut self.detect {
-            d.push(ev, &id);
+        // The rows the detector builds reach the lake as its batches: built once, not twice.
+        let shared = self.detect.as_mut().is_some_and(|d| d.push(ev, &id));
+        if let Some(l) = &mut self.lake
+            && !shared
+        {
+            l.push_with(ev, &id);
         }
+        self.lake_takes_built();
     }
 
     fn tick(&mut self) {
@@ -79,10 +81,19 @@ impl<W: Write> EventHandler for SinkHandler<W> {
         if let Some(d) = &mut self.detect {
             d.tick();
         }
+        self.lake_takes_built();
     }
 }
 
 impl<W: Write> SinkHandler<W> {
+    fn lake_takes_built(&mut self) {
+        if let (Some(d), Some(l)) = (&mut self.detect, &mut self.lake) {
+            for (table, batch) in d.take_built() {
+                l.push_built(table, batch);
+            }
+        }
+    }
+
     /// Sends the detection thread's finding rows to Kafka, keyed by node (the lake service writes them into
     /// detection_finding).
     fn forward_findings(&mut self) {
@@ -176,6 +187,9 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         let ip_export = history.filter(|_| lake.is_some()).map(IpExport::new);
         let mut handler =
             SinkHandler { stdout, lake, kafka, detect, findings, enricher, processes, lineage_depth, ip_export, node };
+        if let (Some(d), Some(_)) = (handler.detect.as_mut(), handler.lake.as_ref()) {
+            d.share_batches();
+        }
         if cfg.sensor.proc_snapshot {
             let n = sensor.snapshot(&mut handler);
             tracing::info!(processes = n, "reported running processes");
@@ -185,7 +199,16 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         if let (Some(l), Some(x)) = (handler.lake.as_mut(), handler.ip_export.as_mut()) {
             x.export(l, true);
         }
-        // Detections first: their last findings still go to Kafka before it closes.
+        // Detections first: their last findings still go to Kafka before it closes, and the rows they built
+        // to the lake.
+        if let Some(d) = handler.detect.as_mut() {
+            let built = d.flush_built();
+            if let Some(l) = handler.lake.as_mut() {
+                for (table, batch) in built {
+                    l.push_built(table, batch);
+                }
+            }
+        }
         if let Some(d) = handler.detect.take() {
             crate::detect::log_stats(&d.close());
         }

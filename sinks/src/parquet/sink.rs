@@ -38,23 +38,36 @@ struct Buffer {
     table: Table,
     common: Common,
     extra: Extra,
+    /// Batches of this table another part of the node built already (the live detector's), in order.
+    built: Vec<RecordBatch>,
     bytes: usize,
     /// When the oldest buffered row arrived.
     since: Option<Instant>,
 }
 
 impl Buffer {
+    fn rows(&self) -> usize {
+        self.common.len() + self.built.iter().map(RecordBatch::num_rows).sum::<usize>()
+    }
+
     fn take_batch(&mut self) -> Result<RecordBatch, LakeError> {
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.table.schema().fields().len());
         self.bytes = 0;
         self.since = None;
         let table = self.table.name();
         let arrow = |source| LakeError::Arrow { table, source };
-        // Both are emptied before an error is returned: the next batch starts aligned.
-        let common = self.common.finish(&mut cols);
-        self.extra.finish(&mut cols);
-        common.map_err(arrow)?;
-        RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)
+        let mut batches = std::mem::take(&mut self.built);
+        if self.common.len() > 0 {
+            let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.table.schema().fields().len());
+            // Both are emptied before an error is returned: the next batch starts aligned.
+            let common = self.common.finish(&mut cols);
+            self.extra.finish(&mut cols);
+            common.map_err(arrow)?;
+            batches.push(RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)?);
+        }
+        match batches.len() {
+            1 => Ok(batches.swap_remove(0)),
+            _ => arrow::compute::concat_batches(&self.table.schema(), &batches).map_err(arrow),
+        }
     }
 }
 
@@ -120,6 +133,7 @@ impl LakeSink {
             table,
             common: Common::default(),
             extra: Extra::new(table).unwrap_or(Extra::Process(Box::default())),
+            built: Vec::new(),
             bytes: 0,
             since: None,
         });
@@ -157,6 +171,24 @@ impl LakeSink {
         if self.since_check >= 1024 {
             self.since_check = 0;
             self.tick();
+        }
+    }
+
+    /// Buffers an event batch the node built already (the live detector shares its batches, so rows are built
+    /// once) like pushed events: written with the table's next file, by size or age.
+    pub fn push_built(&mut self, table: Table, batch: RecordBatch) {
+        let i = slot(table);
+        if i >= self.buffers.len() || batch.num_rows() == 0 {
+            self.push_batch(table, batch);
+            return;
+        }
+        let buf = &mut self.buffers[i];
+        buf.since.get_or_insert_with(Instant::now);
+        buf.bytes += batch.get_array_memory_size();
+        self.stats.rows_buffered += batch.num_rows() as u64;
+        buf.built.push(batch);
+        if buf.bytes >= self.cfg.rotate_bytes {
+            self.flush_slot(i);
         }
     }
 
@@ -228,7 +260,7 @@ impl LakeSink {
 
     fn flush_slot(&mut self, i: usize) {
         let buf = &mut self.buffers[i];
-        if buf.common.len() == 0 {
+        if buf.rows() == 0 {
             return;
         }
         let table = buf.table;
@@ -364,7 +396,7 @@ impl LakeSink {
 
     /// Rows in the builders, not yet written.
     pub fn buffered_rows(&self) -> usize {
-        self.buffers.iter().map(|b| b.common.len()).sum()
+        self.buffers.iter().map(Buffer::rows).sum()
     }
 }
 

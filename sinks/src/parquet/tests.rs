@@ -394,3 +394,44 @@ fn interleaved_identities_read_back_per_row() {
     assert!(summary["files"].as_u64().unwrap() > 5, "several batches: {summary}");
     assert_eq!(summary["event_ids"], json!(events.len()));
 }
+
+/// Batches built elsewhere (the live detector's) and rows pushed one by one share a table's next file: every
+/// event is written once, read back by pyarrow with its own values, and the file is sorted by time.
+#[test]
+fn built_batches_and_pushed_rows_share_the_next_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 1_709_206_200_000_000_000i128;
+    let c = cfg(dir.path());
+    let context = ctx(base);
+    let mut sink = LakeSink::open(&c, context).unwrap();
+    let mut builders: Vec<BatchBuilder> = Table::EVENT_TABLES.into_iter().filter_map(BatchBuilder::new).collect();
+    let id = identity();
+    let mut events = Vec::new();
+    let mut values = Vec::new();
+    for i in 0..2000u64 {
+        // Descending times: the file must still come out sorted.
+        let ev = event_of(Kind::ALL[i as usize % Kind::ALL.len()], (2000 - i) * 1_000_000, 1000 + (i % 50) as u32);
+        let e = ev.as_event();
+        let table = Table::of(&e);
+        if i % 3 == 0 {
+            sink.push_with(&e, &id);
+        } else {
+            builders.iter_mut().find(|b| b.table() == table).unwrap().append(&context, &e, &id);
+        }
+        if i % 97 == 0 {
+            values.push(value(table, &e, "pod", json!(hex(id.pod.unwrap().as_bytes()))));
+        }
+        if i % 500 == 499 {
+            for b in builders.iter_mut().filter(|b| !b.is_empty()) {
+                sink.push_built(b.table(), b.finish().unwrap());
+            }
+        }
+        events.push(ev);
+    }
+    assert_eq!(sink.buffered_rows(), events.len());
+    let stats = sink.close(0, Duration::ZERO).unwrap();
+    assert_eq!((stats.rows_buffered, stats.rows_written), (events.len() as u64, events.len() as u64));
+    let summary = check(dir.path(), Some(&expect_of(&events, values)), &[]).unwrap();
+    assert_eq!(summary["event_ids"], json!(events.len()));
+    assert_eq!(summary["files"], json!(Table::EVENT_TABLES.len()), "one file per table: {summary}");
+}
