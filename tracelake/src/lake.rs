@@ -31,7 +31,11 @@ pub fn lake(args: &LakeArgs) -> anyhow::Result<()> {
     let flag = stop.clone();
     let worker = std::thread::Builder::new()
         .name("tl-lake".into())
-        .spawn(move || consumer.run(&flag))
+        .spawn(move || {
+            let stats = consumer.run(&flag);
+            consumer.close(std::time::Duration::from_secs(10));
+            stats
+        })
         .context("cannot start the consumer thread")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
     // The consumer stops by itself only on a panic; otherwise a signal or --for ends it.

@@ -262,6 +262,29 @@ impl LakeConsumer {
         self.stats.clone()
     }
 
+    /// Leaves the group and closes the client, waiting at most `timeout`. `run` has written and committed
+    /// everything already; what is left is librdkafka's goodbye to the coordinator, which was seen to wait
+    /// for ever on a broker that restarted (tansu). Past the timeout the close goes on in the background and
+    /// the group notices the member gone after its session timeout.
+    pub fn close(self, timeout: Duration) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("tl-lake-close".into()).spawn(move || {
+            drop(self);
+            let _ = tx.send(());
+        });
+        match spawned {
+            Ok(_) => {
+                if rx.recv_timeout(timeout).is_err() {
+                    tracing::warn!(
+                        ?timeout,
+                        "lake: the broker did not answer the consumer's close; not waiting longer"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "lake: cannot close the consumer on a thread of its own"),
+        }
+    }
+
     /// After losing every broker: writes what was consumed, forgets the
     /// positions (never committing them: a broker that restarted empty would
     /// take them as a place in its new log) and joins the group again, which

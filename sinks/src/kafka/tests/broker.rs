@@ -56,6 +56,7 @@ impl LakeThread {
             let mut c = LakeConsumer::open(&k, &s, &l).unwrap();
             tx.send(c.stats()).unwrap();
             c.run(&flag);
+            c.close(Duration::from_secs(10));
         });
         let stats = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         LakeThread { stop, stats, handle: Some(handle) }
@@ -68,6 +69,7 @@ impl LakeThread {
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             c.run(&flag);
+            c.close(Duration::from_secs(10));
         });
         LakeThread { stop, stats, handle: Some(handle) }
     }
