@@ -18,7 +18,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tracelake_model::json::{Ancestor, Identity, JsonContext};
 use tracelake_model::{BootClock, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
-use tracelake_sinks::parquet::{LakeConfig, LakeSink};
+use tracelake_sinks::parquet::{BatchBuilder, LakeConfig, LakeSink, Table};
 
 const EVENTS: u64 = 100_000;
 
@@ -205,6 +205,50 @@ fn lake(c: &mut Criterion) {
             cpu
         })
     });
+    g.finish();
+    // `tracelake run` with live rules: the detector builds Arrow batches of every event too. Before, the lake
+    // built its own rows beside them (`two_builds`); now it writes the detector's batches (`shared`). The
+    // rules' evaluation is the same in both and left out.
+    let mut g = c.benchmark_group("lake_with_detector");
+    g.throughput(Throughput::Elements(EVENTS));
+    g.sample_size(10);
+    for shared in [false, true] {
+        g.bench_function(if shared { "shared" } else { "two_builds" }, |b| {
+            b.iter_custom(|iters| {
+                let mut cpu = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut sink = LakeSink::open(&cfg(shm.path()), ctx()).expect("lake");
+                    let mut det: Vec<BatchBuilder> =
+                        Table::EVENT_TABLES.into_iter().filter_map(BatchBuilder::new).collect();
+                    let context = ctx();
+                    let t0 = thread_cpu();
+                    for (i, e) in evs.iter().enumerate() {
+                        let ev = e.as_event();
+                        let t = Table::of(&ev);
+                        if let Some(b) = det.iter_mut().find(|b| b.table() == t) {
+                            b.append(&context, black_box(&ev), &ids[i % 4]);
+                        }
+                        if !shared {
+                            sink.push_with(black_box(&ev), &ids[i % 4]);
+                        }
+                        if i % 65_536 == 65_535 || i + 1 == evs.len() {
+                            for b in det.iter_mut().filter(|b| !b.is_empty()) {
+                                let batch = b.finish().expect("batch");
+                                if shared {
+                                    sink.push_built(b.table(), batch);
+                                } else {
+                                    black_box(batch);
+                                }
+                            }
+                        }
+                    }
+                    sink.close(0, Duration::ZERO).expect("written");
+                    cpu += thread_cpu() - t0;
+                }
+                cpu
+            })
+        });
+    }
     g.finish();
     if written.0 > 0 {
         println!("lake/write_mixed: {:.1} bytes per event on disk", written.1 as f64 / written.0 as f64);
