@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, UInt16Builder,
@@ -313,16 +313,52 @@ pub(crate) struct NetCols {
     bytes_received: UInt64Builder,
 }
 
-/// Formats an address into a stack buffer (no allocation).
+/// Formats an address into a stack buffer (no allocation). IPv4 by hand: `Ipv4Addr`'s `Display` goes through
+/// the formatting machinery, about 3 % of the Kafka agent's profile.
 fn ip_str<'b>(buf: &'b mut [u8; 48], family: u16, addr: &[u8; 16]) -> &'b str {
-    let mut cur = &mut buf[..];
-    let _ = if family == 10 {
-        write!(cur, "{}", Ipv6Addr::from(*addr))
+    let len = if family == 10 {
+        let mut cur = &mut buf[..];
+        let _ = write!(cur, "{}", Ipv6Addr::from(*addr));
+        48 - cur.len()
     } else {
-        write!(cur, "{}", Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+        let mut n = 0;
+        for (i, &o) in addr[..4].iter().enumerate() {
+            if i > 0 {
+                buf[n] = b'.';
+                n += 1;
+            }
+            if o >= 100 {
+                buf[n] = b'0' + o / 100;
+                n += 1;
+            }
+            if o >= 10 {
+                buf[n] = b'0' + o / 10 % 10;
+                n += 1;
+            }
+            buf[n] = b'0' + o % 10;
+            n += 1;
+        }
+        n
     };
-    let left = cur.len();
-    std::str::from_utf8(&buf[..48 - left]).unwrap_or_default()
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[test]
+fn ipv4_by_hand_matches_display() {
+    let mut buf = [0u8; 48];
+    for o in 0..=255u8 {
+        for at in 0..4 {
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(&[10, 200, 7, 99]);
+            addr[at] = o;
+            let want = std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string();
+            assert_eq!(ip_str(&mut buf, 2, &addr), want);
+        }
+    }
+    let mut v6 = [0u8; 16];
+    (v6[0], v6[15]) = (0xfd, 9);
+    assert_eq!(ip_str(&mut buf, 10, &v6), "fd00::9");
 }
 
 impl NetCols {
