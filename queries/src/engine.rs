@@ -25,21 +25,18 @@ use tracelake_sinks::parquet::Table;
 use crate::finding::{Finding, OutputError, Suppressor, check_output, findings_of};
 use crate::rule::{Rule, RuleError};
 
-/// Batches of one event table the live rules read.
+/// Batches of one event table the live rules read: a shared table holds the current round's, a windowed
+/// rule's own table its window (arrival, rows), oldest first.
 #[derive(Debug, Default)]
 struct TableState {
-    /// (round, arrival, rows), oldest first: a shared table holds the current round, a windowed rule's
-    /// own table its window.
-    batches: VecDeque<(u64, Instant, RecordBatch)>,
-    round: u64,
+    batches: VecDeque<(Instant, RecordBatch)>,
 }
 
-/// One rule's view of a live table: the batches of this round, or of its window.
+/// One rule's view of a live table: whatever the table holds now.
 #[derive(Debug)]
 struct LiveStream {
     schema: SchemaRef,
     state: Arc<Mutex<TableState>>,
-    window: Duration,
 }
 
 impl PartitionStream for LiveStream {
@@ -48,19 +45,8 @@ impl PartitionStream for LiveStream {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batches: Vec<RecordBatch> = match self.state.lock() {
-            Ok(s) => {
-                let since = Instant::now().checked_sub(self.window);
-                s.batches
-                    .iter()
-                    .filter(|(round, at, _)| {
-                        *round == s.round || since.is_some_and(|t| *at >= t) && !self.window.is_zero()
-                    })
-                    .map(|(_, _, b)| b.clone())
-                    .collect()
-            }
-            Err(_) => Vec::new(),
-        };
+        let batches: Vec<RecordBatch> =
+            self.state.lock().map(|s| s.batches.iter().map(|(_, b)| b.clone()).collect()).unwrap_or_default();
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches.into_iter().map(Ok))))
     }
 }
@@ -156,25 +142,19 @@ impl PlannedRule {
 
     /// Windowed rules: stages the round's new rows of each table and forgets those older than the window,
     /// and the oldest beyond `max_rows`.
-    async fn stage(
-        &mut self,
-        fresh: &[bool; 5],
-        round: u64,
-        now: Instant,
-        max_rows: usize,
-    ) -> Result<(), DataFusionError> {
+    async fn stage(&mut self, fresh: &[bool; 5], now: Instant, max_rows: usize) -> Result<(), DataFusionError> {
         for s in &self.stages {
             let staged = if fresh[slot(s.table)] { s.run().await? } else { Vec::new() };
             self.pending |= !staged.is_empty();
             let Ok(mut w) = s.window.lock() else { continue };
-            w.round = round;
-            w.batches.extend(staged.into_iter().map(|b| (round, now, b)));
-            while w.batches.front().is_some_and(|(_, at, _)| now.duration_since(*at) > self.rule.window) {
+            w.batches.extend(staged.into_iter().map(|b| (now, b)));
+            while w.batches.front().is_some_and(|(at, _)| now.duration_since(*at) > self.rule.window) {
                 w.batches.pop_front();
             }
-            let mut rows: usize = w.batches.iter().map(|(_, _, b)| b.num_rows()).sum();
-            while rows > max_rows && w.batches.front().is_some_and(|(r, _, _)| *r != round) {
-                let Some((_, _, b)) = w.batches.pop_front() else { break };
+            // The round's own rows stay even beyond the bound.
+            let mut rows: usize = w.batches.iter().map(|(_, b)| b.num_rows()).sum();
+            while rows > max_rows && w.batches.front().is_some_and(|(at, _)| *at != now) {
+                let Some((_, b)) = w.batches.pop_front() else { break };
                 rows -= b.num_rows();
                 if self.dropped == 0 {
                     tracing::warn!(
@@ -197,7 +177,7 @@ async fn logical_on(
 ) -> Result<(SessionContext, LogicalPlan, SchemaRef), RuleError> {
     let ctx = SessionContext::new_with_config(session_config());
     for (t, schema, state) in tables {
-        let stream = LiveStream { schema: schema.clone(), state: state.clone(), window: rule.window };
+        let stream = LiveStream { schema: schema.clone(), state: state.clone() };
         let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(stream)])
             .map_err(|e| rule_error(rule, "cannot register the table", &e))?;
         ctx.register_table(t.name(), Arc::new(table)).map_err(|e| rule_error(rule, "cannot register the table", &e))?;
@@ -301,7 +281,7 @@ async fn stage_plan(
     shared: &Arc<Mutex<TableState>>,
 ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>), DataFusionError> {
     let ctx = SessionContext::new_with_config(session_config());
-    let stream = LiveStream { schema: table.schema(), state: shared.clone(), window: Duration::ZERO };
+    let stream = LiveStream { schema: table.schema(), state: shared.clone() };
     let provider = Arc::new(StreamingTable::try_new(table.schema(), vec![Arc::new(stream)])?);
     let mut b = LogicalPlanBuilder::scan(table.name(), provider_as_source(provider), Some(columns.to_vec()))?;
     if let Some(p) = predicate {
@@ -411,7 +391,7 @@ impl RuleEngine {
 
     /// Rows the windowed rules hold now (all tables).
     pub fn window_rows_held(&self) -> usize {
-        let held = |s: &Stage| s.window.lock().map_or(0, |w| w.batches.iter().map(|(_, _, b)| b.num_rows()).sum());
+        let held = |s: &Stage| s.window.lock().map_or(0, |w| w.batches.iter().map(|(_, b)| b.num_rows()).sum());
         self.planned.iter().flat_map(|p| &p.stages).map(held).sum()
     }
 
@@ -429,6 +409,12 @@ impl RuleEngine {
     async fn run_round(&mut self, batches: Vec<(Table, RecordBatch)>, force: bool) -> Round {
         self.round += 1;
         let now = Instant::now();
+        // The shared tables hold this round only: windows live in each rule's stages.
+        for state in &self.states {
+            if let Ok(mut s) = state.lock() {
+                s.batches.clear();
+            }
+        }
         let mut fresh = [false; 5];
         for (t, b) in batches {
             if b.num_rows() == 0 || !Table::EVENT_TABLES.contains(&t) {
@@ -437,14 +423,7 @@ impl RuleEngine {
             let i = slot(t);
             fresh[i] = true;
             if let Ok(mut s) = self.states[i].lock() {
-                s.batches.push_back((self.round, now, b));
-            }
-        }
-        for state in &self.states {
-            if let Ok(mut s) = state.lock() {
-                // The shared tables hold this round only: windows live in each rule's stages.
-                s.round = self.round;
-                s.batches.retain(|(r, _, _)| *r == self.round);
+                s.batches.push_back((now, b));
             }
         }
         let mut round = Round::default();
@@ -456,7 +435,7 @@ impl RuleEngine {
                     continue;
                 }
             } else {
-                if let Err(e) = p.stage(&fresh, self.round, now, self.window_rows).await {
+                if let Err(e) = p.stage(&fresh, now, self.window_rows).await {
                     round.errors.push((p.rule.id.clone(), e.strip_backtrace()));
                     continue;
                 }

@@ -375,11 +375,10 @@ impl LiveDetector {
         std::mem::take(&mut self.built)
     }
 
-    /// Hands what is buffered to the rules now and returns the shared batches: before the sink that takes
-    /// them closes.
-    pub fn flush_built(&mut self) -> Vec<(Table, RecordBatch)> {
+    /// Hands what is buffered to the rules now (at shutdown, before the sink that takes the shared batches
+    /// closes).
+    pub fn send_buffered(&mut self) {
         self.send();
-        self.take_built()
     }
 
     /// Hands the buffered events over once `interval` has passed; call about every second.

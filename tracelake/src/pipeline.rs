@@ -202,13 +202,9 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         // Detections first: their last findings still go to Kafka before it closes, and the rows they built
         // to the lake.
         if let Some(d) = handler.detect.as_mut() {
-            let built = d.flush_built();
-            if let Some(l) = handler.lake.as_mut() {
-                for (table, batch) in built {
-                    l.push_built(table, batch);
-                }
-            }
+            d.send_buffered();
         }
+        handler.lake_takes_built();
         if let Some(d) = handler.detect.take() {
             crate::detect::log_stats(&d.close());
         }

@@ -1,7 +1,6 @@
 //! The producer's client context: delivery reports and client errors are
 //! collected here and handled by the sink on its own thread after `poll`.
 
-use std::hash::Hasher;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientContext;
@@ -99,22 +98,4 @@ pub(super) fn permanent(code: Option<RDKafkaErrorCode>) -> bool {
                 | RDKafkaErrorCode::InvalidRecord
         )
     )
-}
-
-/// The key hashes are FNV already.
-#[derive(Default)]
-pub(super) struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
 }

@@ -2,7 +2,6 @@
 //! Kafka, with the spool behind it when the broker does not take them.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,11 +12,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
 
-use super::client::{Inflight, KeyHasher, Origin, Outcome, Reports, permanent};
+use super::client::{Inflight, Origin, Outcome, Reports, permanent};
 use super::spool::{Appended, Spool};
 use super::stats::{ProducerStats, add, get};
 use super::wire::{self, Envelope, WorkloadKey};
 use super::{KafkaConfig, KafkaError, TopicKeeper};
+use crate::hash::PremixedMap;
 use crate::parquet::{BatchBuilder, Table, error_chain};
 
 /// Room left in a message for headers and the request's own framing.
@@ -43,7 +43,8 @@ pub struct KafkaSink {
     producer: BaseProducer<Reports>,
     topics: HashMap<Table, String>,
     open: Vec<Open>,
-    index: HashMap<u64, Vec<usize>, BuildHasherDefault<KeyHasher>>,
+    /// By the FNV hash of (table, key).
+    index: PremixedMap<Vec<usize>>,
     spool: Spool,
     /// Delivered messages re-sent after an outage (newest last).
     recent: VecDeque<(Instant, Arc<Envelope>)>,

@@ -26,6 +26,13 @@ impl BatchBuilder {
         Some(BatchBuilder { table, common: Common::default(), extra: Extra::new(table)?, bytes: 0 })
     }
 
+    /// Builders for one of `Table::EVENT_TABLES` (the lake sink's buffers; a table without event columns
+    /// gets the process columns, as no event goes there).
+    pub(crate) fn for_event_table(table: Table) -> BatchBuilder {
+        let extra = Extra::new(table).unwrap_or(Extra::Process(Box::default()));
+        BatchBuilder { table, common: Common::default(), extra, bytes: 0 }
+    }
+
     pub fn table(&self) -> Table {
         self.table
     }

@@ -4,14 +4,13 @@
 //! are still plain Utf8 (`take` gathers them at `finish`, sized exactly),
 //! so files, Kafka messages and SQL see the documented types.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use arrow::array::{Array, ArrayRef, StringArray, UInt32Array, new_null_array};
 use arrow::compute::take;
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use tracelake_model::json::Identity;
+
+use crate::hash::PremixedMap;
 
 /// Identity string columns, in schema order. The peer columns are set on
 /// network events only (null elsewhere costs next to nothing in Parquet).
@@ -74,24 +73,6 @@ struct Span {
 
 const NULL: Span = Span { start: u32::MAX, len: 0 };
 
-/// The fingerprints are mixed already.
-#[derive(Default)]
-struct Fingerprint(u64);
-
-impl Hasher for Fingerprint {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
 /// Cheap to compute: where the strings live, not what they say. The
 /// enricher hands out the same cached strings for every event of a
 /// container, so equal identities mostly have equal fingerprints; the
@@ -113,7 +94,7 @@ pub(crate) struct IdentityColumns {
     /// The strings of every distinct identity, each copied once.
     arena: String,
     entries: Vec<[Span; N]>,
-    index: HashMap<u64, u32, BuildHasherDefault<Fingerprint>>,
+    index: PremixedMap<u32>,
     /// One per row: its identity's entry.
     keys: Vec<u32>,
     /// The entry of the previous row (events come in bursts per process).

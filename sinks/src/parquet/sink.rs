@@ -3,13 +3,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::RecordBatch;
 use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
 
 use super::LakeConfig;
-use super::classes::Extra;
-use super::columns::Common;
+use super::batch::BatchBuilder;
 use super::maintain::{self, MaintenanceReport};
 use super::schema::Table;
 use super::writer::{LakeError, LakeWriter};
@@ -35,11 +34,10 @@ pub struct LakeStats {
 /// Rows of one event table being gathered for the next file.
 #[derive(Debug)]
 struct Buffer {
-    table: Table,
-    common: Common,
-    extra: Extra,
+    rows: BatchBuilder,
     /// Batches of this table another part of the node built already (the live detector's), in order.
     built: Vec<RecordBatch>,
+    /// Estimated bytes of both.
     bytes: usize,
     /// When the oldest buffered row arrived.
     since: Option<Instant>,
@@ -47,26 +45,20 @@ struct Buffer {
 
 impl Buffer {
     fn rows(&self) -> usize {
-        self.common.len() + self.built.iter().map(RecordBatch::num_rows).sum::<usize>()
+        self.rows.rows() + self.built.iter().map(RecordBatch::num_rows).sum::<usize>()
     }
 
     fn take_batch(&mut self) -> Result<RecordBatch, LakeError> {
         self.bytes = 0;
         self.since = None;
-        let table = self.table.name();
-        let arrow = |source| LakeError::Arrow { table, source };
         let mut batches = std::mem::take(&mut self.built);
-        if self.common.len() > 0 {
-            let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.table.schema().fields().len());
-            // Both are emptied before an error is returned: the next batch starts aligned.
-            let common = self.common.finish(&mut cols);
-            self.extra.finish(&mut cols);
-            common.map_err(arrow)?;
-            batches.push(RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)?);
+        if !self.rows.is_empty() {
+            batches.push(self.rows.finish()?);
         }
         match batches.len() {
             1 => Ok(batches.swap_remove(0)),
-            _ => arrow::compute::concat_batches(&self.table.schema(), &batches).map_err(arrow),
+            _ => arrow::compute::concat_batches(&self.rows.table().schema(), &batches)
+                .map_err(|source| LakeError::Arrow { table: self.rows.table().name(), source }),
         }
     }
 }
@@ -130,9 +122,7 @@ impl LakeSink {
             );
         }
         let buffers = Table::EVENT_TABLES.map(|table| Buffer {
-            table,
-            common: Common::default(),
-            extra: Extra::new(table).unwrap_or(Extra::Process(Box::default())),
+            rows: BatchBuilder::for_event_table(table),
             built: Vec::new(),
             bytes: 0,
             since: None,
@@ -162,7 +152,7 @@ impl LakeSink {
         if buf.since.is_none() {
             buf.since = Some(Instant::now());
         }
-        buf.bytes += buf.common.append(&self.ctx, ev, id) + buf.extra.append(ev);
+        buf.bytes += buf.rows.append(&self.ctx, ev, id);
         self.stats.rows_buffered += 1;
         if buf.bytes >= self.cfg.rotate_bytes {
             self.flush_slot(i);
@@ -263,7 +253,7 @@ impl LakeSink {
         if buf.rows() == 0 {
             return;
         }
-        let table = buf.table;
+        let table = buf.rows.table();
         match buf.take_batch() {
             // Earlier failures go first so files keep their order.
             Ok(batch) => {

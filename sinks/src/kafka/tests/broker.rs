@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,18 +47,7 @@ struct LakeThread {
 
 impl LakeThread {
     fn start(k: &KafkaConfig, s: &LakeServiceConfig, l: &LakeConfig) -> LakeThread {
-        let (k, s, l) = (k.clone(), s.clone(), l.clone());
-        let stop = StopFlag::default();
-        let (tx, rx) = mpsc::channel();
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let mut c = LakeConsumer::open(&k, &s, &l).unwrap();
-            tx.send(c.stats()).unwrap();
-            c.run(&flag);
-            c.close(Duration::from_secs(10));
-        });
-        let stats = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        LakeThread { stop, stats, handle: Some(handle) }
+        LakeThread::run(LakeConsumer::open(k, s, l).unwrap())
     }
 
     /// Runs a consumer opened earlier.
