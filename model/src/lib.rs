@@ -183,6 +183,11 @@ impl BootClock {
         BootClock { offset_ns }
     }
 
+    /// realtime - boottime, nanoseconds (what `from_offset` takes).
+    pub fn offset_ns(&self) -> i128 {
+        self.offset_ns
+    }
+
     /// Wall-clock nanoseconds since the Unix epoch for a boottime stamp.
     pub fn wall_ns(&self, ktime_ns: u64) -> i128 {
         i128::from(ktime_ns) + self.offset_ns

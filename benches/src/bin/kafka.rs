@@ -16,13 +16,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use arrow::array::{Array, TimestampNanosecondArray};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use tracelake_model::json::{Identity, JsonContext};
 use tracelake_model::{BootClock, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
 use tracelake_sinks::kafka::wire;
 use tracelake_sinks::kafka::{KafkaConfig, KafkaSink, LakeConsumer, LakeServiceConfig, SpoolConfig, StopFlag};
 use tracelake_sinks::parquet::{LakeConfig, Table};
 use tracelake_testkit::broker::Broker;
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 fn wall_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
@@ -119,12 +126,14 @@ fn throughput(n: u64, batch_rows: usize, batch_kib: usize, compression: &str) ->
     let mut pool: Vec<OwnedEvent> = (0..1000).map(template).collect();
     let ids = identities();
     let t0 = Instant::now();
+    let cpu0 = thread_cpu();
     for i in 0..n {
         let ev = &mut pool[(i % 1000) as usize];
         ev.subject.ktime_ns = i * 1000;
         sink.push_with(&ev.as_event(), &ids[(i / 7 % 20) as usize]);
     }
     let pushed = t0.elapsed();
+    let cpu = thread_cpu() - cpu0;
     anyhow::ensure!(sink.flush(Duration::from_secs(300)), "broker did not take everything");
     let acked = t0.elapsed();
     let stats = sink.close(Duration::from_secs(5))?;
@@ -133,7 +142,7 @@ fn throughput(n: u64, batch_rows: usize, batch_kib: usize, compression: &str) ->
     anyhow::ensure!(get("delivered_rows") == n, "delivered {} of {n}", get("delivered_rows"));
     println!(
         "throughput (batch_max_rows {batch_rows}, batch_max_bytes {batch_kib} KiB, {compression}): {n} events, {} messages ({:.0} rows/message); pushed (batched, encoded, sent) in {:.2} s = \
-         {:.0} events/s; all acknowledged after {:.2} s = {:.0} events/s; failed {} spooled {}",
+         {:.0} events/s; all acknowledged after {:.2} s = {:.0} events/s; failed {} spooled {}; producer thread {:.2} s CPU = {:.0} events/s per core",
         get("delivered"),
         n as f64 / get("delivered") as f64,
         pushed.as_secs_f64(),
@@ -142,6 +151,8 @@ fn throughput(n: u64, batch_rows: usize, batch_kib: usize, compression: &str) ->
         n as f64 / acked.as_secs_f64(),
         get("failed"),
         get("spooled"),
+        cpu.as_secs_f64(),
+        n as f64 / cpu.as_secs_f64(),
     );
     Ok(())
 }
@@ -221,7 +232,17 @@ fn latency(linger_ms: u64, file_age_ms: u64) -> anyhow::Result<()> {
             while !done.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
                     let now = wall_ns();
-                    for b in wire::decode(m.payload().unwrap_or_default())? {
+                    let header = |name: &str| {
+                        m.headers()
+                            .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default()
+                    };
+                    let table = Table::from_name(&header(wire::HEADER_TABLE)).context("table header")?;
+                    let (version, node) = (header(wire::HEADER_SCHEMA), header(wire::HEADER_NODE));
+                    let payload = m.payload().unwrap_or_default();
+                    let batches = wire::decode_message(table, &version, &node, payload).map_err(anyhow::Error::msg)?;
+                    for b in batches {
                         let t = b.column_by_name("time").context("time")?;
                         let t = t.as_any().downcast_ref::<TimestampNanosecondArray>().context("ts")?;
                         let mut l = lat.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;

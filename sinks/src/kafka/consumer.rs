@@ -503,16 +503,9 @@ fn decode(table: Table, msg: &BorrowedMessage<'_>) -> Result<Vec<RecordBatch>, S
     if got.as_deref() != Some(table.name()) {
         return Err(format!("header {} is {got:?}, topic holds {}", wire::HEADER_TABLE, table.name()));
     }
-    let version = header(wire::HEADER_SCHEMA);
-    if version.as_deref() != Some(wire::schema_version(table)) {
-        return Err(format!("schema version {version:?}, this lake writes {}", wire::schema_version(table)));
-    }
-    let batches = wire::decode(msg.payload().unwrap_or_default()).map_err(|e| format!("arrow ipc: {e}"))?;
-    let schema = table.schema();
-    if batches.iter().any(|b| b.schema().fields() != schema.fields()) {
-        return Err("columns differ from the table's".into());
-    }
-    Ok(batches)
+    let version = header(wire::HEADER_SCHEMA).unwrap_or_default();
+    let node = header(wire::HEADER_NODE).unwrap_or_default();
+    wire::decode_message(table, &version, &node, msg.payload().unwrap_or_default())
 }
 
 fn parse_id(hex: &str) -> u64 {

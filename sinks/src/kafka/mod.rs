@@ -1,7 +1,8 @@
 //! Kafka transport between `tracelake agent` on every node and `tracelake
 //! lake`, the service that writes the Parquet lake (docs/kafka.md).
 //!
-//! The agent ships Arrow IPC batches (one table, one workload each) with an
+//! The agent ships its events as records (one table, one workload per
+//! message; `records`) and the live findings as Arrow IPC batches, with an
 //! idempotent producer; what the broker does not take goes to a checksummed
 //! on-disk spool and is replayed in order. The lake consumes in a consumer
 //! group, drops duplicates by event id, and commits offsets only after the
@@ -10,6 +11,7 @@
 mod client;
 mod config;
 mod consumer;
+pub mod records;
 mod sink;
 mod spool;
 mod stats;

@@ -13,23 +13,25 @@ use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
 
 use super::client::{Inflight, Origin, Outcome, Reports, permanent};
+use super::records::{self, RecordWriter};
 use super::spool::{Appended, Spool};
 use super::stats::{ProducerStats, add, get};
 use super::wire::{self, Envelope, WorkloadKey};
 use super::{KafkaConfig, KafkaError, TopicKeeper};
 use crate::hash::PremixedMap;
-use crate::parquet::{BatchBuilder, Table, error_chain};
+use crate::parquet::{Table, error_chain};
 
 /// Room left in a message for headers and the request's own framing.
 const MESSAGE_HEADROOM: usize = 16 * 1024;
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 const BLOCK_POLL: Duration = Duration::from_millis(100);
 
-/// Rows of one table and one workload being gathered into a message.
+/// Events of one table and one workload being gathered into a message.
 #[derive(Debug)]
 struct Open {
     key: String,
-    builder: BatchBuilder,
+    table: Table,
+    records: RecordWriter,
     since: Option<Instant>,
 }
 
@@ -107,9 +109,10 @@ impl KafkaSink {
         let table = Table::of(ev);
         let key = WorkloadKey::of(id, self.ctx.node);
         let hash = key.hash() ^ table_salt(table);
-        let found = self.index.get(&hash).and_then(|v| {
-            v.iter().copied().find(|&i| self.open[i].builder.table() == table && key.matches(&self.open[i].key))
-        });
+        let found = self
+            .index
+            .get(&hash)
+            .and_then(|v| v.iter().copied().find(|&i| self.open[i].table == table && key.matches(&self.open[i].key)));
         let i = match found {
             Some(i) => i,
             None => self.open_batch(table, key, hash),
@@ -118,8 +121,8 @@ impl KafkaSink {
         if o.since.is_none() {
             o.since = Some(Instant::now());
         }
-        o.builder.append(&self.ctx, ev, id);
-        if o.builder.rows() >= self.cfg.batch_max_rows || o.builder.bytes() >= self.cfg.batch_max_bytes {
+        o.records.append(ev, id);
+        if o.records.rows() >= self.cfg.batch_max_rows || o.records.bytes() >= self.cfg.batch_max_bytes {
             self.ship(i);
         }
         self.since_check += 1;
@@ -138,8 +141,7 @@ impl KafkaSink {
             self.open.clear();
             self.index.clear();
         }
-        let Some(builder) = BatchBuilder::new(table) else { unreachable!("Table::of returns event tables only") };
-        self.open.push(Open { key: key.to_string(), builder, since: None });
+        self.open.push(Open { key: key.to_string(), table, records: RecordWriter::default(), since: None });
         let i = self.open.len() - 1;
         self.index.entry(hash).or_default().push(i);
         i
@@ -167,20 +169,47 @@ impl KafkaSink {
     /// Turns open batch `i` into messages and sends them.
     fn ship(&mut self, i: usize) {
         let o = &mut self.open[i];
-        if o.builder.rows() == 0 {
+        if o.records.rows() == 0 {
             return;
         }
         o.since = None;
-        let table = o.builder.table();
-        let key = o.key.clone();
-        match o.builder.finish() {
-            Ok(batch) => self.ship_batch(table, &key, batch),
-            Err(e) => {
-                // Only a bug in the builders gets here; said loudly.
-                add(&self.stats.rejected_rows, 1);
-                tracing::error!(error = %error_chain(&e), "kafka: batch could not be built, rows lost");
+        let (table, key, rows) = (o.table, o.key.clone(), o.records.rows());
+        let payload = o.records.finish(&self.ctx);
+        let limit = self.cfg.message_max_bytes.saturating_sub(MESSAGE_HEADROOM);
+        // Batches are shipped at batch_max_bytes: only a few huge events (a 1 MiB argv) get past the limit.
+        let mut todo = vec![(payload, rows)];
+        while let Some((payload, rows)) = todo.pop() {
+            if payload.len() <= limit {
+                self.ship_payload(table, &key, records::VERSION, rows, payload);
+                continue;
+            }
+            match records::split(&payload) {
+                Ok(Some([first, second])) => {
+                    todo.push(second);
+                    todo.push(first);
+                }
+                Ok(None) => {
+                    add(&self.stats.rejected_rows, 1);
+                    tracing::error!(
+                        bytes = payload.len(),
+                        limit,
+                        table = table.name(),
+                        "kafka: one event larger than message_max_bytes, rejected"
+                    );
+                }
+                Err(e) => {
+                    // Only a bug in the encoder gets here; said loudly.
+                    add(&self.stats.rejected_rows, rows as u64);
+                    tracing::error!(error = %error_chain(&e), "kafka: message could not be split, rows lost");
+                }
             }
         }
+    }
+
+    fn ship_payload(&mut self, table: Table, key: &str, version: &str, rows: usize, payload: Vec<u8>) {
+        let env =
+            Envelope { table, key: key.to_string(), rows: rows as u32, schema_version: version.to_string(), payload };
+        self.dispatch(Arc::new(env));
     }
 
     /// Encodes a batch, halving it until each message fits `message_max_bytes`.
@@ -212,14 +241,7 @@ impl KafkaSink {
                 }
                 continue;
             }
-            let env = Envelope {
-                table,
-                key: key.to_string(),
-                rows: b.num_rows() as u32,
-                schema_version: wire::schema_version(table).to_string(),
-                payload,
-            };
-            self.dispatch(Arc::new(env));
+            self.ship_payload(table, key, wire::schema_version(table), b.num_rows(), payload);
         }
     }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod broker;
+mod records;
 
 use std::path::Path;
 use std::process::Command;

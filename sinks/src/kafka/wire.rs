@@ -54,6 +54,27 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
     StreamReader::try_new(bytes, None)?.collect()
 }
 
+/// The rows of a message by its `tracelake-schema-version` header: the agent's events as records
+/// (`records::VERSION`), rows built elsewhere (findings) as Arrow IPC of the table's own schema.
+pub fn decode_message(table: Table, version: &str, node: &str, payload: &[u8]) -> Result<Vec<RecordBatch>, String> {
+    if version == super::records::VERSION {
+        return super::records::to_batch(table, node, payload).map(|b| vec![b]);
+    }
+    if version != schema_version(table) {
+        return Err(format!(
+            "schema version {version:?}, this lake reads {} or {}",
+            super::records::VERSION,
+            schema_version(table)
+        ));
+    }
+    let batches = decode(payload).map_err(|e| format!("arrow ipc: {e}"))?;
+    let schema = table.schema();
+    if batches.iter().any(|b| b.schema().fields() != schema.fields()) {
+        return Err("columns differ from the table's".into());
+    }
+    Ok(batches)
+}
+
 /// Which workload an event belongs to: the message key, so one workload's
 /// events land in one partition, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,223 @@
+//! The records format: the lake's rows from a records message must be exactly the rows `tracelake run`
+//! builds from the same events, for every kind and hostile strings; damaged messages are errors.
+
+use tracelake_model::json::{Ancestor, Identity, JsonContext};
+use tracelake_model::{Aggregate, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
+
+use super::ctx;
+use crate::kafka::records::{self, RecordWriter, Records};
+use crate::parquet::{BatchBuilder, Table};
+
+/// Bytes no text column can hold as they are: invalid UTF-8, a newline, a NUL, a quote.
+const HOSTILE: &[u8] = b"/tmp/\xff\xfe evil\nline\0\"q\"";
+
+fn body_of(kind: Kind, i: u64) -> (OwnedBody, [Vec<u8>; 3]) {
+    let s = |v: &[u8]| v.to_vec();
+    let ep = |last: u8, port: u16| {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[10, 42, 1, last]);
+        Endpoint { addr, port }
+    };
+    match kind {
+        Kind::Exec => (
+            OwnedBody::Exec { exe_ino: 5 + i, exe_dev: 8, exe_nlink: 0 },
+            [s(HOSTILE), s(b"sh\0-c\0echo \xff\nx\0"), s(b"/work dir")],
+        ),
+        Kind::ProcessSnapshot => (OwnedBody::Snapshot, [s(b"/bin/sleep"), s(b"sleep\0inf\0"), s(HOSTILE)]),
+        Kind::Fork => (OwnedBody::Fork { child_pid: 4242, child_start_ns: 99 + i }, Default::default()),
+        Kind::Exit => (OwnedBody::Exit { exit_code: 137, signal: 9, core_dump: true }, Default::default()),
+        Kind::CloneThread => (OwnedBody::Threads, Default::default()),
+        Kind::FileOpen | Kind::FileRename | Kind::FileUnlink | Kind::FileChmod | Kind::FileChown => (
+            OwnedBody::File {
+                ret: -13,
+                ino: 77 + i,
+                dev: 2049,
+                open_flags: 0o101,
+                mode: 0o4755,
+                owner_uid: u32::MAX,
+                owner_gid: 5,
+            },
+            [s(HOSTILE), s(if kind == Kind::FileRename { b"/etc/shadow" } else { b"" }), Vec::new()],
+        ),
+        Kind::NetConnect | Kind::NetAccept | Kind::NetListen | Kind::NetClose | Kind::NetUdpSend | Kind::NetBind => (
+            OwnedBody::Net {
+                ret: 0,
+                family: if i.is_multiple_of(7) { 1 } else { 2 },
+                protocol: if kind == Kind::NetUdpSend { 17 } else { 6 },
+                local: ep(7, 40000),
+                remote: ep((i % 250) as u8, if i.is_multiple_of(2) { 53 } else { 443 }),
+                bytes_sent: i,
+                bytes_received: 2 * i,
+            },
+            [if i.is_multiple_of(7) { s(HOSTILE) } else { Vec::new() }, Vec::new(), Vec::new()],
+        ),
+        Kind::Setuid
+        | Kind::Setgid
+        | Kind::Capset
+        | Kind::Ptrace
+        | Kind::Mount
+        | Kind::Umount
+        | Kind::Unshare
+        | Kind::Setns
+        | Kind::ModuleLoad
+        | Kind::Bpf
+        | Kind::MemfdCreate
+        | Kind::Chroot
+        | Kind::PivotRoot => (
+            OwnedBody::Syscall { nr: 165, ret: -1, args: [1, 2, 3, u64::MAX, 5, i] },
+            [s(b"/dev/sda1"), s(HOSTILE), s(b"ext4")],
+        ),
+    }
+}
+
+fn events() -> Vec<OwnedEvent> {
+    (0..Kind::ALL.len() as u64 * 3)
+        .map(|i| {
+            let kind = Kind::ALL[(i as usize) % Kind::ALL.len()];
+            let (body, strings) = body_of(kind, i);
+            OwnedEvent {
+                kind,
+                subject: Subject {
+                    ktime_ns: 5_000_000 + i * 333,
+                    cgroup_id: 9000 + i % 3,
+                    proc_start_ns: 10 + i % 4,
+                    pid: 100 + (i % 4) as u32,
+                    tgid: 100 + (i % 4) as u32,
+                    ppid: 1,
+                    uid: 0,
+                    gid: 1,
+                    euid: 2,
+                    egid: 3,
+                    pidns: 4026531836,
+                    mntns: 4026531841,
+                    comm: *b"sh\xff\n\0\0\0\0\0\0\0\0\0\0\0\0",
+                },
+                flags: (i % 128) as u32,
+                count: if i.is_multiple_of(5) { 40 } else { 1 },
+                aggregate: (i.is_multiple_of(5)).then_some(Aggregate { first_ns: 1000, last_ns: 2000 + i }),
+                body,
+                strings,
+            }
+        })
+        .collect()
+}
+
+/// Identities by `i`: a full pod with lineage, one with a peer and a partial answer, a bare container, the host.
+fn identity(i: u64) -> Identity<'static> {
+    let mut id = match i % 4 {
+        0 => Identity {
+            cgroup: Some("/kubepods/pod1/abc"),
+            container_id: Some("abc"),
+            container_runtime: Some("containerd"),
+            pod_uid: Some("u-1"),
+            pod: Some("api-7d9f-x"),
+            namespace: Some("shop"),
+            container_name: Some("api"),
+            image: Some("reg/api:1"),
+            image_digest: Some("sha256:00"),
+            pod_ip: Some("10.42.1.7"),
+            workload_kind: Some("Deployment"),
+            workload: Some("api"),
+            workload_source: Some("api"),
+            process_exe: Some(b"/usr/bin/python3\xff"),
+            ..Identity::default()
+        },
+        1 => Identity {
+            container_id: Some("abc"),
+            namespace: Some("shop"),
+            peer_pod: Some("db-0"),
+            peer_namespace: Some("shop"),
+            peer_workload_kind: Some("StatefulSet"),
+            peer_workload: Some("db"),
+            peer_container_id: Some("def"),
+            peer_service: Some("db"),
+            partial: true,
+            ..Identity::default()
+        },
+        2 => Identity { container_id: Some("ddd"), containerd_namespace: Some("default"), ..Identity::default() },
+        _ => Identity::default(),
+    };
+    if i.is_multiple_of(4) {
+        id.ancestors[0] = Some(Ancestor { pid: 1, exe: b"/bin/sh", args: b"sh\0-c\0run \xfe\n\0" });
+        id.ancestors[1] = Some(Ancestor { pid: 0, exe: HOSTILE, args: b"" });
+    }
+    id
+}
+
+/// Events of `table`, with their identities, through a records message.
+fn through_records(table: Table, evs: &[OwnedEvent], ctx: &JsonContext<'_>) -> (usize, Vec<u8>) {
+    let mut w = RecordWriter::default();
+    for (i, e) in evs.iter().enumerate() {
+        if Table::of(&e.as_event()) == table {
+            w.append(&e.as_event(), &identity(i as u64));
+        }
+    }
+    (w.rows(), w.finish(ctx))
+}
+
+#[test]
+fn records_give_the_lake_exactly_the_rows_run_builds() {
+    let evs = events();
+    let ctx = ctx();
+    for table in Table::EVENT_TABLES {
+        let mut direct = BatchBuilder::new(table).unwrap();
+        for (i, e) in evs.iter().enumerate() {
+            if Table::of(&e.as_event()) == table {
+                direct.append(&ctx, &e.as_event(), &identity(i as u64));
+            }
+        }
+        let want = direct.finish().unwrap();
+        let (rows, msg) = through_records(table, &evs, &ctx);
+        assert!(rows > 0 && rows == want.num_rows(), "{}: {rows} rows", table.name());
+        let got = records::to_batch(table, ctx.node, &msg).unwrap();
+        assert_eq!(got, want, "{}", table.name());
+        // A second message from the same writer starts clean: no identity of the first leaks in.
+        let (_, again) = through_records(table, &evs, &ctx);
+        assert_eq!(again, msg);
+    }
+}
+
+#[test]
+fn identities_are_written_once_per_message() {
+    let evs = events();
+    let (rows, msg) = through_records(Table::KernelActivity, &evs, &ctx());
+    let parsed = Records::parse(&msg).unwrap();
+    assert_eq!(parsed.rows(), rows);
+    assert!(rows > 8);
+    // Four container identities; one lineage with ancestors and one without.
+    assert_eq!(parsed.identities(), (4, 2));
+}
+
+#[test]
+fn a_cut_or_damaged_message_is_an_error_not_fewer_rows() {
+    let table = Table::ProcessActivity;
+    let (_, msg) = through_records(table, &events(), &ctx());
+    for cut in 0..msg.len() {
+        assert!(records::to_batch(table, "n", &msg[..cut]).is_err(), "cut at {cut} of {}", msg.len());
+    }
+    let mut bad = msg.clone();
+    bad[0] = b'X';
+    assert!(records::to_batch(table, "n", &bad).unwrap_err().contains("magic"));
+    let mut trailing = msg.clone();
+    trailing.push(0);
+    assert!(records::to_batch(table, "n", &trailing).unwrap_err().contains("after the last event"));
+    // Events of another table in the message: refused, not written into the wrong table.
+    assert!(records::to_batch(Table::FileActivity, "n", &msg).unwrap_err().contains("in a message of table"));
+}
+
+#[test]
+fn an_oversized_message_splits_into_halves_with_the_same_rows() {
+    let table = Table::NetworkActivity;
+    let evs = events();
+    let ctx = ctx();
+    let (rows, msg) = through_records(table, &evs, &ctx);
+    let [(a, na), (b, nb)] = records::split(&msg).unwrap().unwrap();
+    assert_eq!(na + nb, rows);
+    let whole = records::to_batch(table, "n", &msg).unwrap();
+    let (a, b) = (records::to_batch(table, "n", &a).unwrap(), records::to_batch(table, "n", &b).unwrap());
+    assert_eq!(arrow::compute::concat_batches(&whole.schema(), [&a, &b]).unwrap(), whole);
+    let mut w = RecordWriter::default();
+    let first = evs.iter().find(|e| Table::of(&e.as_event()) == table).unwrap();
+    w.append(&first.as_event(), &identity(0));
+    assert!(records::split(&w.finish(&ctx)).unwrap().is_none(), "one event cannot be split");
+}
