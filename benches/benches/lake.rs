@@ -6,6 +6,8 @@
 //! - `lake/append_mixed`: `LakeSink::push_with` only (Arrow builders; nothing written), into a new sink.
 //! - `lake/append_steady`: the same into one sink kept across iterations, each iteration's
 //!   file written (untimed) before the next: the steady state of a running sink.
+//! - `lake_service/{arrow_ipc,records}`: the lake service's side of the Kafka messages of those events,
+//!   Arrow IPC decoded against rows built from records.
 //! - `lake/write_mixed`: push, then sort, zstd-encode and write files (fsync and rename included)
 //!   into a directory under /dev/shm, so the disk's speed is not what is measured.
 //!
@@ -18,6 +20,8 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tracelake_model::json::{Ancestor, Identity, JsonContext};
 use tracelake_model::{BootClock, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
+use tracelake_sinks::kafka::records::{self, RecordWriter};
+use tracelake_sinks::kafka::wire;
 use tracelake_sinks::parquet::{BatchBuilder, LakeConfig, LakeSink, Table};
 
 const EVENTS: u64 = 100_000;
@@ -243,6 +247,47 @@ fn lake(c: &mut Criterion) {
                         }
                     }
                     sink.close(0, Duration::ZERO).expect("written");
+                    cpu += thread_cpu() - t0;
+                }
+                cpu
+            })
+        });
+    }
+    g.finish();
+    // The lake service's side of a message: Arrow IPC decoding (what the agent used to send) against
+    // building the rows from records (what it sends now). Writing the rows is the same after either.
+    let mut g = c.benchmark_group("lake_service");
+    g.throughput(Throughput::Elements(EVENTS));
+    g.sample_size(10);
+    let context = ctx();
+    let mut messages: Vec<(Table, Vec<u8>, Vec<u8>)> = Vec::new();
+    for t in Table::EVENT_TABLES {
+        let of: Vec<usize> = (0..evs.len()).filter(|&i| Table::of(&evs[i].as_event()) == t).collect();
+        for chunk in of.chunks(2857) {
+            let mut w = RecordWriter::default();
+            let mut b = BatchBuilder::new(t).expect("event table");
+            for &i in chunk {
+                w.append(&evs[i].as_event(), &ids[i % 4]);
+                b.append(&context, &evs[i].as_event(), &ids[i % 4]);
+            }
+            let ipc = wire::encode(&b.finish().expect("batch")).expect("ipc");
+            messages.push((t, w.finish(&context), ipc));
+        }
+    }
+    for records in [false, true] {
+        g.bench_function(if records { "records" } else { "arrow_ipc" }, |b| {
+            b.iter_custom(|iters| {
+                let mut cpu = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut rows = None;
+                    let t0 = thread_cpu();
+                    for (t, rec, ipc) in &messages {
+                        if records {
+                            black_box(records::to_batch(&mut rows, *t, context.node, rec).expect("rows"));
+                        } else {
+                            black_box(wire::decode(ipc).expect("rows"));
+                        }
+                    }
                     cpu += thread_cpu() - t0;
                 }
                 cpu

@@ -248,7 +248,8 @@ fn latency(linger_ms: u64, file_age_ms: u64) -> anyhow::Result<()> {
                     let table = Table::from_name(&header(wire::HEADER_TABLE)).context("table header")?;
                     let (version, node) = (header(wire::HEADER_SCHEMA), header(wire::HEADER_NODE));
                     let payload = m.payload().unwrap_or_default();
-                    let batches = wire::decode_message(table, &version, &node, payload).map_err(anyhow::Error::msg)?;
+                    let batches =
+                        wire::decode_message(table, &version, &node, payload, &mut None).map_err(anyhow::Error::msg)?;
                     for b in batches {
                         let t = b.column_by_name("time").context("time")?;
                         let t = t.as_any().downcast_ref::<TimestampNanosecondArray>().context("ts")?;

@@ -19,7 +19,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::stats::{ConsumerStats, add};
 use super::wire;
 use super::{KafkaConfig, KafkaError, LakeServiceConfig, TopicKeeper};
-use crate::parquet::{LakeConfig, LakeWriter, Table, error_chain, maintain};
+use crate::parquet::batch::data_bytes;
+use crate::parquet::{BatchBuilder, LakeConfig, LakeWriter, Table, error_chain, maintain};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -76,6 +77,8 @@ struct Pending {
     /// Next offset per partition, committed once the rows before it are durable.
     offsets: HashMap<i32, i64>,
     recent: Recent,
+    /// Builders for the rows of records messages, kept from message to message.
+    builder: Option<BatchBuilder>,
 }
 
 #[derive(Debug)]
@@ -177,6 +180,7 @@ impl LakeConsumer {
                 since: None,
                 offsets: HashMap::new(),
                 recent,
+                builder: None,
             });
         }
         let seeded_at = SystemTime::now().checked_sub(cfg.dedupe_seed_age).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -341,7 +345,7 @@ impl State {
         let Some(i) = self.tables.iter().position(|p| p.topic == msg.topic()) else { return };
         let (partition, offset) = (msg.partition(), msg.offset());
         let table = self.tables[i].table;
-        match decode(table, msg) {
+        match decode(table, msg, &mut self.tables[i].builder) {
             Ok(batches) => {
                 for b in batches {
                     self.append(i, &b);
@@ -382,7 +386,7 @@ impl State {
         };
         if b.num_rows() > 0 {
             p.rows += b.num_rows();
-            p.bytes += b.get_array_memory_size();
+            p.bytes += data_bytes(&b);
             p.batches.push(b);
         }
     }
@@ -460,7 +464,7 @@ impl State {
                     add(&self.stats.rows_written, done as u64);
                     tracing::error!(error = %error_chain(&partial.error), table = p.table.name(), "lake: write failed, will retry");
                     p.rows = partial.unwritten.num_rows();
-                    p.bytes = partial.unwritten.get_array_memory_size();
+                    p.bytes = data_bytes(&partial.unwritten);
                     p.batches = vec![partial.unwritten];
                     return;
                 }
@@ -494,7 +498,11 @@ impl State {
 }
 
 /// The message's batches after checking its headers and schema.
-fn decode(table: Table, msg: &BorrowedMessage<'_>) -> Result<Vec<RecordBatch>, String> {
+fn decode(
+    table: Table,
+    msg: &BorrowedMessage<'_>,
+    rows: &mut Option<BatchBuilder>,
+) -> Result<Vec<RecordBatch>, String> {
     let header = |name: &str| -> Option<String> {
         let h = msg.headers()?;
         h.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
@@ -505,7 +513,7 @@ fn decode(table: Table, msg: &BorrowedMessage<'_>) -> Result<Vec<RecordBatch>, S
     }
     let version = header(wire::HEADER_SCHEMA).unwrap_or_default();
     let node = header(wire::HEADER_NODE).unwrap_or_default();
-    wire::decode_message(table, &version, &node, msg.payload().unwrap_or_default())
+    wire::decode_message(table, &version, &node, msg.payload().unwrap_or_default(), rows)
 }
 
 fn parse_id(hex: &str) -> u64 {

@@ -571,23 +571,36 @@ pub fn split(payload: &[u8]) -> Result<Option<[Part; 2]>, RecordError> {
     Ok(Some([(first.finish(ctx), half), (second.finish(ctx), msg.rows() - half)]))
 }
 
-/// The lake's rows of a records message, built as `tracelake run` builds them.
-pub fn to_batch(table: Table, node: &str, payload: &[u8]) -> Result<RecordBatch, String> {
+/// The lake's rows of a records message, built as `tracelake run` builds them, in `rows` (kept from
+/// message to message: new builders for every message cost more than the rows of a small one). A
+/// damaged message leaves `rows` empty and gives no rows at all.
+pub fn to_batch(
+    rows: &mut Option<BatchBuilder>,
+    table: Table,
+    node: &str,
+    payload: &[u8],
+) -> Result<RecordBatch, String> {
     let msg = Records::parse(payload).map_err(|e| e.to_string())?;
-    let mut b =
-        BatchBuilder::new(table).ok_or_else(|| format!("records of table {}, which has no events", table.name()))?;
+    let b = match rows {
+        Some(b) if b.table() == table => b,
+        _ => rows.insert(
+            BatchBuilder::new(table)
+                .ok_or_else(|| format!("records of table {}, which has no events", table.name()))?,
+        ),
+    };
     let ctx = JsonContext { node, clock: msg.clock, node_salt: msg.node_salt };
     let mut wrong = None;
-    msg.for_each(|ev, id| {
+    let read = msg.for_each(|ev, id| {
         if Table::of(ev) == table {
             b.append(&ctx, ev, id);
         } else {
             wrong = Some(ev.kind);
         }
-    })
-    .map_err(|e| e.to_string())?;
+    });
+    let batch = b.finish().map_err(|e| error_chain(&e));
+    read.map_err(|e| e.to_string())?;
     if let Some(kind) = wrong {
         return Err(format!("a {} event in a message of table {}", kind.name(), table.name()));
     }
-    b.finish().map_err(|e| error_chain(&e))
+    batch
 }

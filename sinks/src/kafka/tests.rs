@@ -176,6 +176,10 @@ fn arrow_ipc_payload_decodes_to_the_lake_schema() {
     assert_eq!(back[0], batch);
     assert_eq!(back[0].schema().fields(), Table::ProcessActivity.schema().fields());
     assert!(wire::decode(&bytes[..bytes.len() / 2]).is_err(), "a cut stream is an error, not fewer rows");
+    // The lake service's file size bound counts what the rows hold, not the message buffer once per column.
+    let counted = crate::parquet::batch::data_bytes(&back[0]);
+    assert!(counted <= 2 * bytes.len(), "{counted} bytes counted for a {} byte message", bytes.len());
+    assert!(back[0].get_array_memory_size() > 10 * bytes.len(), "shared buffers counted per column");
 }
 
 #[test]

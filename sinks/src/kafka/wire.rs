@@ -9,7 +9,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use tracelake_model::json::Identity;
 
-use crate::parquet::Table;
+use crate::parquet::{BatchBuilder, Table};
 
 pub const HEADER_TABLE: &str = "tracelake-table";
 pub const HEADER_SCHEMA: &str = "tracelake-schema-version";
@@ -56,9 +56,16 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
 
 /// The rows of a message by its `tracelake-schema-version` header: the agent's events as records
 /// (`records::VERSION`), rows built elsewhere (findings) as Arrow IPC of the table's own schema.
-pub fn decode_message(table: Table, version: &str, node: &str, payload: &[u8]) -> Result<Vec<RecordBatch>, String> {
+/// `rows`: builders kept from one records message to the next (see `records::to_batch`).
+pub fn decode_message(
+    table: Table,
+    version: &str,
+    node: &str,
+    payload: &[u8],
+    rows: &mut Option<BatchBuilder>,
+) -> Result<Vec<RecordBatch>, String> {
     if version == super::records::VERSION {
-        return super::records::to_batch(table, node, payload).map(|b| vec![b]);
+        return super::records::to_batch(rows, table, node, payload).map(|b| vec![b]);
     }
     if version != schema_version(table) {
         return Err(format!(

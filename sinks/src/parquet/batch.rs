@@ -72,3 +72,14 @@ impl BatchBuilder {
         RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)
     }
 }
+
+/// Bytes of the values a batch holds. Not `get_array_memory_size`: that counts every buffer's whole
+/// allocation, and the columns of a decoded Arrow IPC message all share the message's, so a 20 KiB message
+/// counted as megabytes and the lake service closed files long before `file_bytes`.
+pub(crate) fn data_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size()))
+        .sum()
+}

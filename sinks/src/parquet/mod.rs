@@ -3,7 +3,7 @@
 //! default; `LakeWriter` is public for other producers (Kafka consumer,
 //! detections, IP history).
 
-mod batch;
+pub(crate) mod batch;
 mod classes;
 mod columns;
 mod config;

@@ -8,7 +8,7 @@ use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
 
 use super::LakeConfig;
-use super::batch::BatchBuilder;
+use super::batch::{BatchBuilder, data_bytes};
 use super::maintain::{self, MaintenanceReport};
 use super::schema::Table;
 use super::writer::{LakeError, LakeWriter};
@@ -174,7 +174,7 @@ impl LakeSink {
         }
         let buf = &mut self.buffers[i];
         buf.since.get_or_insert_with(Instant::now);
-        buf.bytes += batch.get_array_memory_size();
+        buf.bytes += data_bytes(&batch);
         self.stats.rows_buffered += batch.num_rows() as u64;
         buf.built.push(batch);
         if buf.bytes >= self.cfg.rotate_bytes {
@@ -305,7 +305,7 @@ impl LakeSink {
     }
 
     fn keep(&mut self, table: Table, batch: RecordBatch) {
-        let bytes = batch.get_array_memory_size();
+        let bytes = data_bytes(&batch);
         self.stats.rows_pending += batch.num_rows() as u64;
         self.pending_bytes += bytes;
         self.pending.push_back(Pending { table, batch, bytes });

@@ -169,7 +169,7 @@ fn records_give_the_lake_exactly_the_rows_run_builds() {
         let want = direct.finish().unwrap();
         let (rows, msg) = through_records(table, &evs, &ctx);
         assert!(rows > 0 && rows == want.num_rows(), "{}: {rows} rows", table.name());
-        let got = records::to_batch(table, ctx.node, &msg).unwrap();
+        let got = records::to_batch(&mut None, table, ctx.node, &msg).unwrap();
         assert_eq!(got, want, "{}", table.name());
         // A second message from the same writer starts clean: no identity of the first leaks in.
         let (_, again) = through_records(table, &evs, &ctx);
@@ -192,17 +192,27 @@ fn identities_are_written_once_per_message() {
 fn a_cut_or_damaged_message_is_an_error_not_fewer_rows() {
     let table = Table::ProcessActivity;
     let (_, msg) = through_records(table, &events(), &ctx());
+    // One set of builders through all of it, as the lake service keeps: a damaged message leaves no rows behind.
+    let mut rows = None;
     for cut in 0..msg.len() {
-        assert!(records::to_batch(table, "n", &msg[..cut]).is_err(), "cut at {cut} of {}", msg.len());
+        assert!(records::to_batch(&mut rows, table, "n", &msg[..cut]).is_err(), "cut at {cut} of {}", msg.len());
     }
     let mut bad = msg.clone();
     bad[0] = b'X';
-    assert!(records::to_batch(table, "n", &bad).unwrap_err().contains("magic"));
+    assert!(records::to_batch(&mut rows, table, "n", &bad).unwrap_err().contains("magic"));
     let mut trailing = msg.clone();
     trailing.push(0);
-    assert!(records::to_batch(table, "n", &trailing).unwrap_err().contains("after the last event"));
+    assert!(records::to_batch(&mut rows, table, "n", &trailing).unwrap_err().contains("after the last event"));
     // Events of another table in the message: refused, not written into the wrong table.
-    assert!(records::to_batch(Table::FileActivity, "n", &msg).unwrap_err().contains("in a message of table"));
+    assert!(
+        records::to_batch(&mut rows, Table::FileActivity, "n", &msg).unwrap_err().contains("in a message of table")
+    );
+    let whole = records::to_batch(&mut rows, table, "n", &msg).unwrap();
+    assert_eq!(
+        whole,
+        records::to_batch(&mut None, table, "n", &msg).unwrap(),
+        "nothing left over from the damaged ones"
+    );
 }
 
 #[test]
@@ -213,8 +223,10 @@ fn an_oversized_message_splits_into_halves_with_the_same_rows() {
     let (rows, msg) = through_records(table, &evs, &ctx);
     let [(a, na), (b, nb)] = records::split(&msg).unwrap().unwrap();
     assert_eq!(na + nb, rows);
-    let whole = records::to_batch(table, "n", &msg).unwrap();
-    let (a, b) = (records::to_batch(table, "n", &a).unwrap(), records::to_batch(table, "n", &b).unwrap());
+    let mut rows = None;
+    let whole = records::to_batch(&mut rows, table, "n", &msg).unwrap();
+    let (a, b) =
+        (records::to_batch(&mut rows, table, "n", &a).unwrap(), records::to_batch(&mut rows, table, "n", &b).unwrap());
     assert_eq!(arrow::compute::concat_batches(&whole.schema(), [&a, &b]).unwrap(), whole);
     let mut w = RecordWriter::default();
     let first = evs.iter().find(|e| Table::of(&e.as_event()) == table).unwrap();
