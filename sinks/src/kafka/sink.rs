@@ -188,15 +188,7 @@ impl KafkaSink {
                     todo.push(second);
                     todo.push(first);
                 }
-                Ok(None) => {
-                    add(&self.stats.rejected_rows, 1);
-                    tracing::error!(
-                        bytes = payload.len(),
-                        limit,
-                        table = table.name(),
-                        "kafka: one event larger than message_max_bytes, rejected"
-                    );
-                }
+                Ok(None) => self.reject_oversized(table, payload.len(), limit),
                 Err(e) => {
                     // Only a bug in the encoder gets here; said loudly.
                     add(&self.stats.rejected_rows, rows as u64);
@@ -204,6 +196,12 @@ impl KafkaSink {
                 }
             }
         }
+    }
+
+    /// One event (one row) alone over `message_max_bytes`: counted and said, never cut.
+    fn reject_oversized(&self, table: Table, bytes: usize, limit: usize) {
+        add(&self.stats.rejected_rows, 1);
+        tracing::error!(bytes, limit, table = table.name(), "kafka: one event larger than message_max_bytes, rejected");
     }
 
     fn ship_payload(&mut self, table: Table, key: &str, version: &str, rows: usize, payload: Vec<u8>) {
@@ -231,13 +229,7 @@ impl KafkaSink {
                     todo.push(b.slice(half, b.num_rows() - half));
                     todo.push(b.slice(0, half));
                 } else {
-                    add(&self.stats.rejected_rows, 1);
-                    tracing::error!(
-                        bytes = payload.len(),
-                        limit,
-                        table = table.name(),
-                        "kafka: one row larger than message_max_bytes, rejected"
-                    );
+                    self.reject_oversized(table, payload.len(), limit);
                 }
                 continue;
             }

@@ -2,7 +2,7 @@
 //! builds from the same events, for every kind and hostile strings; damaged messages are errors.
 
 use tracelake_model::json::{Ancestor, Identity, JsonContext};
-use tracelake_model::{Aggregate, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
+use tracelake_model::{Aggregate, Class, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
 
 use super::ctx;
 use crate::kafka::records::{self, RecordWriter, Records};
@@ -18,16 +18,16 @@ fn body_of(kind: Kind, i: u64) -> (OwnedBody, [Vec<u8>; 3]) {
         addr[..4].copy_from_slice(&[10, 42, 1, last]);
         Endpoint { addr, port }
     };
-    match kind {
-        Kind::Exec => (
+    match (kind, kind.class()) {
+        (Kind::Exec, _) => (
             OwnedBody::Exec { exe_ino: 5 + i, exe_dev: 8, exe_nlink: 0 },
             [s(HOSTILE), s(b"sh\0-c\0echo \xff\nx\0"), s(b"/work dir")],
         ),
-        Kind::ProcessSnapshot => (OwnedBody::Snapshot, [s(b"/bin/sleep"), s(b"sleep\0inf\0"), s(HOSTILE)]),
-        Kind::Fork => (OwnedBody::Fork { child_pid: 4242, child_start_ns: 99 + i }, Default::default()),
-        Kind::Exit => (OwnedBody::Exit { exit_code: 137, signal: 9, core_dump: true }, Default::default()),
-        Kind::CloneThread => (OwnedBody::Threads, Default::default()),
-        Kind::FileOpen | Kind::FileRename | Kind::FileUnlink | Kind::FileChmod | Kind::FileChown => (
+        (Kind::ProcessSnapshot, _) => (OwnedBody::Snapshot, [s(b"/bin/sleep"), s(b"sleep\0inf\0"), s(HOSTILE)]),
+        (Kind::Fork, _) => (OwnedBody::Fork { child_pid: 4242, child_start_ns: 99 + i }, Default::default()),
+        (Kind::Exit, _) => (OwnedBody::Exit { exit_code: 137, signal: 9, core_dump: true }, Default::default()),
+        (_, Class::Process) => (OwnedBody::Threads, Default::default()),
+        (_, Class::File) => (
             OwnedBody::File {
                 ret: -13,
                 ino: 77 + i,
@@ -39,7 +39,7 @@ fn body_of(kind: Kind, i: u64) -> (OwnedBody, [Vec<u8>; 3]) {
             },
             [s(HOSTILE), s(if kind == Kind::FileRename { b"/etc/shadow" } else { b"" }), Vec::new()],
         ),
-        Kind::NetConnect | Kind::NetAccept | Kind::NetListen | Kind::NetClose | Kind::NetUdpSend | Kind::NetBind => (
+        (_, Class::Network) => (
             OwnedBody::Net {
                 ret: 0,
                 family: if i.is_multiple_of(7) { 1 } else { 2 },
@@ -51,19 +51,7 @@ fn body_of(kind: Kind, i: u64) -> (OwnedBody, [Vec<u8>; 3]) {
             },
             [if i.is_multiple_of(7) { s(HOSTILE) } else { Vec::new() }, Vec::new(), Vec::new()],
         ),
-        Kind::Setuid
-        | Kind::Setgid
-        | Kind::Capset
-        | Kind::Ptrace
-        | Kind::Mount
-        | Kind::Umount
-        | Kind::Unshare
-        | Kind::Setns
-        | Kind::ModuleLoad
-        | Kind::Bpf
-        | Kind::MemfdCreate
-        | Kind::Chroot
-        | Kind::PivotRoot => (
+        (_, Class::Privilege) => (
             OwnedBody::Syscall { nr: 165, ret: -1, args: [1, 2, 3, u64::MAX, 5, i] },
             [s(b"/dev/sda1"), s(HOSTILE), s(b"ext4")],
         ),
