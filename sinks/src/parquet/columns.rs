@@ -15,6 +15,7 @@ use tracelake_model::json::{Identity, JsonContext, event_id};
 use tracelake_model::{Body, Event, flags};
 
 use super::identity::{ID_COLUMNS, IdentityColumns};
+use super::lineage::LineageColumns;
 use super::schema::{list_of, ocsf_class_uid, ts_type};
 
 /// Rough fixed cost of a row in the builders, for the memory bound.
@@ -126,10 +127,7 @@ pub(crate) struct Common {
     mntns: UInt32Builder,
     comm: Bytes,
     exe: Bytes,
-    parent_exe: StringBuilder,
-    parent_cmdline: StringBuilder,
-    ancestor_pids: ListBuilder<UInt32Builder>,
-    ancestor_exes: ListBuilder<StringBuilder>,
+    lineage: LineageColumns,
 }
 
 impl Default for Common {
@@ -155,10 +153,7 @@ impl Default for Common {
             mntns: UInt32Builder::new(),
             comm: Bytes::default(),
             exe: Bytes::default(),
-            parent_exe: StringBuilder::new(),
-            parent_cmdline: StringBuilder::new(),
-            ancestor_pids: ListBuilder::new(UInt32Builder::new()),
-            ancestor_exes: ListBuilder::new(StringBuilder::new()),
+            lineage: LineageColumns::default(),
         }
     }
 }
@@ -241,34 +236,7 @@ impl Common {
             | Body::Syscall { .. } => id.process_exe,
         };
         size += self.exe.append_option(exe);
-        match &id.ancestors[0] {
-            Some(p) => {
-                lossy_into(&mut self.parent_exe, p.exe);
-                self.parent_exe.append_value("");
-                for (i, arg) in split_args(p.args).enumerate() {
-                    if i > 0 {
-                        let _ = self.parent_cmdline.write_char(' ');
-                    }
-                    lossy_into(&mut self.parent_cmdline, arg);
-                }
-                self.parent_cmdline.append_value("");
-                size += p.exe.len() + p.args.len();
-            }
-            None => {
-                self.parent_exe.append_null();
-                self.parent_cmdline.append_null();
-            }
-        }
-        for a in id.ancestors.iter().map_while(Option::as_ref) {
-            self.ancestor_pids.values().append_value(a.pid);
-            let exes = self.ancestor_exes.values();
-            lossy_into(exes, a.exe);
-            exes.append_value("");
-            size += a.exe.len() + 8;
-        }
-        self.ancestor_pids.append(true);
-        self.ancestor_exes.append(true);
-        size
+        size + self.lineage.append(id)
     }
 
     pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
@@ -295,11 +263,8 @@ impl Common {
         finish(&mut self.mntns, out);
         self.comm.finish(out);
         self.exe.finish(out);
-        finish(&mut self.parent_exe, out);
-        finish(&mut self.parent_cmdline, out);
-        finish(&mut self.ancestor_pids, out);
-        finish(&mut self.ancestor_exes, out);
-        ids
+        let lineage = self.lineage.finish(out);
+        ids.and(lineage)
     }
 
     pub(crate) fn len(&self) -> usize {

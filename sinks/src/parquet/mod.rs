@@ -8,6 +8,7 @@ mod classes;
 mod columns;
 mod config;
 mod identity;
+mod lineage;
 pub mod maintain;
 mod ownership;
 mod schema;

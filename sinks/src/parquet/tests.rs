@@ -228,6 +228,9 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         value(Table::ProcessActivity, &e, "workload_kind", json!(hex(b"Deployment"))),
         value(Table::ProcessActivity, &e, "workload", json!(hex(b"api"))),
         value(Table::ProcessActivity, &e, "parent_cmdline", json!(hex(b"sh -c curl x"))),
+        value(Table::ProcessActivity, &e, "parent_exe", json!(hex(b"/bin/sh"))),
+        value(Table::ProcessActivity, &e, "ancestor_pids", json!([1, 0])),
+        value(Table::FileActivity, &o, "parent_cmdline", json!(hex(b"sh -c curl x"))),
         value(
             Table::ProcessActivity,
             &e,
@@ -342,7 +345,7 @@ fn ip_ownership_rows_round_trip_through_pyarrow() {
     assert_eq!(summary["partitions"], 2, "two hours of valid_from: {summary}");
 }
 
-/// Identity columns are interned per batch: rows of many identities, in
+/// Identity and lineage columns are interned per batch: rows of many identities, in
 /// turn, some sharing strings, one whose strings change in place (same
 /// address, other content), must each read back with their own values.
 #[test]
@@ -354,6 +357,7 @@ fn interleaved_identities_read_back_per_row() {
     let mut sink = LakeSink::open(&c, ctx(base)).unwrap();
     let pods: Vec<String> = (0..7).map(|i| format!("web-{i}")).collect();
     let mut reused = String::from("job-aaaa");
+    let mut parent_args = b"sh\0-c\0job-a\xff\0".to_vec();
     let mut events = Vec::new();
     let mut values = Vec::new();
     for i in 0..3000u64 {
@@ -367,10 +371,16 @@ fn interleaved_identities_read_back_per_row() {
             8 => {
                 let b = if i % 2 == 0 { "job-bbbb" } else { "job-cccc" };
                 reused.replace_range(.., b);
+                parent_args[10] = if i % 2 == 0 { b'b' } else { b'c' };
                 Some(reused.as_str())
             }
             k => Some(pods[k as usize % pods.len()].as_str()),
         };
+        if i % 9 == 8 {
+            id.ancestors[0] = Some(Ancestor { pid: 7, exe: b"/bin/sh", args: &parent_args });
+        } else if i % 5 == 0 {
+            id.ancestors = Default::default();
+        }
         if pod.is_none() {
             id = Identity { process_exe: id.process_exe, ancestors: id.ancestors, ..Identity::default() };
         } else {
@@ -385,6 +395,18 @@ fn interleaved_identities_read_back_per_row() {
             values.push(value(table, &e, "peer_pod", h(id.peer_pod)));
             values.push(value(table, &e, "namespace", h(id.namespace)));
             values.push(value(table, &e, "container", json!(id.container_id.is_some())));
+            let cmdline = id.ancestors[0].map(|p| {
+                let args: Vec<String> =
+                    super::columns::split_args(p.args).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+                args.join(" ")
+            });
+            values.push(value(table, &e, "parent_cmdline", h(cmdline.as_deref())));
+            values.push(value(
+                table,
+                &e,
+                "ancestor_pids",
+                json!(id.ancestors.iter().map_while(|a| a.map(|a| a.pid)).collect::<Vec<_>>()),
+            ));
         }
         events.push(ev);
     }

@@ -1,0 +1,185 @@
+//! The lineage columns of a batch (`parent_exe`, `parent_cmdline`, `ancestor_pids`, `ancestor_exes`),
+//! interned like the identity columns: every event of a process carries the same lineage, so a row appends
+//! one key and each distinct lineage is checked for UTF-8, joined and copied once per batch. `finish`
+//! gathers the columns with `take`; their types do not change.
+
+use arrow::array::{Array, ArrayRef, ListBuilder, StringArray, StringBuilder, UInt32Array, UInt32Builder};
+use arrow::compute::take;
+use arrow::error::ArrowError;
+use tracelake_model::json::{Ancestor, Identity};
+
+use super::columns::split_args;
+use crate::hash::PremixedMap;
+
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn of(arena_len: usize, len: usize) -> Span {
+        // A batch is bounded by rotate_bytes, far below 4 GiB.
+        Span { start: arena_len as u32, len: len as u32 }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    pid: u32,
+    /// The ancestor's bytes as the enricher gave them, to tell lineages apart.
+    exe_raw: Span,
+    args_raw: Span,
+    /// Its exe as the column holds it (invalid UTF-8 as U+FFFD).
+    exe: Span,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// Both None when the process has no known parent.
+    parent: Option<(Span, Span)>,
+    first: u32,
+    len: u32,
+}
+
+/// Where the lineage's strings live and how long they are: the process table hands out the same ones for
+/// every event of a process. A hit is compared byte for byte before it is used.
+fn fingerprint(ancestors: &[Option<Ancestor<'_>>]) -> u64 {
+    let mut h = 0x1319_8a2e_0370_7344u64;
+    for a in ancestors.iter().map_while(Option::as_ref) {
+        for v in
+            [u64::from(a.pid), a.exe.as_ptr() as u64, a.exe.len() as u64, a.args.as_ptr() as u64, a.args.len() as u64]
+        {
+            h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        }
+    }
+    h
+}
+
+/// The lineage columns of the rows appended since the last `finish`.
+#[derive(Debug, Default)]
+pub(crate) struct LineageColumns {
+    raw: Vec<u8>,
+    text: String,
+    entries: Vec<Entry>,
+    ancestors: Vec<Known>,
+    index: PremixedMap<u32>,
+    /// One per row: its lineage's entry.
+    keys: Vec<u32>,
+    last: Option<(u64, u32)>,
+}
+
+impl LineageColumns {
+    /// Appends a row's lineage; returns the bytes it adds to the finished columns (the memory estimate).
+    pub(crate) fn append(&mut self, id: &Identity<'_>) -> usize {
+        let fp = fingerprint(&id.ancestors);
+        let found = match self.last {
+            Some((f, e)) if f == fp => Some(e),
+            _ => self.index.get(&fp).copied(),
+        };
+        let e = match found {
+            Some(e) if self.same(e, &id.ancestors) => e,
+            _ => self.intern(fp, &id.ancestors),
+        };
+        self.last = Some((fp, e));
+        self.keys.push(e);
+        let known = id.ancestors.iter().map_while(Option::as_ref);
+        id.ancestors[0].map_or(0, |p| p.exe.len() + p.args.len()) + known.map(|a| a.exe.len() + 8).sum::<usize>()
+    }
+
+    fn raw(&self, s: Span) -> &[u8] {
+        let start = s.start as usize;
+        self.raw.get(start..start + s.len as usize).unwrap_or_default()
+    }
+
+    fn text(&self, s: Span) -> &str {
+        let start = s.start as usize;
+        self.text.get(start..start + s.len as usize).unwrap_or_default()
+    }
+
+    fn same(&self, e: u32, ancestors: &[Option<Ancestor<'_>>]) -> bool {
+        let entry = self.entries[e as usize];
+        let known = &self.ancestors[entry.first as usize..(entry.first + entry.len) as usize];
+        let mut given = ancestors.iter().map_while(Option::as_ref);
+        known.iter().all(|k| {
+            given
+                .next()
+                .is_some_and(|a| k.pid == a.pid && self.raw(k.exe_raw) == a.exe && self.raw(k.args_raw) == a.args)
+        }) && given.next().is_none()
+    }
+
+    fn push_raw(&mut self, v: &[u8]) -> Span {
+        let s = Span::of(self.raw.len(), v.len());
+        self.raw.extend_from_slice(v);
+        s
+    }
+
+    fn push_text(&mut self, v: &[u8]) -> Span {
+        let start = self.text.len();
+        self.text.push_str(&String::from_utf8_lossy(v));
+        Span::of(start, self.text.len() - start)
+    }
+
+    fn intern(&mut self, fp: u64, ancestors: &[Option<Ancestor<'_>>]) -> u32 {
+        let first = self.ancestors.len() as u32;
+        for a in ancestors.iter().map_while(Option::as_ref) {
+            let (exe_raw, args_raw) = (self.push_raw(a.exe), self.push_raw(a.args));
+            let exe = self.push_text(a.exe);
+            self.ancestors.push(Known { pid: a.pid, exe_raw, args_raw, exe });
+        }
+        let len = self.ancestors.len() as u32 - first;
+        let parent = ancestors[0].map(|p| {
+            let start = self.text.len();
+            for (i, arg) in split_args(p.args).enumerate() {
+                if i > 0 {
+                    self.text.push(' ');
+                }
+                self.text.push_str(&String::from_utf8_lossy(arg));
+            }
+            (self.ancestors[first as usize].exe, Span::of(start, self.text.len() - start))
+        });
+        let e = self.entries.len() as u32;
+        self.entries.push(Entry { parent, first, len });
+        self.index.insert(fp, e);
+        e
+    }
+
+    /// `parent_exe`, `parent_cmdline`, `ancestor_pids`, `ancestor_exes` of the rows appended so far; starts
+    /// over empty, keeping the buffers' capacity.
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
+        let rows = self.keys.len();
+        let keys = UInt32Array::from(std::mem::replace(&mut self.keys, Vec::with_capacity(rows)));
+        let parent = |pick: fn((Span, Span)) -> Span| -> StringArray {
+            self.entries.iter().map(|e| e.parent.map(|p| self.text(pick(p)))).collect()
+        };
+        let (exes, cmdlines) = (parent(|p| p.0), parent(|p| p.1));
+        let mut pids = ListBuilder::new(UInt32Builder::new());
+        let mut names = ListBuilder::new(StringBuilder::new());
+        for e in &self.entries {
+            for k in &self.ancestors[e.first as usize..(e.first + e.len) as usize] {
+                pids.values().append_value(k.pid);
+                names.values().append_value(self.text(k.exe));
+            }
+            pids.append(true);
+            names.append(true);
+        }
+        let values: [&dyn Array; 4] = [&exes, &cmdlines, &pids.finish(), &names.finish()];
+        let mut result = Ok(());
+        for v in values {
+            match take(v, &keys, None) {
+                Ok(col) => out.push(col),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.raw.clear();
+        self.text.clear();
+        self.entries.clear();
+        self.ancestors.clear();
+        self.index.clear();
+        self.last = None;
+        result
+    }
+}
