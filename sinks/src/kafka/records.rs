@@ -14,7 +14,7 @@ use tracelake_model::{Aggregate, Body, BootClock, Endpoint, Event, Kind, Subject
 
 use arrow::array::RecordBatch;
 
-use crate::hash::PremixedMap;
+use crate::hash::FingerprintIndex;
 use crate::parquet::{BatchBuilder, Table, error_chain};
 
 const MAGIC: &[u8; 4] = b"TLR1";
@@ -115,45 +115,44 @@ fn fingerprint<'a>(parts: impl Iterator<Item = Option<&'a [u8]>>, seed: u64) -> 
 /// Entries written once per message, found again by fingerprint.
 #[derive(Debug, Default)]
 struct Section {
+    entries: Encoded,
+    index: FingerprintIndex,
+}
+
+#[derive(Debug, Default)]
+struct Encoded {
     bytes: Vec<u8>,
     /// Start of each entry in `bytes`.
     starts: Vec<u32>,
-    index: PremixedMap<u32>,
-    last: Option<(u64, u32)>,
 }
 
-impl Section {
+impl Encoded {
     fn entry(&self, e: u32) -> &[u8] {
         let start = self.starts[e as usize] as usize;
         let end = self.starts.get(e as usize + 1).map_or(self.bytes.len(), |&s| s as usize);
         &self.bytes[start..end]
     }
+}
 
+impl Section {
     /// The entry for `fp` if it holds what `encode` would write, else a new one.
     fn find_or_add(&mut self, fp: u64, same: impl Fn(&[u8]) -> bool, encode: impl FnOnce(&mut Vec<u8>)) -> u32 {
-        let found = match self.last {
-            Some((f, e)) if f == fp => Some(e),
-            _ => self.index.get(&fp).copied(),
-        };
-        let e = match found {
-            Some(e) if same(self.entry(e)) => e,
-            _ => {
-                let e = self.starts.len() as u32;
-                self.starts.push(self.bytes.len() as u32);
-                encode(&mut self.bytes);
-                self.index.insert(fp, e);
-                e
-            }
-        };
-        self.last = Some((fp, e));
-        e
+        self.index.find_or_add(
+            fp,
+            &mut self.entries,
+            |s, e| same(s.entry(e)),
+            |s| {
+                s.starts.push(s.bytes.len() as u32);
+                encode(&mut s.bytes);
+                s.starts.len() as u32 - 1
+            },
+        )
     }
 
     fn clear(&mut self) {
-        self.bytes.clear();
-        self.starts.clear();
+        self.entries.bytes.clear();
+        self.entries.starts.clear();
         self.index.clear();
-        self.last = None;
     }
 }
 
@@ -180,7 +179,7 @@ impl RecordWriter {
 
     /// Bytes the message will take.
     pub fn bytes(&self) -> usize {
-        40 + self.events.len() + self.containers.bytes.len() + self.processes.bytes.len()
+        40 + self.events.len() + self.containers.entries.bytes.len() + self.processes.entries.bytes.len()
     }
 
     /// Appends one event; the identity's strings are written once per message.
@@ -231,10 +230,10 @@ impl RecordWriter {
         out.extend_from_slice(MAGIC);
         put_u64(&mut out, ctx.node_salt);
         out.extend_from_slice(&ctx.clock.offset_ns().to_le_bytes());
-        put_u32(&mut out, self.containers.starts.len() as u32);
-        out.extend_from_slice(&self.containers.bytes);
-        put_u32(&mut out, self.processes.starts.len() as u32);
-        out.extend_from_slice(&self.processes.bytes);
+        for section in [&self.containers.entries, &self.processes.entries] {
+            put_u32(&mut out, section.starts.len() as u32);
+            out.extend_from_slice(&section.bytes);
+        }
         put_u32(&mut out, self.rows);
         out.extend_from_slice(&self.events);
         self.events.clear();

@@ -6,11 +6,10 @@
 
 use arrow::array::{Array, ArrayRef, StringArray, UInt32Array, new_null_array};
 use arrow::compute::take;
-use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use tracelake_model::json::Identity;
 
-use crate::hash::PremixedMap;
+use crate::hash::FingerprintIndex;
 
 /// Identity string columns, in schema order. The peer columns are set on
 /// network events only (null elsewhere costs next to nothing in Parquet).
@@ -88,17 +87,40 @@ fn fingerprint(v: &[Option<&str>; N]) -> u64 {
     h
 }
 
+fn get(arena: &str, span: Span) -> &str {
+    let start = span.start as usize;
+    arena.get(start..start + span.len as usize).unwrap_or_default()
+}
+
+fn same(arena: &str, entry: &[Span; N], v: &[Option<&str>; N]) -> bool {
+    entry.iter().zip(v).all(|(span, s)| match s {
+        Some(s) => span.start != NULL.start && get(arena, *span) == *s,
+        None => span.start == NULL.start,
+    })
+}
+
+fn intern(arena: &mut String, entries: &mut Vec<[Span; N]>, v: &[Option<&str>; N]) -> u32 {
+    let mut spans = [NULL; N];
+    for (span, s) in spans.iter_mut().zip(v) {
+        if let Some(s) = s {
+            // A batch is bounded by rotate_bytes, far below 4 GiB.
+            *span = Span { start: arena.len() as u32, len: s.len() as u32 };
+            arena.push_str(s);
+        }
+    }
+    entries.push(spans);
+    entries.len() as u32 - 1
+}
+
 /// The identity columns of the rows appended since the last `finish`.
 #[derive(Debug, Default)]
 pub(crate) struct IdentityColumns {
     /// The strings of every distinct identity, each copied once.
     arena: String,
     entries: Vec<[Span; N]>,
-    index: PremixedMap<u32>,
+    index: FingerprintIndex,
     /// One per row: its identity's entry.
     keys: Vec<u32>,
-    /// The entry of the previous row (events come in bursts per process).
-    last: Option<(u64, u32)>,
 }
 
 impl IdentityColumns {
@@ -108,44 +130,15 @@ impl IdentityColumns {
     pub(crate) fn append(&mut self, id: &Identity<'_>) -> usize {
         let v = id_values(id);
         let fp = fingerprint(&v);
-        let found = match self.last {
-            Some((f, e)) if f == fp => Some(e),
-            _ => self.index.get(&fp).copied(),
-        };
-        let e = match found {
-            Some(e) if self.same(e, &v) => e,
-            _ => self.intern(fp, &v),
-        };
-        self.last = Some((fp, e));
+        let mut store = (&mut self.arena, &mut self.entries);
+        let e = self.index.find_or_add(
+            fp,
+            &mut store,
+            |(arena, entries), e| same(arena, &entries[e as usize], &v),
+            |(arena, entries)| intern(arena, entries, &v),
+        );
         self.keys.push(e);
         v.iter().map(|s| s.map_or(0, str::len)).sum()
-    }
-
-    fn same(&self, e: u32, v: &[Option<&str>; N]) -> bool {
-        self.entries[e as usize].iter().zip(v).all(|(span, s)| match s {
-            Some(s) => span.start != NULL.start && self.get(*span) == *s,
-            None => span.start == NULL.start,
-        })
-    }
-
-    fn get(&self, span: Span) -> &str {
-        let start = span.start as usize;
-        self.arena.get(start..start + span.len as usize).unwrap_or_default()
-    }
-
-    fn intern(&mut self, fp: u64, v: &[Option<&str>; N]) -> u32 {
-        let mut spans = [NULL; N];
-        for (span, s) in spans.iter_mut().zip(v) {
-            if let Some(s) = s {
-                // A batch is bounded by rotate_bytes, far below 4 GiB.
-                *span = Span { start: self.arena.len() as u32, len: s.len() as u32 };
-                self.arena.push_str(s);
-            }
-        }
-        let e = self.entries.len() as u32;
-        self.entries.push(spans);
-        self.index.insert(fp, e);
-        e
     }
 
     /// The columns of the rows appended so far, in schema order; starts
@@ -154,26 +147,23 @@ impl IdentityColumns {
         let rows = self.keys.len();
         // The next batch likely has as many rows: no growth from empty.
         let keys = UInt32Array::from(std::mem::replace(&mut self.keys, Vec::with_capacity(rows)));
-        let mut result = Ok(());
-        for c in 0..N {
+        let result = (0..N).try_for_each(|c| {
             let values: StringArray =
-                self.entries.iter().map(|e| (e[c].start != NULL.start).then(|| self.get(e[c]))).collect();
-            if values.null_count() == values.len() {
-                out.push(new_null_array(&DataType::Utf8, rows));
-                continue;
-            }
-            match take(&values, &keys, None) {
-                Ok(col) => out.push(col),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+                self.entries.iter().map(|e| (e[c].start != NULL.start).then(|| get(&self.arena, e[c]))).collect();
+            out.push(gather(&values, &keys)?);
+            Ok(())
+        });
         self.arena.clear();
         self.entries.clear();
         self.index.clear();
-        self.last = None;
         result
     }
+}
+
+/// `values[keys[row]]` for every row; a column no row has a value in is made null without gathering.
+pub(crate) fn gather(values: &dyn Array, keys: &UInt32Array) -> Result<ArrayRef, ArrowError> {
+    if values.null_count() == values.len() {
+        return Ok(new_null_array(values.data_type(), keys.len()));
+    }
+    take(values, keys, None)
 }

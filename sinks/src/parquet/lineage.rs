@@ -4,12 +4,12 @@
 //! gathers the columns with `take`; their types do not change.
 
 use arrow::array::{Array, ArrayRef, ListBuilder, StringArray, StringBuilder, UInt32Array, UInt32Builder};
-use arrow::compute::take;
 use arrow::error::ArrowError;
 use tracelake_model::json::{Ancestor, Identity};
 
 use super::columns::split_args;
-use crate::hash::PremixedMap;
+use super::identity::gather;
+use crate::hash::FingerprintIndex;
 
 #[derive(Clone, Copy, Debug)]
 struct Span {
@@ -56,37 +56,36 @@ fn fingerprint(ancestors: &[Option<Ancestor<'_>>]) -> u64 {
     h
 }
 
-/// The lineage columns of the rows appended since the last `finish`.
+/// Each distinct lineage of a batch, once.
 #[derive(Debug, Default)]
-pub(crate) struct LineageColumns {
+struct Lineages {
     raw: Vec<u8>,
     text: String,
     entries: Vec<Entry>,
     ancestors: Vec<Known>,
-    index: PremixedMap<u32>,
+}
+
+/// The lineage columns of the rows appended since the last `finish`.
+#[derive(Debug, Default)]
+pub(crate) struct LineageColumns {
+    store: Lineages,
+    index: FingerprintIndex,
     /// One per row: its lineage's entry.
     keys: Vec<u32>,
-    last: Option<(u64, u32)>,
 }
 
 impl LineageColumns {
     /// Appends a row's lineage; returns the bytes it adds to the finished columns (the memory estimate).
     pub(crate) fn append(&mut self, id: &Identity<'_>) -> usize {
-        let fp = fingerprint(&id.ancestors);
-        let found = match self.last {
-            Some((f, e)) if f == fp => Some(e),
-            _ => self.index.get(&fp).copied(),
-        };
-        let e = match found {
-            Some(e) if self.same(e, &id.ancestors) => e,
-            _ => self.intern(fp, &id.ancestors),
-        };
-        self.last = Some((fp, e));
+        let a = &id.ancestors;
+        let e = self.index.find_or_add(fingerprint(a), &mut self.store, |s, e| s.same(e, a), |s| s.intern(a));
         self.keys.push(e);
         let known = id.ancestors.iter().map_while(Option::as_ref);
         id.ancestors[0].map_or(0, |p| p.exe.len() + p.args.len()) + known.map(|a| a.exe.len() + 8).sum::<usize>()
     }
+}
 
+impl Lineages {
     fn raw(&self, s: Span) -> &[u8] {
         let start = s.start as usize;
         self.raw.get(start..start + s.len as usize).unwrap_or_default()
@@ -120,7 +119,7 @@ impl LineageColumns {
         Span::of(start, self.text.len() - start)
     }
 
-    fn intern(&mut self, fp: u64, ancestors: &[Option<Ancestor<'_>>]) -> u32 {
+    fn intern(&mut self, ancestors: &[Option<Ancestor<'_>>]) -> u32 {
         let first = self.ancestors.len() as u32;
         for a in ancestors.iter().map_while(Option::as_ref) {
             let (exe_raw, args_raw) = (self.push_raw(a.exe), self.push_raw(a.args));
@@ -138,48 +137,43 @@ impl LineageColumns {
             }
             (self.ancestors[first as usize].exe, Span::of(start, self.text.len() - start))
         });
-        let e = self.entries.len() as u32;
         self.entries.push(Entry { parent, first, len });
-        self.index.insert(fp, e);
-        e
+        self.entries.len() as u32 - 1
     }
+}
 
+impl LineageColumns {
     /// `parent_exe`, `parent_cmdline`, `ancestor_pids`, `ancestor_exes` of the rows appended so far; starts
     /// over empty, keeping the buffers' capacity.
     pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
         let rows = self.keys.len();
         let keys = UInt32Array::from(std::mem::replace(&mut self.keys, Vec::with_capacity(rows)));
+        let st = &self.store;
         let parent = |pick: fn((Span, Span)) -> Span| -> StringArray {
-            self.entries.iter().map(|e| e.parent.map(|p| self.text(pick(p)))).collect()
+            st.entries.iter().map(|e| e.parent.map(|p| st.text(pick(p)))).collect()
         };
         let (exes, cmdlines) = (parent(|p| p.0), parent(|p| p.1));
         let mut pids = ListBuilder::new(UInt32Builder::new());
         let mut names = ListBuilder::new(StringBuilder::new());
-        for e in &self.entries {
-            for k in &self.ancestors[e.first as usize..(e.first + e.len) as usize] {
+        for e in &st.entries {
+            for k in &st.ancestors[e.first as usize..(e.first + e.len) as usize] {
                 pids.values().append_value(k.pid);
-                names.values().append_value(self.text(k.exe));
+                names.values().append_value(st.text(k.exe));
             }
             pids.append(true);
             names.append(true);
         }
         let values: [&dyn Array; 4] = [&exes, &cmdlines, &pids.finish(), &names.finish()];
-        let mut result = Ok(());
-        for v in values {
-            match take(v, &keys, None) {
-                Ok(col) => out.push(col),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        self.raw.clear();
-        self.text.clear();
-        self.entries.clear();
-        self.ancestors.clear();
+        let result = values.into_iter().try_for_each(|v| {
+            out.push(gather(v, &keys)?);
+            Ok(())
+        });
+        let s = &mut self.store;
+        s.raw.clear();
+        s.text.clear();
+        s.entries.clear();
+        s.ancestors.clear();
         self.index.clear();
-        self.last = None;
         result
     }
 }
