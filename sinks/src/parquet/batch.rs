@@ -7,6 +7,7 @@ use tracelake_model::json::{Identity, JsonContext};
 
 use super::classes::Extra;
 use super::columns::Common;
+use super::dict_chunk::Dictionaries;
 use super::schema::Table;
 use super::writer::LakeError;
 
@@ -61,15 +62,21 @@ impl BatchBuilder {
 
     /// The rows appended so far as one batch; the builders start empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, LakeError> {
+        self.finish_keyed(false).map(|(batch, _)| batch)
+    }
+
+    /// As `finish`; with `keyed`, also the identity columns as keys into their distinct values, from which
+    /// `LakeWriter` encodes them without re-interning every row.
+    pub(crate) fn finish_keyed(&mut self, keyed: bool) -> Result<(RecordBatch, Option<Dictionaries>), LakeError> {
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.table.schema().fields().len());
         self.bytes = 0;
         let table = self.table.name();
         let arrow = |source| LakeError::Arrow { table, source };
         // Both are emptied before an error is returned: the next batch starts aligned.
-        let common = self.common.finish(&mut cols);
+        let common = self.common.finish(&mut cols, keyed);
         self.extra.finish(&mut cols);
-        common.map_err(arrow)?;
-        RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)
+        let dicts = common.map_err(arrow)?;
+        Ok((RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)?, dicts))
     }
 }
 

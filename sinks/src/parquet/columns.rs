@@ -14,6 +14,7 @@ use arrow::error::ArrowError;
 use tracelake_model::json::{Identity, JsonContext, event_id};
 use tracelake_model::{Body, Event, flags};
 
+use super::dict_chunk::Dictionaries;
 use super::identity::{ID_COLUMNS, IdentityColumns};
 use super::lineage::LineageColumns;
 use super::schema::{list_of, ocsf_class_uid, ts_type};
@@ -239,7 +240,8 @@ impl Common {
         size + self.lineage.append(id)
     }
 
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
+    /// With `keyed`, the identity columns as keys into distinct values too (`IdentityColumns::finish`).
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<Dictionaries>, ArrowError> {
         finish(&mut self.time, out);
         finish(&mut self.event_id, out);
         finish(&mut self.node, out);
@@ -251,7 +253,7 @@ impl Common {
         finish(&mut self.last_time, out);
         finish(&mut self.flags, out);
         // Every builder is emptied even if this fails, so later batches stay aligned.
-        let ids = self.ids.finish(out);
+        let ids = self.ids.finish(out, keyed);
         finish(&mut self.cgroup_id, out);
         finish(&mut self.container, out);
         finish(&mut self.enrichment_partial, out);
@@ -264,7 +266,7 @@ impl Common {
         self.comm.finish(out);
         self.exe.finish(out);
         let lineage = self.lineage.finish(out);
-        ids.and(lineage)
+        lineage.and(ids)
     }
 
     pub(crate) fn len(&self) -> usize {

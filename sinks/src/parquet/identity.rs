@@ -9,6 +9,7 @@ use arrow::compute::take;
 use arrow::error::ArrowError;
 use tracelake_model::json::Identity;
 
+use super::dict_chunk::Dictionaries;
 use crate::hash::FingerprintIndex;
 
 /// Identity string columns, in schema order. The peer columns are set on
@@ -142,21 +143,27 @@ impl IdentityColumns {
     }
 
     /// The columns of the rows appended so far, in schema order; starts
-    /// over empty (keeping the buffers' capacity for the next batch).
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
+    /// over empty (keeping the buffers' capacity for the next batch). With `keyed`, also the columns as keys
+    /// into their distinct values, for the Parquet writer (`dict_chunk`).
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<Dictionaries>, ArrowError> {
         let rows = self.keys.len();
+        let first = out.len();
         // The next batch likely has as many rows: no growth from empty.
         let keys = UInt32Array::from(std::mem::replace(&mut self.keys, Vec::with_capacity(rows)));
+        let mut columns = Vec::with_capacity(if keyed { N } else { 0 });
         let result = (0..N).try_for_each(|c| {
             let values: StringArray =
                 self.entries.iter().map(|e| (e[c].start != NULL.start).then(|| get(&self.arena, e[c]))).collect();
             out.push(gather(&values, &keys)?);
+            if keyed {
+                columns.push((first + c, values));
+            }
             Ok(())
         });
         self.arena.clear();
         self.entries.clear();
         self.index.clear();
-        result
+        result.map(|()| keyed.then_some(Dictionaries { keys, columns }))
     }
 }
 

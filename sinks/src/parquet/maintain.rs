@@ -180,7 +180,7 @@ pub fn compact(writer: &mut LakeWriter, cfg: &LakeConfig, now_ns: i64) -> Result
             .map_err(|source| LakeError::Arrow { table: p.table.name(), source })?;
         let names: Vec<&str> = small.iter().map(|(n, _)| n.as_str()).collect();
         let meta = [KeyValue::new(COMPACTED_FROM.to_string(), names.join("/"))];
-        writer.write_with(p.table, &merged, &meta).map_err(|e| e.error)?;
+        writer.write_with(p.table, &merged, None, &meta).map_err(|e| e.error)?;
         for (_, path) in &small {
             fs::remove_file(path).map_err(io("remove", path))?;
         }

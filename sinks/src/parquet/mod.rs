@@ -7,6 +7,7 @@ pub(crate) mod batch;
 mod classes;
 mod columns;
 mod config;
+mod dict_chunk;
 mod identity;
 mod lineage;
 pub mod maintain;

@@ -9,6 +9,7 @@ use tracelake_model::json::{Identity, JsonContext};
 
 use super::LakeConfig;
 use super::batch::{BatchBuilder, data_bytes};
+use super::dict_chunk::Dictionaries;
 use super::maintain::{self, MaintenanceReport};
 use super::schema::Table;
 use super::writer::{LakeError, LakeWriter};
@@ -48,16 +49,21 @@ impl Buffer {
         self.rows.rows() + self.built.iter().map(RecordBatch::num_rows).sum::<usize>()
     }
 
-    fn take_batch(&mut self) -> Result<RecordBatch, LakeError> {
+    /// The buffered rows as one batch; when they are all this builder's, with its dictionaries.
+    fn take_batch(&mut self) -> Result<(RecordBatch, Option<Dictionaries>), LakeError> {
         self.bytes = 0;
         self.since = None;
         let mut batches = std::mem::take(&mut self.built);
+        if batches.is_empty() {
+            return self.rows.finish_keyed(true);
+        }
         if !self.rows.is_empty() {
             batches.push(self.rows.finish()?);
         }
         match batches.len() {
-            1 => Ok(batches.swap_remove(0)),
+            1 => Ok((batches.swap_remove(0), None)),
             _ => arrow::compute::concat_batches(&self.rows.table().schema(), &batches)
+                .map(|b| (b, None))
                 .map_err(|source| LakeError::Arrow { table: self.rows.table().name(), source }),
         }
     }
@@ -192,7 +198,7 @@ impl LakeSink {
         self.stats.rows_buffered += batch.num_rows() as u64;
         self.retry_pending();
         if self.pending.is_empty() {
-            self.write(table, batch);
+            self.write(table, batch, None);
         } else {
             self.keep(table, batch);
         }
@@ -256,10 +262,10 @@ impl LakeSink {
         let table = buf.rows.table();
         match buf.take_batch() {
             // Earlier failures go first so files keep their order.
-            Ok(batch) => {
+            Ok((batch, dicts)) => {
                 self.retry_pending();
                 if self.pending.is_empty() {
-                    self.write(table, batch);
+                    self.write(table, batch, dicts.as_ref());
                 } else {
                     self.keep(table, batch);
                 }
@@ -273,8 +279,8 @@ impl LakeSink {
     }
 
     /// Writes one batch; on failure keeps what was not written for a retry.
-    fn write(&mut self, table: Table, batch: RecordBatch) -> bool {
-        match self.writer.write(table, &batch) {
+    fn write(&mut self, table: Table, batch: RecordBatch, dicts: Option<&Dictionaries>) -> bool {
+        match self.writer.write_with(table, &batch, dicts, &[]) {
             Ok(files) => {
                 self.count_written(&files);
                 true
@@ -329,7 +335,7 @@ impl LakeSink {
         while let Some(p) = self.pending.pop_front() {
             self.pending_bytes -= p.bytes;
             self.stats.rows_pending -= p.batch.num_rows() as u64;
-            if !self.write(p.table, p.batch) {
+            if !self.write(p.table, p.batch, None) {
                 // `write` queued the rest at the back; it belongs in front.
                 if let Some(back) = self.pending.pop_back() {
                     self.pending.push_front(back);

@@ -307,6 +307,7 @@ fn config_rejects_unknown_fields_and_zero_sizes() {
     assert!(matches!(LakeSink::open(&bad, ctx(0)), Err(LakeError::Config(_))));
 }
 
+mod dict_chunk;
 mod durability;
 
 /// IP history intervals go to `ip_ownership`, partitioned by `valid_from`,

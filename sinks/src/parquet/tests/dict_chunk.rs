@@ -1,0 +1,178 @@
+//! Identity columns encoded from the batch's keys (`dict_chunk`) against the Arrow writer's own encoding of
+//! the same batch: the same rows read back, and a page index and bloom filters that hold for them.
+
+use std::fs::File;
+
+use ::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use ::parquet::column::page::Page;
+use ::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use ::parquet::file::page_index::column_index::ColumnIndexMetaData;
+use ::parquet::file::properties::ReaderProperties;
+use ::parquet::file::reader::FileReader;
+use ::parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+use arrow::array::{Array, AsArray, RecordBatch};
+
+use super::durability::files_under;
+use super::*;
+use crate::parquet::dict_chunk::Dictionaries;
+use crate::parquet::identity::ID_COLUMNS;
+
+const ROWS: u64 = 45_000;
+/// Rows (in time order) from here to `HOST_END` are host processes: every identity column null, for whole
+/// pages and a whole row group.
+const HOST_START: u64 = 20_000;
+const HOST_END: u64 = 40_000;
+const STEP_NS: u64 = 50_000;
+/// The hour ends after this many rows (in time order): two files, each from a slice of the batch's keys.
+const HOUR_SPLIT: u64 = 40_000;
+
+/// A mix the writer must get right: 600 pods (10-bit indices), runs of one pod longer and shorter than the
+/// 8 an RLE run needs, a namespace shared by all (one dictionary entry), peers on some rows only, and rows
+/// appended out of time order so the keys are sorted with the rows.
+fn batch() -> (RecordBatch, Option<Dictionaries>, Vec<String>) {
+    let pods: Vec<String> = (0..600).map(|j| format!("pod-{j:04}-{}", "x".repeat(j % 7))).collect();
+    let containers: Vec<String> = (0..600).map(|j| format!("{j:064x}")).collect();
+    let mut b = BatchBuilder::for_event_table(Table::ProcessActivity);
+    // Row HOUR_SPLIT (in time order) starts an hour.
+    let c = ctx(1_709_208_000_000_000_000i128 - i128::from(HOUR_SPLIT * STEP_NS));
+    for i in 0..ROWS {
+        // 7919 is prime and does not divide ROWS: a permutation of the times.
+        let t = i * 7919 % ROWS;
+        let ev = event_of(Kind::Exec, t * STEP_NS, 100 + (t % 13) as u32);
+        let j = if t % 97 < 5 { (t * 31) % 600 } else { (t / 13).wrapping_mul(2_654_435_761) % 600 } as usize;
+        let id = if (HOST_START..HOST_END).contains(&t) {
+            Identity::default()
+        } else {
+            Identity {
+                pod: Some(&pods[j]),
+                container_id: Some(&containers[j]),
+                namespace: Some("payments"),
+                image: Some(["a:1", "b:2", "c:3"][j % 3]),
+                peer_pod: t.is_multiple_of(3).then_some(pods[(j + 1) % 600].as_str()),
+                ..Identity::default()
+            }
+        };
+        b.append(&c, &ev.as_event(), &id);
+    }
+    let (batch, dicts) = b.finish_keyed(true).unwrap();
+    (batch, dicts, pods)
+}
+
+fn write(dir: &Path, batch: &RecordBatch, dicts: Option<&Dictionaries>) -> Vec<PathBuf> {
+    let c = LakeConfig { row_group_rows: 30_000, ..cfg(dir) };
+    let mut w = LakeWriter::new(&c).unwrap();
+    let written = w.write_with(Table::ProcessActivity, batch, dicts, &[]).unwrap();
+    assert_eq!(written.iter().map(|f| f.rows).sum::<usize>(), ROWS as usize);
+    files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect()
+}
+
+fn read(path: &Path) -> (RecordBatch, std::sync::Arc<ParquetMetaData>) {
+    let opts = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    let b = ParquetRecordBatchReaderBuilder::try_new_with_options(File::open(path).unwrap(), opts).unwrap();
+    let meta = b.metadata().clone();
+    let schema = b.schema().clone();
+    let batches: Vec<RecordBatch> = b.build().unwrap().map(Result::unwrap).collect();
+    (arrow::compute::concat_batches(&schema, &batches).unwrap(), meta)
+}
+
+/// The dictionary page of column `col` in row group `rg`, decoded (PLAIN: u32 length, bytes).
+fn dictionary(path: &Path, rg: usize, col: usize) -> Option<Vec<Vec<u8>>> {
+    let r = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+    let mut pages = r.get_row_group(rg).unwrap().get_column_page_reader(col).unwrap();
+    let Some(Page::DictionaryPage { buf, num_values, .. }) = pages.get_next_page().unwrap() else { return None };
+    let mut out = Vec::new();
+    let mut rest = &buf[..];
+    while rest.len() >= 4 {
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        out.push(rest[4..4 + len].to_vec());
+        rest = &rest[4 + len..];
+    }
+    assert_eq!(out.len(), num_values as usize);
+    Some(out)
+}
+
+#[test]
+fn identity_columns_from_keys_read_back_like_the_arrow_writers() {
+    let (batch, dicts, pods) = batch();
+    let dicts = dicts.expect("keyed finish gives dictionaries");
+    assert_eq!(dicts.columns.len(), ID_COLUMNS.len());
+    let keyed_dir = tempfile::tempdir().unwrap();
+    let plain_dir = tempfile::tempdir().unwrap();
+    let keyed = write(keyed_dir.path(), &batch, Some(&dicts));
+    let plain = write(plain_dir.path(), &batch, None);
+    assert_eq!(keyed.len(), 2, "one file per hour: {keyed:?}");
+    assert_eq!(plain.len(), 2);
+
+    let schema = Table::ProcessActivity.schema();
+    let pod_col = schema.index_of("pod").unwrap();
+    let mut rows = Vec::new();
+    for (k, p) in keyed.iter().zip(&plain) {
+        let (kb, kmeta) = read(k);
+        let (pb, _) = read(p);
+        rows.push(kb.num_rows() as u64);
+        for (c, f) in schema.fields().iter().enumerate() {
+            assert_eq!(kb.column(c).as_ref(), pb.column(c).as_ref(), "{}: column {} differs", k.display(), f.name());
+        }
+        let opts = ReadOptionsBuilder::new()
+            .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
+            .build();
+        let file = SerializedFileReader::new_with_options(File::open(k).unwrap(), opts).unwrap();
+        let mut first_row = 0usize;
+        for (rg, g) in kmeta.row_groups().iter().enumerate() {
+            for name in ID_COLUMNS {
+                let c = schema.index_of(name).unwrap();
+                let values = kb.column(c).as_string::<i32>().slice(first_row, g.num_rows() as usize);
+                check_page_index(&kmeta, rg, c, &values, name);
+                if values.null_count() == values.len() {
+                    continue;
+                }
+                // Written from the keys: the dictionary is sorted (the Arrow writer's is in order of arrival).
+                let dict = dictionary(k, rg, c).expect("dictionary page");
+                assert!(dict.windows(2).all(|w| w[0] < w[1]), "{name}: dictionary not sorted and distinct");
+                let used: std::collections::BTreeSet<&[u8]> = values.iter().flatten().map(str::as_bytes).collect();
+                assert_eq!(dict.len(), used.len(), "{name}: dictionary holds values no row of the chunk has");
+                let stats = g.column(c).statistics().expect("chunk statistics");
+                assert_eq!(stats.min_bytes_opt(), used.first().copied(), "{name}");
+                assert_eq!(stats.max_bytes_opt(), used.last().copied(), "{name}");
+                assert_eq!(stats.null_count_opt(), Some(values.null_count() as u64), "{name}");
+                if Table::ProcessActivity.bloom_columns().contains(&name) {
+                    let bloom = file.get_row_group(rg).unwrap().get_column_bloom_filter(c).cloned();
+                    let bloom = bloom.unwrap_or_else(|| panic!("{name}: no bloom filter"));
+                    for v in &used {
+                        assert!(bloom.check(*v), "{name}: bloom filter misses {}", String::from_utf8_lossy(v));
+                    }
+                    let absent = (0..1000).filter(|i| bloom.check(format!("absent-{i}").as_bytes())).count();
+                    assert!(absent < 50, "{name}: {absent} of 1000 absent values pass the filter");
+                }
+            }
+            first_row += g.num_rows() as usize;
+        }
+        // The same file written by the Arrow writer has a dictionary in order of arrival, not sorted: proof
+        // that the keyed file's columns came from `dict_chunk`.
+        let pd = dictionary(p, 0, pod_col).expect("dictionary page");
+        assert!(pd.windows(2).any(|w| w[0] > w[1]), "the Arrow writer's dictionary happens to be sorted");
+    }
+    assert_eq!(rows, vec![HOUR_SPLIT, ROWS - HOUR_SPLIT]);
+    assert!(pods.len() > 512, "indices of more than 9 bits");
+}
+
+/// Each page's min, max and null count in the column index are those of the rows the offset index says the
+/// page holds.
+fn check_page_index(meta: &ParquetMetaData, rg: usize, c: usize, values: &arrow::array::StringArray, name: &str) {
+    let index = &meta.column_index().expect("column index")[rg][c];
+    let pages = meta.offset_index().expect("offset index")[rg][c].page_locations();
+    let ColumnIndexMetaData::BYTE_ARRAY(index) = index else { panic!("{name}: column index {index:?}") };
+    assert_eq!(index.num_pages() as usize, pages.len(), "{name}");
+    for (p, loc) in pages.iter().enumerate() {
+        let start = loc.first_row_index as usize;
+        let end = pages.get(p + 1).map_or(values.len(), |n| n.first_row_index as usize);
+        let page = values.slice(start, end - start);
+        let present: Vec<&[u8]> = page.iter().flatten().map(str::as_bytes).collect();
+        assert_eq!(index.null_count(p), Some(page.null_count() as i64), "{name} page {p}");
+        assert_eq!(index.is_null_page(p), present.is_empty(), "{name} page {p}");
+        if !present.is_empty() {
+            assert_eq!(index.min_value(p), present.iter().min().copied(), "{name} page {p}: min");
+            assert_eq!(index.max_value(p), present.iter().max().copied(), "{name} page {p}: max");
+        }
+    }
+}
