@@ -16,6 +16,7 @@ use tracelake_model::{Body, Event, flags};
 
 use super::dict_chunk::Dictionaries;
 use super::identity::{ID_COLUMNS, IdentityColumns};
+use super::keyed::KeyedStrings;
 use super::lineage::LineageColumns;
 use super::schema::{list_of, ocsf_class_uid, ts_type};
 
@@ -110,8 +111,8 @@ const SUBJECT_U32: [&str; 7] = ["pid", "tid", "ppid", "uid", "euid", "gid", "egi
 pub(crate) struct Common {
     time: TimestampNanosecondBuilder,
     event_id: StringBuilder,
-    node: StringBuilder,
-    kind: StringBuilder,
+    node: KeyedStrings,
+    kind: KeyedStrings,
     class_uid: Int32Builder,
     count: UInt64Builder,
     summary: BooleanBuilder,
@@ -136,8 +137,8 @@ impl Default for Common {
         Common {
             time: ts_builder(),
             event_id: StringBuilder::new(),
-            node: StringBuilder::new(),
-            kind: StringBuilder::new(),
+            node: KeyedStrings::default(),
+            kind: KeyedStrings::default(),
             class_uid: Int32Builder::new(),
             count: UInt64Builder::new(),
             summary: BooleanBuilder::new(),
@@ -203,8 +204,8 @@ impl Common {
             *slot = b"0123456789abcdef"[((v >> ((15 - i) * 4)) & 15) as usize];
         }
         self.event_id.append_value(std::str::from_utf8(&hex).unwrap_or_default());
-        self.node.append_value(ctx.node);
-        self.kind.append_value(ev.kind.name());
+        self.node.append(ctx.node);
+        self.kind.append(ev.kind.name());
         self.class_uid.append_value(ocsf_class_uid(ev.kind));
         self.count.append_value(ev.count);
         self.summary.append_value(ev.aggregate.is_some());
@@ -240,19 +241,20 @@ impl Common {
         size + self.lineage.append(id)
     }
 
-    /// With `keyed`, the identity columns as keys into distinct values too (`IdentityColumns::finish`).
+    /// With `keyed`, the columns held as keys into distinct values (identity, lineage, node, kind) as such
+    /// too, for the Parquet writer (`dict_chunk`).
     pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<Dictionaries>, ArrowError> {
         finish(&mut self.time, out);
         finish(&mut self.event_id, out);
-        finish(&mut self.node, out);
-        finish(&mut self.kind, out);
+        // Every builder is emptied even if one fails, so later batches stay aligned.
+        let node = self.node.finish(out, keyed);
+        let kind = self.kind.finish(out, keyed);
         finish(&mut self.class_uid, out);
         finish(&mut self.count, out);
         finish(&mut self.summary, out);
         finish(&mut self.first_time, out);
         finish(&mut self.last_time, out);
         finish(&mut self.flags, out);
-        // Every builder is emptied even if this fails, so later batches stay aligned.
         let ids = self.ids.finish(out, keyed);
         finish(&mut self.cgroup_id, out);
         finish(&mut self.container, out);
@@ -265,8 +267,9 @@ impl Common {
         finish(&mut self.mntns, out);
         self.comm.finish(out);
         self.exe.finish(out);
-        let lineage = self.lineage.finish(out);
-        lineage.and(ids)
+        let lineage = self.lineage.finish(out, keyed);
+        let groups = [node?, kind?, ids?, lineage?];
+        Ok(keyed.then(|| Dictionaries { groups: groups.into_iter().flatten().collect() }))
     }
 
     pub(crate) fn len(&self) -> usize {

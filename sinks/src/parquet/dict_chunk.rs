@@ -23,22 +23,54 @@ use ::parquet::file::properties::WriterProperties;
 use ::parquet::file::statistics::Statistics;
 use ::parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use ::parquet::schema::types::ColumnDescPtr;
-use arrow::array::{Array, StringArray, UInt32Array};
+use std::ops::Range;
+
+use arrow::array::{Array, AsArray, StringArray, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::UInt32Type;
 use bytes::Bytes;
 
-/// Columns of a batch that are also given as distinct values plus one key per row (`values[keys[row]]` is
-/// the row's value). The writer encodes these columns from the keys.
-#[derive(Clone, Debug)]
+/// Columns of a batch that are also given as distinct values plus one key per row: the writer encodes these
+/// columns from the keys.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Dictionaries {
+    pub(crate) groups: Vec<KeyGroup>,
+}
+
+/// Columns that share one key per row (the ~20 identity columns share the row's identity).
+#[derive(Clone, Debug)]
+pub(crate) struct KeyGroup {
     /// One per row of the batch.
     pub(crate) keys: UInt32Array,
-    /// (column index in the batch, distinct values indexed by key; a null value is a null row).
+    /// (column index in the batch, distinct values indexed by key: `values[keys[row]]` is the row's value;
+    /// a null value is a null row).
     pub(crate) columns: Vec<(usize, StringArray)>,
 }
 
 impl Dictionaries {
-    pub(crate) fn values_of(&self, column: usize) -> Option<&StringArray> {
-        self.columns.iter().find(|(c, _)| *c == column).map(|(_, v)| v)
+    /// The keys following the batch's rows put in `order` (None: kept as they are). None when a group's keys
+    /// are not one per row of a batch of `rows` rows (a bug): the writer then encodes every column itself.
+    pub(crate) fn reordered(&self, rows: usize, order: Option<&UInt32Array>) -> Option<Dictionaries> {
+        let mut groups = Vec::with_capacity(self.groups.len());
+        for g in &self.groups {
+            if g.keys.len() != rows {
+                return None;
+            }
+            let keys = match order {
+                None => g.keys.clone(),
+                Some(order) => take(&g.keys, order, None).ok()?.as_primitive::<UInt32Type>().clone(),
+            };
+            groups.push(KeyGroup { keys, columns: g.columns.clone() });
+        }
+        Some(Dictionaries { groups })
+    }
+
+    /// The distinct values of `column` and the keys of rows `rows`, when the column is keyed.
+    pub(crate) fn column(&self, column: usize, rows: Range<usize>) -> Option<(&StringArray, &[u32])> {
+        self.groups.iter().find_map(|g| {
+            let (_, values) = g.columns.iter().find(|(c, _)| *c == column)?;
+            Some((values, g.keys.values().get(rows.clone())?))
+        })
     }
 }
 

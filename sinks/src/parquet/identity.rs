@@ -9,7 +9,7 @@ use arrow::compute::take;
 use arrow::error::ArrowError;
 use tracelake_model::json::Identity;
 
-use super::dict_chunk::Dictionaries;
+use super::dict_chunk::KeyGroup;
 use crate::hash::FingerprintIndex;
 
 /// Identity string columns, in schema order. The peer columns are set on
@@ -145,7 +145,7 @@ impl IdentityColumns {
     /// The columns of the rows appended so far, in schema order; starts
     /// over empty (keeping the buffers' capacity for the next batch). With `keyed`, also the columns as keys
     /// into their distinct values, for the Parquet writer (`dict_chunk`).
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<Dictionaries>, ArrowError> {
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<KeyGroup>, ArrowError> {
         let rows = self.keys.len();
         let first = out.len();
         // The next batch likely has as many rows: no growth from empty.
@@ -163,7 +163,7 @@ impl IdentityColumns {
         self.arena.clear();
         self.entries.clear();
         self.index.clear();
-        result.map(|()| keyed.then_some(Dictionaries { keys, columns }))
+        result.map(|()| keyed.then_some(KeyGroup { keys, columns }))
     }
 }
 

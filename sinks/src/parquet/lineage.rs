@@ -8,6 +8,7 @@ use arrow::error::ArrowError;
 use tracelake_model::json::{Ancestor, Identity};
 
 use super::columns::split_args;
+use super::dict_chunk::KeyGroup;
 use super::identity::gather;
 use crate::hash::FingerprintIndex;
 
@@ -144,8 +145,10 @@ impl Lineages {
 
 impl LineageColumns {
     /// `parent_exe`, `parent_cmdline`, `ancestor_pids`, `ancestor_exes` of the rows appended so far; starts
-    /// over empty, keeping the buffers' capacity.
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
+    /// over empty, keeping the buffers' capacity. With `keyed`, also the two string columns as keys into their
+    /// distinct values, for the Parquet writer (`dict_chunk`).
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<KeyGroup>, ArrowError> {
+        let first = out.len();
         let rows = self.keys.len();
         let keys = UInt32Array::from(std::mem::replace(&mut self.keys, Vec::with_capacity(rows)));
         let st = &self.store;
@@ -174,6 +177,6 @@ impl LineageColumns {
         s.entries.clear();
         s.ancestors.clear();
         self.index.clear();
-        result
+        result.map(|()| keyed.then(|| KeyGroup { keys, columns: vec![(first, exes), (first + 1, cmdlines)] }))
     }
 }

@@ -9,6 +9,7 @@ mod columns;
 mod config;
 mod dict_chunk;
 mod identity;
+mod keyed;
 mod lineage;
 pub mod maintain;
 mod ownership;

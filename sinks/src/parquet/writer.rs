@@ -17,9 +17,8 @@ use ::parquet::file::metadata::{KeyValue, SortingColumn};
 use ::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use ::parquet::file::writer::SerializedFileWriter;
 use ::parquet::schema::types::ColumnPath;
-use arrow::array::{Array, AsArray, RecordBatch, TimestampNanosecondArray, UInt32Array};
-use arrow::compute::{SortOptions, sort_to_indices, take, take_record_batch};
-use arrow::datatypes::UInt32Type;
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
 use arrow::error::ArrowError;
 use bytes::Bytes;
 
@@ -150,13 +149,7 @@ impl LakeWriter {
             return Err(fail(LakeError::Schema { table: table.name() }, written, batch.clone()));
         }
         let (sorted, order) = sort_by_time(table, batch).map_err(|e| fail(e, Vec::new(), batch.clone()))?;
-        // The keys follow the rows; a batch whose keys do not match it (a bug) is written without them.
-        let keys = match (dicts, order) {
-            (Some(d), _) if d.keys.len() != batch.num_rows() => None,
-            (Some(d), None) => Some(d.keys.clone()),
-            (Some(d), Some(order)) => take(&d.keys, &order, None).ok().map(|k| k.as_primitive::<UInt32Type>().clone()),
-            (None, _) => None,
-        };
+        let dicts = dicts.and_then(|d| d.reordered(batch.num_rows(), order.as_ref()));
         let times = time_column(table, &sorted).map_err(|e| fail(e, Vec::new(), batch.clone()))?;
         let mut start = 0;
         while start < sorted.num_rows() {
@@ -169,7 +162,7 @@ impl LakeWriter {
             let dir = self.root.join(table.name()).join(partition_dir(hour));
             let name = format!("{}-{:019}-{:016x}-{}.parquet", prefix(meta), times.value(start), self.nonce, self.seq);
             self.seq += 1;
-            let keyed = dicts.zip(keys.as_ref()).map(|(d, k)| (d, &k.values()[start..end]));
+            let keyed = dicts.as_ref().map(|d| (d, start));
             match self.write_file(table, &dir, &name, &part, keyed, meta) {
                 Ok(f) => written.push(f),
                 Err(e) => {
@@ -188,7 +181,7 @@ impl LakeWriter {
         dir: &Path,
         name: &str,
         batch: &RecordBatch,
-        keyed: Option<(&Dictionaries, &[u32])>,
+        keyed: Option<(&Dictionaries, usize)>,
         meta: &[KeyValue],
     ) -> Result<WrittenFile, LakeError> {
         create_dir_durable(&self.root, dir)?;
@@ -222,12 +215,12 @@ enum Chunk {
 
 /// `batch` (one file's rows, sorted) as a Parquet file: what `ArrowWriter` writes (Arrow schema in the
 /// footer, row groups of `max_row_group_row_count`), except that the columns `keyed` gives dictionaries for
-/// are encoded from them (`dict_chunk`).
+/// are encoded from them (`dict_chunk`); the file's rows start at its row `offset` of their keys.
 fn encode_file(
     file: File,
     mut props: WriterProperties,
     batch: &RecordBatch,
-    keyed: Option<(&Dictionaries, &[u32])>,
+    keyed: Option<(&Dictionaries, usize)>,
 ) -> Result<File, ParquetError> {
     let schema = batch.schema();
     let parquet_schema = ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(&schema)?;
@@ -243,7 +236,7 @@ fn encode_file(
         let mut writers = factory.create_column_writers(group)?.into_iter();
         let mut chunks = Vec::with_capacity(leaves.len());
         for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
-            let encoded = match keyed.and_then(|(d, keys)| Some((d.values_of(i)?, &keys[start..start + len]))) {
+            let encoded = match keyed.and_then(|(d, offset)| d.column(i, offset + start..offset + start + len)) {
                 Some((values, keys)) => dict_chunk::encode(Arc::clone(&leaves[chunks.len()]), &props, values, keys)?,
                 None => None,
             };

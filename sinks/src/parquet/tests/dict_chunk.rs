@@ -1,4 +1,4 @@
-//! Identity columns encoded from the batch's keys (`dict_chunk`) against the Arrow writer's own encoding of
+//! Identity, lineage, node and kind columns encoded from the batch's keys (`dict_chunk`) against the Arrow writer's own encoding of
 //! the same batch: the same rows read back, and a page index and bloom filters that hold for them.
 
 use std::fs::File;
@@ -38,9 +38,9 @@ fn batch() -> (RecordBatch, Option<Dictionaries>, Vec<String>) {
     for i in 0..ROWS {
         // 7919 is prime and does not divide ROWS: a permutation of the times.
         let t = i * 7919 % ROWS;
-        let ev = event_of(Kind::Exec, t * STEP_NS, 100 + (t % 13) as u32);
-        let j = if t % 97 < 5 { (t * 31) % 600 } else { (t / 13).wrapping_mul(2_654_435_761) % 600 } as usize;
-        let id = if (HOST_START..HOST_END).contains(&t) {
+        let ev = event_of(kind_of(t), t * STEP_NS, 100 + (t % 13) as u32);
+        let j = pod_of(t);
+        let mut id = if (HOST_START..HOST_END).contains(&t) {
             Identity::default()
         } else {
             Identity {
@@ -52,10 +52,23 @@ fn batch() -> (RecordBatch, Option<Dictionaries>, Vec<String>) {
                 ..Identity::default()
             }
         };
+        if !t.is_multiple_of(4) {
+            let exe = [&b"/bin/sh"[..], b"/usr/bin/python3", b"/sbin/init", b"/bin/bash"][j % 4];
+            id.ancestors[0] = Some(Ancestor { pid: 7, exe, args: [&b"sh\0-c\0x\0"[..], b"init\0"][j % 2] });
+        }
         b.append(&c, &ev.as_event(), &id);
     }
     let (batch, dicts) = b.finish_keyed(true).unwrap();
     (batch, dicts, pods)
+}
+
+/// The kind and pod of the row `t`-th in time order.
+fn kind_of(t: u64) -> Kind {
+    if t % 11 < 3 { Kind::Fork } else { Kind::Exec }
+}
+
+fn pod_of(t: u64) -> usize {
+    (if t % 97 < 5 { (t * 31) % 600 } else { (t / 13).wrapping_mul(2_654_435_761) % 600 }) as usize
 }
 
 fn write(dir: &Path, batch: &RecordBatch, dicts: Option<&Dictionaries>) -> Vec<PathBuf> {
@@ -92,10 +105,11 @@ fn dictionary(path: &Path, rg: usize, col: usize) -> Option<Vec<Vec<u8>>> {
 }
 
 #[test]
-fn identity_columns_from_keys_read_back_like_the_arrow_writers() {
+fn keyed_columns_read_back_like_the_arrow_writers() {
     let (batch, dicts, pods) = batch();
     let dicts = dicts.expect("keyed finish gives dictionaries");
-    assert_eq!(dicts.columns.len(), ID_COLUMNS.len());
+    let keyed: Vec<usize> = dicts.groups.iter().flat_map(|g| g.columns.iter().map(|(c, _)| *c)).collect();
+    assert_eq!(keyed.len(), ID_COLUMNS.len() + 4, "identity, lineage, node and kind columns");
     let keyed_dir = tempfile::tempdir().unwrap();
     let plain_dir = tempfile::tempdir().unwrap();
     let keyed = write(keyed_dir.path(), &batch, Some(&dicts));
@@ -109,6 +123,14 @@ fn identity_columns_from_keys_read_back_like_the_arrow_writers() {
     for (k, p) in keyed.iter().zip(&plain) {
         let (kb, kmeta) = read(k);
         let (pb, _) = read(p);
+        // Row by row, what was appended (both files could agree on a wrong batch).
+        let first: u64 = rows.iter().sum();
+        let (kinds, pod) = (kb.column_by_name("kind").unwrap(), kb.column_by_name("pod").unwrap());
+        for (r, t) in (first..first + kb.num_rows() as u64).enumerate() {
+            assert_eq!(kinds.as_string::<i32>().value(r), kind_of(t).name(), "row {t}");
+            let want = (!(HOST_START..HOST_END).contains(&t)).then(|| pods[pod_of(t)].as_str());
+            assert_eq!(pod.as_string::<i32>().is_valid(r).then(|| pod.as_string::<i32>().value(r)), want, "row {t}");
+        }
         rows.push(kb.num_rows() as u64);
         for (c, f) in schema.fields().iter().enumerate() {
             assert_eq!(kb.column(c).as_ref(), pb.column(c).as_ref(), "{}: column {} differs", k.display(), f.name());
@@ -119,7 +141,7 @@ fn identity_columns_from_keys_read_back_like_the_arrow_writers() {
         let file = SerializedFileReader::new_with_options(File::open(k).unwrap(), opts).unwrap();
         let mut first_row = 0usize;
         for (rg, g) in kmeta.row_groups().iter().enumerate() {
-            for name in ID_COLUMNS {
+            for &name in ID_COLUMNS.iter().chain(&["node", "kind", "parent_exe", "parent_cmdline"]) {
                 let c = schema.index_of(name).unwrap();
                 let values = kb.column(c).as_string::<i32>().slice(first_row, g.num_rows() as usize);
                 check_page_index(&kmeta, rg, c, &values, name);
