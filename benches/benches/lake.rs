@@ -9,7 +9,9 @@
 //! - `lake_service/{arrow_ipc,records}`: the lake service's side of the Kafka messages of those events,
 //!   Arrow IPC decoded against rows built from records.
 //! - `lake/write_mixed`: push, then sort, zstd-encode and write files (fsync and rename included)
-//!   into a directory under /dev/shm, so the disk's speed is not what is measured.
+//!   into a directory under /dev/shm, so the disk's speed is not what is measured. A new sink each time.
+//! - `lake/write_steady`: the same into one sink kept across iterations (a running `tracelake run`).
+//!   The events come in time order, as the sensor's ring buffer mostly delivers them: the sort is skipped.
 //!
 //! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so
 //! the figures are per core even while other work shares the machine.
@@ -209,6 +211,24 @@ fn lake(c: &mut Criterion) {
             cpu
         })
     });
+    // A long-running sink (what `tracelake run` is): push and write, file after file, builders and
+    // writer warm. Both are timed.
+    let mut steady = LakeSink::open(&cfg(shm.path()), ctx()).expect("lake");
+    g.bench_function("write_steady", |b| {
+        b.iter_custom(|iters| {
+            let mut cpu = Duration::ZERO;
+            for _ in 0..iters {
+                let t0 = thread_cpu();
+                for (i, e) in evs.iter().enumerate() {
+                    steady.push_with(black_box(&e.as_event()), &ids[i % 4]);
+                }
+                steady.flush().expect("written");
+                cpu += thread_cpu() - t0;
+            }
+            cpu
+        })
+    });
+    drop(steady);
     g.finish();
     // `tracelake run` with live rules: the detector builds Arrow batches of every event too. Before, the lake
     // built its own rows beside them (`two_builds`); now it writes the detector's batches (`shared`). The
