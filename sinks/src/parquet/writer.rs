@@ -130,8 +130,9 @@ impl LakeWriter {
         self.write_with(table, batch, None, &[])
     }
 
-    /// As `write`, with the batch's dictionaries (its identity columns as keys into distinct values), from
-    /// which those columns are encoded, and extra footer key-values (compaction records its sources there).
+    /// As `write`, with the batch's dictionaries (columns the builder holds as keys into distinct values:
+    /// identity, lineage, node, kind), from which those columns are encoded, and extra footer key-values
+    /// (compaction records its sources there).
     pub(crate) fn write_with(
         &mut self,
         table: Table,
