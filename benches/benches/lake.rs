@@ -176,24 +176,6 @@ fn lake(c: &mut Criterion) {
             cpu
         })
     });
-    // A long-running sink: builders reused file after file (the first
-    // iteration's file is written in the warm-up); the write is not timed.
-    let mut steady = LakeSink::open(&cfg(shm.path()), ctx()).expect("lake");
-    g.bench_function("append_steady", |b| {
-        b.iter_custom(|iters| {
-            let mut cpu = Duration::ZERO;
-            for _ in 0..iters {
-                let t0 = thread_cpu();
-                for (i, e) in evs.iter().enumerate() {
-                    steady.push_with(black_box(&e.as_event()), &ids[i % 4]);
-                }
-                cpu += thread_cpu() - t0;
-                steady.flush().expect("written");
-            }
-            cpu
-        })
-    });
-    drop(steady);
     let mut written = (0u64, 0u64);
     g.bench_function("write_mixed", |b| {
         b.iter_custom(|iters| {
@@ -211,24 +193,27 @@ fn lake(c: &mut Criterion) {
             cpu
         })
     });
-    // A long-running sink (what `tracelake run` is): push and write, file after file, builders and
-    // writer warm. Both are timed.
-    let mut steady = LakeSink::open(&cfg(shm.path()), ctx()).expect("lake");
-    g.bench_function("write_steady", |b| {
-        b.iter_custom(|iters| {
-            let mut cpu = Duration::ZERO;
-            for _ in 0..iters {
-                let t0 = thread_cpu();
-                for (i, e) in evs.iter().enumerate() {
-                    steady.push_with(black_box(&e.as_event()), &ids[i % 4]);
+    // A long-running sink (what `tracelake run` is): builders and writer reused file after file (the first
+    // iteration's file is written in the warm-up). `append_steady` times the pushes only, `write_steady` the
+    // pushes and the file written.
+    for (name, write_timed) in [("append_steady", false), ("write_steady", true)] {
+        let mut steady = LakeSink::open(&cfg(shm.path()), ctx()).expect("lake");
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut cpu = Duration::ZERO;
+                for _ in 0..iters {
+                    let t0 = thread_cpu();
+                    for (i, e) in evs.iter().enumerate() {
+                        steady.push_with(black_box(&e.as_event()), &ids[i % 4]);
+                    }
+                    let pushed = thread_cpu();
+                    steady.flush().expect("written");
+                    cpu += if write_timed { thread_cpu() } else { pushed } - t0;
                 }
-                steady.flush().expect("written");
-                cpu += thread_cpu() - t0;
-            }
-            cpu
-        })
-    });
-    drop(steady);
+                cpu
+            })
+        });
+    }
     g.finish();
     // `tracelake run` with live rules: the detector builds Arrow batches of every event too. Before, the lake
     // built its own rows beside them (`two_builds`); now it writes the detector's batches (`shared`). The
