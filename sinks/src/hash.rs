@@ -64,3 +64,24 @@ impl FingerprintIndex {
         self.last = None;
     }
 }
+
+/// One step of the fingerprints below.
+pub(crate) fn mix(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+}
+
+/// Where the strings live and how long they are, not what they say: the enricher and the process table hand
+/// out the same cached strings for every event of a container or process, so this finds an entry without
+/// reading them. A hit must be compared byte for byte before it is used (freed memory can hold other strings
+/// later): `FingerprintIndex::find_or_add` takes that comparison.
+pub(crate) fn address_fingerprint<'a>(parts: impl Iterator<Item = Option<&'a [u8]>>, seed: u64) -> u64 {
+    parts.fold(0x243f_6a88_85a3_08d3u64 ^ seed, |h, s| {
+        let (p, l) = s.map_or((0, u64::MAX), |s| (s.as_ptr() as u64, s.len() as u64));
+        mix(mix(h, p), l)
+    })
+}
+
+/// FNV-1a of the bytes: a fingerprint of what they say, for short strings found by content.
+pub(crate) fn content_fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}

@@ -14,7 +14,7 @@ use tracelake_model::{Aggregate, Body, BootClock, Endpoint, Event, Kind, Subject
 
 use arrow::array::RecordBatch;
 
-use crate::hash::FingerprintIndex;
+use crate::hash::{FingerprintIndex, address_fingerprint, mix};
 use crate::parquet::{BatchBuilder, Table, error_chain};
 
 const MAGIC: &[u8; 4] = b"TLR1";
@@ -99,19 +99,6 @@ fn put_bytes(out: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
-/// Where the strings live and how long they are: the enricher hands out the same cached strings for
-/// every event of a container or process, so this finds the entry without reading them. A hit is
-/// compared byte for byte before it is used (freed memory can hold other strings later).
-fn fingerprint<'a>(parts: impl Iterator<Item = Option<&'a [u8]>>, seed: u64) -> u64 {
-    let mut h = 0x243f_6a88_85a3_08d3u64 ^ seed;
-    for s in parts {
-        let (p, l) = s.map_or((0, u64::MAX), |s| (s.as_ptr() as u64, s.len() as u64));
-        h = (h ^ p).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-        h = (h ^ l).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    h
-}
-
 /// Entries written once per message, found again by fingerprint.
 #[derive(Debug, Default)]
 struct Section {
@@ -185,13 +172,13 @@ impl RecordWriter {
     /// Appends one event; the identity's strings are written once per message.
     pub fn append(&mut self, ev: &Event<'_>, id: &Identity<'_>) {
         let fields = id_fields(id);
-        let fp = fingerprint(fields.iter().copied(), 0);
+        let fp = address_fingerprint(fields.iter().copied(), 0);
         let container = self.containers.find_or_add(
             fp,
             |stored| read_container(stored).is_ok_and(|(v, _)| v == fields),
             |out| fields.iter().for_each(|f| put_bytes(out, *f)),
         );
-        let fp = fingerprint(process_parts(id), 1) ^ ancestor_pids_hash(id);
+        let fp = address_fingerprint(process_parts(id), 1) ^ ancestor_pids_hash(id);
         let process = self.processes.find_or_add(
             fp,
             |stored| read_process(stored).is_ok_and(|(p, _)| p == (id.process_exe, id.ancestors)),
@@ -245,10 +232,7 @@ impl RecordWriter {
 }
 
 fn ancestor_pids_hash(id: &Identity<'_>) -> u64 {
-    id.ancestors
-        .iter()
-        .map_while(Option::as_ref)
-        .fold(0u64, |h, a| (h ^ u64::from(a.pid)).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17))
+    id.ancestors.iter().map_while(Option::as_ref).fold(0u64, |h, a| mix(h, u64::from(a.pid)))
 }
 
 fn write_process(out: &mut Vec<u8>, id: &Identity<'_>) {

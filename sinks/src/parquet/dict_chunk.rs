@@ -13,7 +13,7 @@
 //! encodings, page index, bloom filter, zstd), spliced into the row group with `append_column`; any reader
 //! sees an ordinary dictionary-encoded column (tests read it back with parquet-rs and pyarrow).
 
-use ::parquet::basic::{BoundaryOrder, Compression, Encoding, PageType, Type as PhysicalType};
+use ::parquet::basic::{BoundaryOrder, Compression, Encoding, Type as PhysicalType};
 use ::parquet::bloom_filter::Sbbf;
 use ::parquet::column::page::{CompressedPage, Page, PageWriter};
 use ::parquet::column::writer::ColumnCloseResult;
@@ -125,7 +125,7 @@ pub(crate) fn encode(
     column_index.set_boundary_order(BoundaryOrder::UNORDERED);
     let mut offset_index = OffsetIndexBuilder::new();
     let mut data_offset = None;
-    let (mut chunk_min, mut chunk_max, mut chunk_nulls) = (u32::MAX, 0u32, 0u64);
+    let mut chunk_nulls = 0u64;
     let mut ids = Vec::with_capacity(page_rows.min(keys.len()));
     let mut levels = Vec::with_capacity(page_rows.min(keys.len()));
     for rows in keys.chunks(page_rows) {
@@ -168,8 +168,6 @@ pub(crate) fn encode(
         chunk_nulls += nulls;
         match (ids.iter().min(), ids.iter().max()) {
             (Some(&lo), Some(&hi)) => {
-                chunk_min = chunk_min.min(lo);
-                chunk_max = chunk_max.max(hi);
                 let (lo, hi) = (dict.sorted[lo as usize], dict.sorted[hi as usize]);
                 column_index.append(false, lo.to_vec(), hi.to_vec(), nulls as i64);
             }
@@ -188,7 +186,8 @@ pub(crate) fn encode(
         }
         None => None,
     };
-    let (min, max) = (dict.sorted[chunk_min as usize], dict.sorted[chunk_max as usize]);
+    // The dictionary holds only values the chunk's rows use, sorted: its ends are the chunk's min and max.
+    let (min, max) = (dict.sorted[0], dict.sorted[dict.sorted.len() - 1]);
     let stats = Statistics::byte_array(Some(min.into()), Some(max.into()), None, Some(chunk_nulls), false);
     let metadata = ColumnChunkMetaData::builder(descr)
         .set_compression(compression)
@@ -218,9 +217,7 @@ fn compress(
     page: impl FnOnce(Bytes) -> Page,
 ) -> Result<CompressedPage, ParquetError> {
     let out = zstd.compress(raw).map_err(|e| ParquetError::External(Box::new(e)))?;
-    let page = page(Bytes::from(out));
-    debug_assert!(matches!(page.page_type(), PageType::DATA_PAGE | PageType::DICTIONARY_PAGE));
-    Ok(CompressedPage::new(page, raw.len()))
+    Ok(CompressedPage::new(page(Bytes::from(out)), raw.len()))
 }
 
 /// The file's dictionary: the values the rows use, sorted, and each key's index among them.

@@ -10,7 +10,7 @@ use arrow::error::ArrowError;
 use tracelake_model::json::Identity;
 
 use super::dict_chunk::KeyGroup;
-use crate::hash::FingerprintIndex;
+use crate::hash::{FingerprintIndex, address_fingerprint};
 
 /// Identity string columns, in schema order. The peer columns are set on
 /// network events only (null elsewhere costs next to nothing in Parquet).
@@ -73,21 +73,6 @@ struct Span {
 
 const NULL: Span = Span { start: u32::MAX, len: 0 };
 
-/// Cheap to compute: where the strings live, not what they say. The
-/// enricher hands out the same cached strings for every event of a
-/// container, so equal identities mostly have equal fingerprints; the
-/// contents are compared before an entry is reused, so a fingerprint that
-/// lies (memory reused for other strings) only costs a new entry.
-fn fingerprint(v: &[Option<&str>; N]) -> u64 {
-    let mut h = 0x243f_6a88_85a3_08d3u64;
-    for s in v {
-        let (p, l) = s.map_or((0, 0), |s| (s.as_ptr() as u64, s.len() as u64));
-        h = (h ^ p).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-        h = (h ^ l).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    h
-}
-
 fn get(arena: &str, span: Span) -> &str {
     let start = span.start as usize;
     arena.get(start..start + span.len as usize).unwrap_or_default()
@@ -130,7 +115,7 @@ impl IdentityColumns {
     /// the Utf8 columns hold them).
     pub(crate) fn append(&mut self, id: &Identity<'_>) -> usize {
         let v = id_values(id);
-        let fp = fingerprint(&v);
+        let fp = address_fingerprint(v.iter().map(|s| s.map(str::as_bytes)), 0);
         let mut store = (&mut self.arena, &mut self.entries);
         let e = self.index.find_or_add(
             fp,

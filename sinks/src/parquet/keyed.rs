@@ -2,59 +2,40 @@
 //! once, so a row costs a compare and a push instead of a copy into a string builder, and the Parquet
 //! writer encodes the column from the keys (`dict_chunk`).
 
-use std::collections::HashMap;
-
 use arrow::array::{ArrayRef, StringArray, UInt32Array};
 use arrow::error::ArrowError;
 
 use super::dict_chunk::KeyGroup;
 use super::identity::gather;
-
-/// Past this many distinct values a map finds a value's key; below, a scan is cheaper.
-const SCAN: usize = 16;
+use crate::hash::{FingerprintIndex, content_fingerprint};
 
 #[derive(Debug, Default)]
 pub(crate) struct KeyedStrings {
     values: Vec<Box<str>>,
-    /// Only filled once there are more than `SCAN` values.
-    index: HashMap<Box<str>, u32>,
+    index: FingerprintIndex,
     last: u32,
     keys: Vec<u32>,
 }
 
 impl KeyedStrings {
     pub(crate) fn append(&mut self, v: &str) {
+        // Most rows repeat the previous row's value: one compare, no hash.
         let k = match self.values.get(self.last as usize) {
             Some(last) if **last == *v => self.last,
-            _ => self.find_or_add(v),
+            _ => self.index.find_or_add(
+                content_fingerprint(v.as_bytes()),
+                &mut self.values,
+                |values, e| *values[e as usize] == *v,
+                |values| {
+                    values.push(v.into());
+                    values.len() as u32 - 1
+                },
+            ),
         };
         self.last = k;
         self.keys.push(k);
     }
 
-    fn find_or_add(&mut self, v: &str) -> u32 {
-        let found = if self.values.len() <= SCAN {
-            self.values.iter().position(|x| **x == *v).map(|p| p as u32)
-        } else {
-            self.index.get(v).copied()
-        };
-        if let Some(k) = found {
-            return k;
-        }
-        let k = self.values.len() as u32;
-        self.values.push(v.into());
-        if self.values.len() > SCAN {
-            if self.index.is_empty() {
-                self.index.extend(self.values.iter().enumerate().map(|(i, v)| (v.clone(), i as u32)));
-            } else {
-                self.index.insert(v.into(), k);
-            }
-        }
-        k
-    }
-
-    /// The column of the rows appended so far (pushed to `out`); with `keyed`, also as keys into its
-    /// distinct values. Starts over empty, keeping the keys' capacity.
     pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<KeyGroup>, ArrowError> {
         let column = out.len();
         let rows = self.keys.len();
@@ -76,9 +57,9 @@ mod tests {
     use super::KeyedStrings;
 
     #[test]
-    fn rows_read_back_in_order_past_the_scan_limit() {
+    fn rows_read_back_in_order() {
         let mut k = KeyedStrings::default();
-        // Runs, returns to earlier values, and more distinct values than a scan serves.
+        // Runs, and returns to earlier values.
         let input: Vec<String> = (0..500u32).map(|i| format!("v{}", (i / 3) % 40 + (i % 7 == 0) as u32)).collect();
         for (round, expect) in [input.clone(), input[..10].to_vec()].iter().enumerate() {
             for v in expect {

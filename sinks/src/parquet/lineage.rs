@@ -10,7 +10,7 @@ use tracelake_model::json::{Ancestor, Identity};
 use super::columns::split_args;
 use super::dict_chunk::KeyGroup;
 use super::identity::gather;
-use crate::hash::FingerprintIndex;
+use crate::hash::{FingerprintIndex, address_fingerprint, mix};
 
 #[derive(Clone, Copy, Debug)]
 struct Span {
@@ -46,15 +46,10 @@ struct Entry {
 /// Where the lineage's strings live and how long they are: the process table hands out the same ones for
 /// every event of a process. A hit is compared byte for byte before it is used.
 fn fingerprint(ancestors: &[Option<Ancestor<'_>>]) -> u64 {
-    let mut h = 0x1319_8a2e_0370_7344u64;
-    for a in ancestors.iter().map_while(Option::as_ref) {
-        for v in
-            [u64::from(a.pid), a.exe.as_ptr() as u64, a.exe.len() as u64, a.args.as_ptr() as u64, a.args.len() as u64]
-        {
-            h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-        }
-    }
-    h
+    ancestors.iter().map_while(Option::as_ref).fold(0x1319_8a2e_0370_7344u64, |h, a| {
+        let parts = [Some(a.exe), Some(a.args)].into_iter();
+        mix(address_fingerprint(parts, h), u64::from(a.pid))
+    })
 }
 
 /// Each distinct lineage of a batch, once.
