@@ -81,7 +81,14 @@ pub(crate) fn address_fingerprint<'a>(parts: impl Iterator<Item = Option<&'a [u8
     })
 }
 
-/// FNV-1a of the bytes: a fingerprint of what they say, for short strings found by content.
+/// A fingerprint of what the bytes say, for short strings found by content: a word at a time (FNV-1a's byte
+/// at a time took ~1 ns a byte, and every row of the lake hashes its `comm` and `exe`).
 pub(crate) fn content_fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    let mut words = bytes.chunks_exact(8);
+    let h = words.by_ref().fold(0xcbf2_9ce4_8422_2325u64 ^ bytes.len() as u64, |h, w| {
+        mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default()))
+    });
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    mix(h, u64::from_le_bytes(tail))
 }

@@ -118,24 +118,34 @@ impl ProcessCols {
         let mut size = 0;
         match r.args {
             Some(raw) => {
-                let mut utf8 = true;
-                for (i, arg) in split_args(raw).enumerate() {
-                    if i > 0 {
-                        let _ = self.cmdline.write_char(' ');
+                // NUL is UTF-8: one check of the whole argv, rather than one per argument and column.
+                match std::str::from_utf8(raw) {
+                    Ok(text) => {
+                        let text = text.strip_suffix('\0').unwrap_or(text);
+                        for (i, arg) in text.split('\0').filter(|_| !text.is_empty()).enumerate() {
+                            if i > 0 {
+                                let _ = self.cmdline.write_char(' ');
+                            }
+                            let _ = self.cmdline.write_str(arg);
+                            self.args.values().append_value(arg);
+                        }
+                        self.args_raw.append_null();
                     }
-                    lossy_into(&mut self.cmdline, arg);
-                    let item = self.args.values();
-                    lossy_into(item, arg);
-                    item.append_value("");
-                    utf8 &= std::str::from_utf8(arg).is_ok();
+                    Err(_) => {
+                        for (i, arg) in split_args(raw).enumerate() {
+                            if i > 0 {
+                                let _ = self.cmdline.write_char(' ');
+                            }
+                            lossy_into(&mut self.cmdline, arg);
+                            let item = self.args.values();
+                            lossy_into(item, arg);
+                            item.append_value("");
+                        }
+                        self.args_raw.append_value(raw);
+                    }
                 }
                 self.cmdline.append_value("");
                 self.args.append(true);
-                if utf8 {
-                    self.args_raw.append_null();
-                } else {
-                    self.args_raw.append_value(raw);
-                }
                 size += 3 * raw.len();
             }
             None => {

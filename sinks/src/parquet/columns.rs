@@ -5,26 +5,69 @@
 
 use std::fmt::Write as _;
 
+use std::sync::Arc;
+
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, ListBuilder, StringBuilder,
-    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, GenericByteBuilder, Int32Builder,
+    ListBuilder, PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::{ArrowPrimitiveType, ByteArrayType, DataType, Field};
 use arrow::error::ArrowError;
 use tracelake_model::json::{Identity, JsonContext, event_id};
 use tracelake_model::{Body, Event, flags};
 
-use super::dict_chunk::Dictionaries;
+use super::dict_chunk::{self, Dictionaries};
 use super::identity::{ID_COLUMNS, IdentityColumns};
-use super::keyed::KeyedStrings;
+use super::keyed::{KeyedBytes, KeyedStrings};
 use super::lineage::LineageColumns;
 use super::schema::{list_of, ocsf_class_uid, ts_type};
 
 /// Rough fixed cost of a row in the builders, for the memory bound.
 const ROW_BYTES: usize = 256;
 
-pub(crate) fn finish(b: &mut dyn ArrayBuilder, out: &mut Vec<ArrayRef>) {
-    out.push(b.finish());
+pub(crate) fn finish(b: &mut impl Refill, out: &mut Vec<ArrayRef>) {
+    let array = b.finish();
+    *b = Refill::sized_for(&*array);
+    out.push(array);
+}
+
+/// A builder made ready for a batch like one it finished. Arrow's `finish` leaves a builder with no
+/// capacity, so a long-running sink grew every column from nothing again for each file: `realloc` and its
+/// copies were 5 % of `lake/write_steady`.
+pub(crate) trait Refill: ArrayBuilder + Sized {
+    /// Empty, with room for as many rows (and bytes) as `like` holds.
+    fn sized_for(like: &dyn Array) -> Self;
+}
+
+impl<T: ArrowPrimitiveType> Refill for PrimitiveBuilder<T> {
+    fn sized_for(like: &dyn Array) -> Self {
+        // Keeps a timestamp's time zone.
+        PrimitiveBuilder::with_capacity(like.len()).with_data_type(like.data_type().clone())
+    }
+}
+
+impl<T: ByteArrayType> Refill for GenericByteBuilder<T> {
+    fn sized_for(like: &dyn Array) -> Self {
+        let bytes = like.as_bytes_opt::<T>().map_or(0, |a| a.values().len());
+        GenericByteBuilder::with_capacity(like.len(), bytes)
+    }
+}
+
+impl Refill for BooleanBuilder {
+    fn sized_for(like: &dyn Array) -> Self {
+        BooleanBuilder::with_capacity(like.len())
+    }
+}
+
+impl<T: Refill> Refill for ListBuilder<T> {
+    fn sized_for(like: &dyn Array) -> Self {
+        let values = like.as_list_opt::<i32>().map(|l| Arc::clone(l.values()));
+        let items = match &values {
+            Some(v) => T::sized_for(&**v),
+            None => T::sized_for(&arrow::array::new_empty_array(&DataType::Null)),
+        };
+        ListBuilder::with_capacity(items, like.len())
+    }
 }
 
 fn ts_builder() -> TimestampNanosecondBuilder {
@@ -127,8 +170,8 @@ pub(crate) struct Common {
     proc_start_ns: UInt64Builder,
     pidns: UInt32Builder,
     mntns: UInt32Builder,
-    comm: Bytes,
-    exe: Bytes,
+    comm: KeyedBytes,
+    exe: KeyedBytes,
     lineage: LineageColumns,
 }
 
@@ -153,8 +196,8 @@ impl Default for Common {
             proc_start_ns: UInt64Builder::new(),
             pidns: UInt32Builder::new(),
             mntns: UInt32Builder::new(),
-            comm: Bytes::default(),
-            exe: Bytes::default(),
+            comm: KeyedBytes::default(),
+            exe: KeyedBytes::default(),
             lineage: LineageColumns::default(),
         }
     }
@@ -227,7 +270,7 @@ impl Common {
         self.proc_start_ns.append_value(s.proc_start_ns);
         self.pidns.append_value(s.pidns);
         self.mntns.append_value(s.mntns);
-        size += self.comm.append(s.comm());
+        size += self.comm.append(Some(s.comm()));
         let exe = match ev.body {
             Body::Exec { exe, .. } | Body::Snapshot { exe, .. } => Some(exe),
             Body::Fork { .. }
@@ -237,13 +280,16 @@ impl Common {
             | Body::Net { .. }
             | Body::Syscall { .. } => id.process_exe,
         };
-        size += self.exe.append_option(exe);
+        size += self.exe.append(exe);
         size + self.lineage.append(id)
     }
 
-    /// With `keyed`, the columns held as keys into distinct values (identity, lineage, node, kind) as such
+    /// With `keyed`, the columns held as keys into distinct values (identity, lineage, node, kind, comm, exe) as such
     /// too, for the Parquet writer (`dict_chunk`).
     pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<Dictionaries>, ArrowError> {
+        let rows = self.len();
+        let placeholder = keyed.then(|| dict_chunk::placeholder(rows));
+        let keyed = placeholder.as_ref();
         finish(&mut self.time, out);
         finish(&mut self.event_id, out);
         // Every builder is emptied even if one fails, so later batches stay aligned.
@@ -265,11 +311,15 @@ impl Common {
         finish(&mut self.proc_start_ns, out);
         finish(&mut self.pidns, out);
         finish(&mut self.mntns, out);
-        self.comm.finish(out);
-        self.exe.finish(out);
+        let comm = self.comm.finish(out, keyed);
+        let exe = self.exe.finish(out, keyed);
         let lineage = self.lineage.finish(out, keyed);
-        let groups = [node?, kind?, ids?, lineage?];
-        Ok(keyed.then(|| Dictionaries { groups: groups.into_iter().flatten().collect() }))
+        let groups: Vec<_> = [node?, kind?, ids?, comm?, exe?, lineage?].into_iter().flatten().collect();
+        // The batch holds placeholders for these columns: keys that do not cover its rows would lose data.
+        if groups.iter().any(|g| g.keys.len() != rows) {
+            return Err(ArrowError::InvalidArgumentError(format!("keyed columns do not have {rows} rows")));
+        }
+        Ok(keyed.map(|_| Dictionaries { groups }))
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -2,7 +2,10 @@
 //! carries the same ~20 strings (~300 bytes), so a row appends one key and
 //! each distinct identity's strings are copied once per batch. The columns
 //! are still plain Utf8 (`take` gathers them at `finish`, sized exactly),
-//! so files, Kafka messages and SQL see the documented types.
+//! so files, Kafka messages and SQL see the documented types; the lake sink's
+//! own files are encoded from the keys instead (`dict_chunk`).
+
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, StringArray, UInt32Array, new_null_array};
 use arrow::compute::take;
@@ -79,10 +82,21 @@ fn get(arena: &str, span: Span) -> &str {
 }
 
 fn same(arena: &str, entry: &[Span; N], v: &[Option<&str>; N]) -> bool {
-    entry.iter().zip(v).all(|(span, s)| match s {
-        Some(s) => span.start != NULL.start && get(arena, *span) == *s,
+    // Every row checks its identity this way: the lengths first, in one pass, then the bytes in words rather
+    // than 20 calls to memcmp (together 4 % of `lake/write_steady` before).
+    let lengths = entry.iter().zip(v).all(|(span, s)| match s {
+        Some(s) => span.start != NULL.start && span.len as usize == s.len(),
         None => span.start == NULL.start,
-    })
+    });
+    lengths
+        && entry.iter().zip(v).all(|(span, s)| s.is_none_or(|s| same_bytes(get(arena, *span).as_bytes(), s.as_bytes())))
+}
+
+/// `a == b` for slices of equal length, a word at a time.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+    a8.by_ref().zip(b8.by_ref()).all(|(x, y)| word(x) == word(y)) && a8.remainder() == b8.remainder()
 }
 
 fn intern(arena: &mut String, entries: &mut Vec<[Span; N]>, v: &[Option<&str>; N]) -> u32 {
@@ -130,25 +144,32 @@ impl IdentityColumns {
     /// The columns of the rows appended so far, in schema order; starts
     /// over empty (keeping the buffers' capacity for the next batch). With `keyed`, also the columns as keys
     /// into their distinct values, for the Parquet writer (`dict_chunk`).
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<KeyGroup>, ArrowError> {
+    pub(crate) fn finish(
+        &mut self,
+        out: &mut Vec<ArrayRef>,
+        keyed: Option<&ArrayRef>,
+    ) -> Result<Option<KeyGroup>, ArrowError> {
         let rows = self.keys.len();
         let first = out.len();
         // The next batch likely has as many rows: no growth from empty.
         let keys = UInt32Array::from(std::mem::replace(&mut self.keys, Vec::with_capacity(rows)));
-        let mut columns = Vec::with_capacity(if keyed { N } else { 0 });
+        let mut columns = Vec::with_capacity(if keyed.is_some() { N } else { 0 });
         let result = (0..N).try_for_each(|c| {
             let values: StringArray =
                 self.entries.iter().map(|e| (e[c].start != NULL.start).then(|| get(&self.arena, e[c]))).collect();
-            out.push(gather(&values, &keys)?);
-            if keyed {
-                columns.push((first + c, values));
+            match keyed {
+                Some(placeholder) => {
+                    out.push(Arc::clone(placeholder));
+                    columns.push((first + c, values));
+                }
+                None => out.push(gather(&values, &keys)?),
             }
             Ok(())
         });
         self.arena.clear();
         self.entries.clear();
         self.index.clear();
-        result.map(|()| keyed.then_some(KeyGroup { keys, columns }))
+        result.map(|()| keyed.map(|_| KeyGroup { keys, columns }))
     }
 }
 

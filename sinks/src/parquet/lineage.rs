@@ -3,6 +3,8 @@
 //! one key and each distinct lineage is checked for UTF-8, joined and copied once per batch. `finish`
 //! gathers the columns with `take`; their types do not change.
 
+use std::sync::Arc;
+
 use arrow::array::{Array, ArrayRef, ListBuilder, StringArray, StringBuilder, UInt32Array, UInt32Builder};
 use arrow::error::ArrowError;
 use tracelake_model::json::{Ancestor, Identity};
@@ -142,7 +144,11 @@ impl LineageColumns {
     /// `parent_exe`, `parent_cmdline`, `ancestor_pids`, `ancestor_exes` of the rows appended so far; starts
     /// over empty, keeping the buffers' capacity. With `keyed`, also the two string columns as keys into their
     /// distinct values, for the Parquet writer (`dict_chunk`).
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<KeyGroup>, ArrowError> {
+    pub(crate) fn finish(
+        &mut self,
+        out: &mut Vec<ArrayRef>,
+        keyed: Option<&ArrayRef>,
+    ) -> Result<Option<KeyGroup>, ArrowError> {
         let first = out.len();
         let rows = self.keys.len();
         let keys = UInt32Array::from(std::mem::replace(&mut self.keys, Vec::with_capacity(rows)));
@@ -161,9 +167,14 @@ impl LineageColumns {
             pids.append(true);
             names.append(true);
         }
-        let values: [&dyn Array; 4] = [&exes, &cmdlines, &pids.finish(), &names.finish()];
-        let result = values.into_iter().try_for_each(|v| {
-            out.push(gather(v, &keys)?);
+        let (pids, names) = (pids.finish(), names.finish());
+        let values: [&dyn Array; 4] = [&exes, &cmdlines, &pids, &names];
+        let result = values.into_iter().enumerate().try_for_each(|(i, v)| {
+            // The two string columns are encoded from the keys when keyed.
+            match keyed.filter(|_| i < 2) {
+                Some(placeholder) => out.push(Arc::clone(placeholder)),
+                None => out.push(gather(v, &keys)?),
+            }
             Ok(())
         });
         let s = &mut self.store;
@@ -172,6 +183,6 @@ impl LineageColumns {
         s.entries.clear();
         s.ancestors.clear();
         self.index.clear();
-        result.map(|()| keyed.then(|| KeyGroup { keys, columns: vec![(first, exes), (first + 1, cmdlines)] }))
+        result.map(|()| keyed.map(|_| KeyGroup { keys, columns: vec![(first, exes), (first + 1, cmdlines)] }))
     }
 }

@@ -204,6 +204,11 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
     let mut exec = event_of(Kind::Exec, 77, 31337);
     exec.strings = [b"/tmp/\xffbin\nx".to_vec(), args.clone(), b"/w\xe9rk".to_vec()];
     exec.flags = flags::ARGS_TRUNCATED | flags::EXE_DELETED;
+    // Valid UTF-8 (checked once for the whole argv): an empty argument, a multi-byte character.
+    let mut env = event_of(Kind::Exec, 78, 31341);
+    env.strings[1] = "env\0\0A=\u{e9}\0".into();
+    let mut bare = event_of(Kind::Exec, 80, 31342);
+    bare.strings[1] = Vec::new();
     let mut open = event_of(Kind::FileOpen, 79, 31337);
     open.strings[0] = b"/tmp/new\nline".to_vec();
     let mut summary = event_of(Kind::FileOpen, 81, 31338);
@@ -217,7 +222,13 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         .map(|a| json!(hex(a)))
         .collect();
     let (e, o, s, d, m) = (exec.as_event(), open.as_event(), summary.as_event(), dns.as_event(), mount.as_event());
+    let (v, b) = (env.as_event(), bare.as_event());
     let values = vec![
+        value(Table::ProcessActivity, &v, "args", json!([hex(b"env"), hex(b""), hex("A=\u{e9}".as_bytes())])),
+        value(Table::ProcessActivity, &v, "cmdline", json!(hex("env  A=\u{e9}".as_bytes()))),
+        value(Table::ProcessActivity, &v, "args_raw", Value::Null),
+        value(Table::ProcessActivity, &b, "args", json!([])),
+        value(Table::ProcessActivity, &b, "cmdline", json!(hex(b""))),
         value(Table::ProcessActivity, &e, "exe", json!(hex("/tmp/\u{fffd}bin\nx".as_bytes()))),
         value(Table::ProcessActivity, &e, "exe_raw", json!(hex(b"/tmp/\xffbin\nx"))),
         value(Table::ProcessActivity, &e, "args", json!(arg_items)),
@@ -258,7 +269,7 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         value(Table::KernelActivity, &m, "mount_flags", json!(4096)),
         value(Table::KernelActivity, &m, "class_uid", json!(1003)),
     ];
-    events.extend([exec, open, summary, dns, mount]);
+    events.extend([exec, env, bare, open, summary, dns, mount]);
     let id = identity();
     for ev in &events {
         sink.push_with(&ev.as_event(), &id);

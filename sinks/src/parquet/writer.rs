@@ -17,7 +17,7 @@ use ::parquet::file::metadata::{KeyValue, SortingColumn};
 use ::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use ::parquet::file::writer::SerializedFileWriter;
 use ::parquet::schema::types::ColumnPath;
-use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array, new_null_array};
 use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
 use arrow::error::ArrowError;
 use bytes::Bytes;
@@ -131,7 +131,7 @@ impl LakeWriter {
     }
 
     /// As `write`, with the batch's dictionaries (columns the builder holds as keys into distinct values:
-    /// identity, lineage, node, kind), from which those columns are encoded, and extra footer key-values
+    /// identity, lineage, node, kind, comm, exe), from which those columns are encoded, and extra footer key-values
     /// (compaction records its sources there).
     pub(crate) fn write_with(
         &mut self,
@@ -145,13 +145,18 @@ impl LakeWriter {
             return Ok(written);
         }
         let fail = |error, written, unwritten| Box::new(PartialWrite { error, written, unwritten });
+        // With dictionaries, the batch's keyed columns are placeholders: rows handed back are gathered first.
+        let whole = |b: &RecordBatch, d: Option<&Dictionaries>, offset| match d {
+            Some(d) => d.materialize(b, offset),
+            None => b.clone(),
+        };
         let schema = table.schema();
         if batch.schema().fields() != schema.fields() {
-            return Err(fail(LakeError::Schema { table: table.name() }, written, batch.clone()));
+            return Err(fail(LakeError::Schema { table: table.name() }, written, whole(batch, dicts, 0)));
         }
-        let (sorted, order) = sort_by_time(table, batch).map_err(|e| fail(e, Vec::new(), batch.clone()))?;
-        let dicts = dicts.and_then(|d| d.reordered(batch.num_rows(), order.as_ref()));
-        let times = time_column(table, &sorted).map_err(|e| fail(e, Vec::new(), batch.clone()))?;
+        let (sorted, order) = sort_by_time(table, batch).map_err(|e| fail(e, Vec::new(), whole(batch, dicts, 0)))?;
+        let times = time_column(table, &sorted).map_err(|e| fail(e, Vec::new(), whole(batch, dicts, 0)))?;
+        let dicts = dicts.map(|d| d.reordered(order.as_ref()));
         let mut start = 0;
         while start < sorted.num_rows() {
             let hour = times.value(start).div_euclid(HOUR_NS);
@@ -168,7 +173,7 @@ impl LakeWriter {
                 Ok(f) => written.push(f),
                 Err(e) => {
                     let rest = sorted.slice(start, sorted.num_rows() - start);
-                    return Err(fail(e, written, rest));
+                    return Err(fail(e, written, whole(&rest, dicts.as_ref(), start)));
                 }
             }
             start = end;
@@ -232,22 +237,28 @@ fn encode_file(
     let factory = ArrowRowGroupWriterFactory::new(&out, Arc::clone(&schema));
     let leaves = parquet_schema.columns();
     let (mut start, mut group) = (0, 0);
+    let mut zstd = dict_chunk::Zstd::default();
     while start < batch.num_rows() {
         let len = group_rows.min(batch.num_rows() - start);
         let mut writers = factory.create_column_writers(group)?.into_iter();
         let mut chunks = Vec::with_capacity(leaves.len());
         for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
-            let encoded = match keyed.and_then(|(d, offset)| d.column(i, offset + start..offset + start + len)) {
-                Some((values, keys)) => dict_chunk::encode(Arc::clone(&leaves[chunks.len()]), &props, values, keys)?,
-                None => None,
-            };
-            if let Some((bytes, close)) = encoded {
-                // Its Arrow writer (one leaf: the column is flat) is dropped unused.
-                writers.next();
-                chunks.push(Chunk::Keyed(bytes, close));
-                continue;
+            let mut column = column.slice(start, len);
+            if let Some((d, offset)) = keyed
+                && let Some((values, keys)) = d.column(i, offset + start..offset + start + len)?
+            {
+                match dict_chunk::encode(Arc::clone(&leaves[chunks.len()]), &props, &mut zstd, values, keys)? {
+                    Some((bytes, close)) => {
+                        // Its Arrow writer (one leaf: the column is flat) is dropped unused.
+                        writers.next();
+                        chunks.push(Chunk::Keyed(bytes, close));
+                        continue;
+                    }
+                    // No row has a value: the Arrow writer writes the nulls (the batch has a placeholder).
+                    None => column = new_null_array(field.data_type(), len),
+                }
             }
-            for leaf in compute_leaves(field, &column.slice(start, len))? {
+            for leaf in compute_leaves(field, &column)? {
                 let mut w = writers.next().ok_or_else(|| ParquetError::General("fewer writers than leaves".into()))?;
                 w.write(&leaf)?;
                 chunks.push(Chunk::Arrow(w.close()?));

@@ -109,11 +109,13 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
     let (batch, dicts, pods) = batch();
     let dicts = dicts.expect("keyed finish gives dictionaries");
     let keyed: Vec<usize> = dicts.groups.iter().flat_map(|g| g.columns.iter().map(|(c, _)| *c)).collect();
-    assert_eq!(keyed.len(), ID_COLUMNS.len() + 4, "identity, lineage, node and kind columns");
+    assert_eq!(keyed.len(), ID_COLUMNS.len() + 6, "identity, lineage, node, kind, comm and exe columns");
     let keyed_dir = tempfile::tempdir().unwrap();
     let plain_dir = tempfile::tempdir().unwrap();
     let keyed = write(keyed_dir.path(), &batch, Some(&dicts));
-    let plain = write(plain_dir.path(), &batch, None);
+    // The batch holds placeholders for the keyed columns: the Arrow writer gets them gathered from the keys.
+    assert!(batch.column_by_name("pod").unwrap().as_string::<i32>().iter().all(|v| v == Some("")));
+    let plain = write(plain_dir.path(), &dicts.materialize(&batch, 0), None);
     assert_eq!(keyed.len(), 2, "one file per hour: {keyed:?}");
     assert_eq!(plain.len(), 2);
 
@@ -142,7 +144,7 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
         let file = SerializedFileReader::new_with_options(File::open(k).unwrap(), opts).unwrap();
         let mut first_row = 0usize;
         for (rg, g) in kmeta.row_groups().iter().enumerate() {
-            for &name in ID_COLUMNS.iter().chain(&["node", "kind", "parent_exe", "parent_cmdline"]) {
+            for &name in ID_COLUMNS.iter().chain(&["node", "kind", "comm", "exe", "parent_exe", "parent_cmdline"]) {
                 let c = schema.index_of(name).unwrap();
                 let values = kb.column(c).as_string::<i32>().slice(first_row, g.num_rows() as usize);
                 check_page_index(&kmeta, rg, c, &values, name);
