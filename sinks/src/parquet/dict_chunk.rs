@@ -7,6 +7,10 @@
 //! max, and hashes it again into the bloom filter. With 20 such columns this was about a quarter of the cost of
 //! writing a file (`lake/write_mixed`, BENCHMARKS.md).
 //!
+//! The same holds for `node`, `kind`, `comm` and `exe` (`keyed.rs`) and the lineage's `parent_exe`,
+//! `parent_cmdline` and `ancestor_exes` (`lineage.rs`, a list column: its levels say where each row's list
+//! starts and which rows have none).
+//!
 //! Here each chunk is written from the keys: the dictionary page is the distinct values (sorted, so a page's
 //! min and max are those of its smallest and largest index), the data pages are the indices, and the bloom
 //! filter gets each distinct value once. The result is what the Arrow writer makes of the same column (same
@@ -26,8 +30,12 @@ use ::parquet::schema::types::ColumnDescPtr;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray, UInt32Array, new_empty_array, new_null_array,
+};
 use arrow::buffer::{Buffer, OffsetBuffer};
+use arrow::compute::take;
+use arrow::datatypes::{DataType, UInt32Type};
 use bytes::Bytes;
 
 /// Columns of a batch given as distinct values plus one key per row: the writer encodes these columns from
@@ -42,9 +50,46 @@ pub(crate) struct Dictionaries {
 pub(crate) struct KeyGroup {
     /// One per row of the batch.
     pub(crate) keys: UInt32Array,
-    /// (column index in the batch, distinct values indexed by key: `values[keys[row]]` is the row's value;
-    /// a null value is a null row).
-    pub(crate) columns: Vec<(usize, StringArray)>,
+    /// (column index in the batch, distinct values indexed by key: `values[keys[row]]` is the row's value).
+    pub(crate) columns: Vec<(usize, Values)>,
+}
+
+/// The distinct values of a keyed column, one per key.
+#[derive(Clone, Debug)]
+pub(crate) enum Values {
+    /// A string column; a null value is a null row.
+    Strings(StringArray),
+    /// A column of lists of strings or of u32 (`ancestor_exes`, `ancestor_pids`); never null, a row without
+    /// items is an empty list.
+    Lists(ListArray),
+}
+
+impl Values {
+    pub(crate) fn len(&self) -> usize {
+        self.array().len()
+    }
+
+    fn array(&self) -> &dyn Array {
+        match self {
+            Values::Strings(v) => v,
+            Values::Lists(v) => v,
+        }
+    }
+
+    /// The column of `rows` rows none of which has a value: nulls, or empty lists.
+    pub(crate) fn empty_column(&self, rows: usize) -> ArrayRef {
+        match self {
+            Values::Strings(v) => new_null_array(v.data_type(), rows),
+            Values::Lists(v) => empty_lists(v.data_type(), rows),
+        }
+    }
+}
+
+/// `rows` empty lists of `data_type`.
+pub(crate) fn empty_lists(data_type: &DataType, rows: usize) -> ArrayRef {
+    let DataType::List(item) = data_type else { return new_null_array(data_type, rows) };
+    let items = new_empty_array(item.data_type());
+    Arc::new(ListArray::new(Arc::clone(item), OffsetBuffer::new_zeroed(rows), items, None))
 }
 
 impl Dictionaries {
@@ -69,11 +114,7 @@ impl Dictionaries {
 
     /// The distinct values of `column` and the keys of rows `rows`, when the column is keyed. An error when
     /// it is keyed but the keys do not cover the rows: its column in the batch is only a placeholder.
-    pub(crate) fn column(
-        &self,
-        column: usize,
-        rows: Range<usize>,
-    ) -> Result<Option<(&StringArray, &[u32])>, ParquetError> {
+    pub(crate) fn column(&self, column: usize, rows: Range<usize>) -> Result<Option<(&Values, &[u32])>, ParquetError> {
         for g in &self.groups {
             if let Some((_, values)) = g.columns.iter().find(|(c, _)| *c == column) {
                 let keys = g
@@ -95,14 +136,12 @@ impl Dictionaries {
         for g in &self.groups {
             let keys = g.keys.values().get(offset..offset + batch.num_rows()).unwrap_or_default();
             for (c, values) in &g.columns {
-                if let Some(slot) = columns.get_mut(*c) {
-                    let rows: StringArray = keys
-                        .iter()
-                        .map(|&k| (k as usize) < values.len() && values.is_valid(k as usize))
-                        .zip(keys)
-                        .map(|(valid, &k)| valid.then(|| values.value(k as usize)))
-                        .collect();
-                    *slot = Arc::new(rows);
+                // A key past the values (a bug of the batch builder) makes a null row rather than an error.
+                let keys: UInt32Array = keys.iter().map(|&k| ((k as usize) < values.len()).then_some(k)).collect();
+                match (columns.get_mut(*c), take(values.array(), &keys, None)) {
+                    (Some(slot), Ok(rows)) => *slot = rows,
+                    (_, Err(e)) => tracing::error!(column = c, error = %e, "lake: cannot gather a keyed column"),
+                    (None, Ok(_)) => {}
                 }
             }
         }
@@ -125,26 +164,58 @@ const NO_VALUE: u32 = u32::MAX;
 
 /// The column chunk of `keys` (one per row) into `values`: its bytes, with offsets relative to their start,
 /// and the metadata `SerializedRowGroupWriter::append_column` needs. None when no row has a value: the
-/// caller writes that column the ordinary way (all nulls cost nothing there).
+/// caller writes that column the ordinary way (`Values::empty_column`: all nulls cost nothing there).
 pub(crate) fn encode(
     descr: ColumnDescPtr,
     props: &WriterProperties,
     zstd: &mut Zstd,
-    values: &StringArray,
+    values: &Values,
     keys: &[u32],
 ) -> Result<Option<(Bytes, ColumnCloseResult)>, ParquetError> {
-    let Some(dict) = Dict::of_rows(values, keys) else { return Ok(None) };
     let path = descr.path().clone();
+    let (max_def, max_rep) = (descr.max_def_level().max(0) as u32, descr.max_rep_level());
+    let (flat, lists) = match values {
+        Values::Strings(v) if max_rep == 0 && max_def <= 1 => (v as &dyn Array, None),
+        // `ancestor_exes`, `ancestor_pids`: required lists of optional items.
+        Values::Lists(v) if (max_rep, max_def) == (1, 2) => (&**v.values(), Some(v.offsets())),
+        _ => return Err(ParquetError::General(format!("{path}: not the shape of its keyed values"))),
+    };
+    let physical = descr.physical_type();
+    // Each value's bytes, as they sort: a string's own, a u32's big-endian.
+    let numbers: Vec<[u8; 4]>;
+    let bytes: Vec<Option<&[u8]>> = match (physical, flat.as_string_opt::<i32>(), flat.as_primitive_opt::<UInt32Type>())
+    {
+        (PhysicalType::BYTE_ARRAY, Some(v), _) => v.iter().map(|v| v.map(str::as_bytes)).collect(),
+        (PhysicalType::INT32, _, Some(v)) => {
+            numbers = v.values().iter().map(|n| n.to_be_bytes()).collect();
+            numbers.iter().zip(v.iter()).map(|(b, n)| n.map(|_| &b[..])).collect()
+        }
+        _ => return Err(ParquetError::General(format!("{path}: {physical} from {}", flat.data_type()))),
+    };
+    // The items of a row's list, or the row's value itself.
+    let items = |k: u32| -> Range<usize> {
+        match lists {
+            Some(o) => match (o.get(k as usize), o.get(k as usize + 1)) {
+                (Some(&a), Some(&b)) => a as usize..b as usize,
+                _ => 0..0,
+            },
+            None => k as usize..k as usize + 1,
+        }
+    };
+    let Some(dict) = Dict::of_rows(&bytes, keys.iter().flat_map(|&k| items(k))) else { return Ok(None) };
+    // A value as PLAIN encoding, statistics and bloom filters hold it.
+    let plain = |v: &[u8]| -> Vec<u8> {
+        match <[u8; 4]>::try_from(v) {
+            Ok(n) if physical == PhysicalType::INT32 => u32::from_be_bytes(n).to_le_bytes().to_vec(),
+            _ => v.to_vec(),
+        }
+    };
     let compression = props.compression(&path);
     let level = match compression {
         Compression::ZSTD(level) => level.compression_level(),
         other => return Err(ParquetError::General(format!("dictionary chunks are written with zstd, not {other}"))),
     };
     let zstd = zstd.at(level)?;
-    let max_def = descr.max_def_level();
-    if descr.max_rep_level() != 0 || max_def > 1 || descr.physical_type() != PhysicalType::BYTE_ARRAY {
-        return Err(ParquetError::General(format!("{path}: not a flat byte array column")));
-    }
     let mut sink = TrackedWrite::new(Vec::new());
     let mut pages = SerializedPageWriter::new(&mut sink);
     let mut scratch = Vec::new();
@@ -153,8 +224,10 @@ pub(crate) fn encode(
 
     let mut dict_page = Vec::with_capacity(dict.sorted.iter().map(|v| v.len() + 4).sum());
     for v in &dict.sorted {
-        dict_page.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        dict_page.extend_from_slice(v);
+        if physical == PhysicalType::BYTE_ARRAY {
+            dict_page.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        dict_page.extend_from_slice(&plain(v));
     }
     let page = compress(zstd, &dict_page, |buf| Page::DictionaryPage {
         buf,
@@ -168,31 +241,44 @@ pub(crate) fn encode(
 
     let width = bit_width(dict.sorted.len() as u32 - 1);
     let page_rows = props.data_page_row_count_limit().clamp(1, 1 << 20);
-    let mut column_index = ColumnIndexBuilder::new(PhysicalType::BYTE_ARRAY);
+    let mut column_index = ColumnIndexBuilder::new(physical);
     column_index.set_boundary_order(BoundaryOrder::UNORDERED);
     let mut offset_index = OffsetIndexBuilder::new();
     let mut data_offset = None;
-    let mut chunk_nulls = 0u64;
+    let (mut chunk_nulls, mut chunk_levels) = (0u64, 0u64);
     let mut ids = Vec::with_capacity(page_rows.min(keys.len()));
-    let mut levels = Vec::with_capacity(page_rows.min(keys.len()));
+    let (mut defs, mut reps) = (Vec::with_capacity(page_rows.min(keys.len())), Vec::new());
     for rows in keys.chunks(page_rows) {
         ids.clear();
-        levels.clear();
+        defs.clear();
+        reps.clear();
         for &k in rows {
-            let id = dict.remap.get(k as usize).copied().unwrap_or(NO_VALUE);
-            levels.push(u32::from(id != NO_VALUE));
-            if id != NO_VALUE {
-                ids.push(id);
+            let row = items(k);
+            if row.is_empty() {
+                // Only a list's row gets here (a flat row is one item): an empty list.
+                defs.push(0);
+                reps.push(0);
+            }
+            for (j, item) in row.enumerate() {
+                let id = dict.remap.get(item).copied().unwrap_or(NO_VALUE);
+                defs.push(max_def.saturating_sub(u32::from(id == NO_VALUE)));
+                if lists.is_some() {
+                    reps.push(u32::from(j > 0));
+                }
+                if id != NO_VALUE {
+                    ids.push(id);
+                }
             }
         }
-        let nulls = (rows.len() - ids.len()) as u64;
+        // Levels: one per row of a flat column, one per item (or empty list) of a list column.
+        let levels = defs.len();
+        let nulls = (levels - ids.len()) as u64;
         scratch.clear();
-        if max_def == 1 {
-            let start = scratch.len();
-            scratch.extend_from_slice(&[0; 4]);
-            rle_hybrid(&levels, 1, &mut scratch);
-            let len = (scratch.len() - start - 4) as u32;
-            scratch[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        if max_rep > 0 {
+            levels_rle(&reps, 1, &mut scratch);
+        }
+        if max_def > 0 {
+            levels_rle(&defs, bit_width(max_def), &mut scratch);
         } else if nulls > 0 {
             return Err(ParquetError::General(format!("{path}: null value in a required column")));
         }
@@ -200,7 +286,7 @@ pub(crate) fn encode(
         rle_hybrid(&ids, width, &mut scratch);
         let page = compress(zstd, &scratch, |buf| Page::DataPage {
             buf,
-            num_values: rows.len() as u32,
+            num_values: levels as u32,
             encoding: Encoding::RLE_DICTIONARY,
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,
@@ -213,10 +299,11 @@ pub(crate) fn encode(
         offset_index.append_row_count(rows.len() as i64);
         offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
         chunk_nulls += nulls;
+        chunk_levels += levels as u64;
         match (ids.iter().min(), ids.iter().max()) {
             (Some(&lo), Some(&hi)) => {
                 let (lo, hi) = (dict.sorted[lo as usize], dict.sorted[hi as usize]);
-                column_index.append(false, lo.to_vec(), hi.to_vec(), nulls as i64);
+                column_index.append(false, plain(lo), plain(hi), nulls as i64);
             }
             _ => column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
         }
@@ -227,7 +314,7 @@ pub(crate) fn encode(
         Some(bp) => {
             let mut sbbf = Sbbf::new_with_ndv_fpp(dict.sorted.len() as u64, bp.fpp())?;
             for v in &dict.sorted {
-                sbbf.insert(*v);
+                sbbf.insert(plain(v).as_slice());
             }
             Some(sbbf)
         }
@@ -235,11 +322,18 @@ pub(crate) fn encode(
     };
     // The dictionary holds only values the chunk's rows use, sorted: its ends are the chunk's min and max.
     let (min, max) = (dict.sorted[0], dict.sorted[dict.sorted.len() - 1]);
-    let stats = Statistics::byte_array(Some(min.into()), Some(max.into()), None, Some(chunk_nulls), false);
+    let stats = match (<[u8; 4]>::try_from(min), <[u8; 4]>::try_from(max)) {
+        // A u32 column's statistics are its i32 bits, ordered as unsigned (its logical type says so).
+        (Ok(lo), Ok(hi)) if physical == PhysicalType::INT32 => {
+            let (lo, hi) = (u32::from_be_bytes(lo) as i32, u32::from_be_bytes(hi) as i32);
+            Statistics::int32(Some(lo), Some(hi), None, Some(chunk_nulls), false)
+        }
+        _ => Statistics::byte_array(Some(min.into()), Some(max.into()), None, Some(chunk_nulls), false),
+    };
     let metadata = ColumnChunkMetaData::builder(descr)
         .set_compression(compression)
         .set_encodings(vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY])
-        .set_num_values(keys.len() as i64)
+        .set_num_values(chunk_levels as i64)
         .set_total_compressed_size(compressed as i64)
         .set_total_uncompressed_size(uncompressed as i64)
         .set_dictionary_page_offset(Some(0))
@@ -256,6 +350,15 @@ pub(crate) fn encode(
         offset_index: Some(offset_index.build()),
     };
     Ok(Some((bytes, close)))
+}
+
+/// Levels as a data page v1 holds them: their length in bytes, then RLE / bit-packed.
+fn levels_rle(levels: &[u32], width: u8, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    rle_hybrid(levels, width, out);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 /// One zstd context for the chunks of a file: creating one per chunk (and its workspace, zeroed) was 2 % of
@@ -290,32 +393,31 @@ fn compress(
 /// The file's dictionary: the values the rows use, sorted, and each key's index among them.
 struct Dict<'a> {
     sorted: Vec<&'a [u8]>,
-    /// Per key of the batch: its index in `sorted`, or `NO_VALUE`.
+    /// Per value (key, or list item) of the batch: its index in `sorted`, or `NO_VALUE`.
     remap: Vec<u32>,
 }
 
 impl<'a> Dict<'a> {
     /// None when no row has a value. A file may hold a slice of the batch (one hour of it), so only the
     /// values its rows use go into its dictionary.
-    fn of_rows(values: &'a StringArray, keys: &[u32]) -> Option<Dict<'a>> {
+    fn of_rows(values: &[Option<&'a [u8]>], rows: impl Iterator<Item = usize>) -> Option<Dict<'a>> {
         let mut used = vec![false; values.len()];
-        for &k in keys {
+        for k in rows {
             // A key past the values is a bug of the batch builder: keep the row null rather than panic.
-            if let Some(u) = used.get_mut(k as usize) {
+            if let Some(u) = used.get_mut(k) {
                 *u = true;
             }
         }
-        let mut order: Vec<u32> =
-            (0..values.len() as u32).filter(|&k| used[k as usize] && values.is_valid(k as usize)).collect();
+        let mut order: Vec<(&'a [u8], u32)> =
+            values.iter().zip(0..).filter_map(|(v, k)| v.filter(|_| used[k as usize]).map(|v| (v, k))).collect();
         if order.is_empty() {
             return None;
         }
-        order.sort_unstable_by(|&a, &b| values.value(a as usize).cmp(values.value(b as usize)));
+        order.sort_unstable();
         let mut remap = vec![NO_VALUE; values.len()];
         let mut sorted: Vec<&[u8]> = Vec::with_capacity(order.len());
-        for k in order {
-            let v = values.value(k as usize).as_bytes();
-            // Two keys may hold equal strings (an identity differing in another column): one entry.
+        for (v, k) in order {
+            // Two keys may hold equal values (an identity differing in another column): one entry.
             if sorted.last() != Some(&v) {
                 sorted.push(v);
             }

@@ -12,7 +12,7 @@ use arrow::compute::take;
 use arrow::error::ArrowError;
 use tracelake_model::json::Identity;
 
-use super::dict_chunk::KeyGroup;
+use super::dict_chunk::{KeyGroup, Values};
 use crate::hash::{FingerprintIndex, address_fingerprint};
 
 /// Identity string columns, in schema order. The peer columns are set on
@@ -160,7 +160,7 @@ impl IdentityColumns {
             match keyed {
                 Some(placeholder) => {
                     out.push(Arc::clone(placeholder));
-                    columns.push((first + c, values));
+                    columns.push((first + c, Values::Strings(values)));
                 }
                 None => out.push(gather(&values, &keys)?),
             }

@@ -8,7 +8,7 @@ use arrow::array::{ArrayRef, BinaryBuilder, StringArray, UInt32Array};
 use arrow::error::ArrowError;
 
 use super::columns::finish;
-use super::dict_chunk::KeyGroup;
+use super::dict_chunk::{KeyGroup, Values};
 use super::identity::gather;
 use crate::hash::{FingerprintIndex, content_fingerprint};
 
@@ -61,7 +61,7 @@ impl Keys {
             return Ok(None);
         };
         out.push(Arc::clone(placeholder));
-        Ok(Some(KeyGroup { keys, columns: vec![(column, values)] }))
+        Ok(Some(KeyGroup { keys, columns: vec![(column, Values::Strings(values))] }))
     }
 }
 

@@ -10,7 +10,7 @@ use arrow::error::ArrowError;
 use tracelake_model::json::{Ancestor, Identity};
 
 use super::columns::split_args;
-use super::dict_chunk::KeyGroup;
+use super::dict_chunk::{KeyGroup, Values, empty_lists};
 use super::identity::gather;
 use crate::hash::{FingerprintIndex, address_fingerprint, mix};
 
@@ -142,8 +142,8 @@ impl Lineages {
 
 impl LineageColumns {
     /// `parent_exe`, `parent_cmdline`, `ancestor_pids`, `ancestor_exes` of the rows appended so far; starts
-    /// over empty, keeping the buffers' capacity. With `keyed`, also the two string columns as keys into their
-    /// distinct values, for the Parquet writer (`dict_chunk`).
+    /// over empty, keeping the buffers' capacity. With `keyed`, all four as keys
+    /// into their distinct values instead, for the Parquet writer (`dict_chunk`).
     pub(crate) fn finish(
         &mut self,
         out: &mut Vec<ArrayRef>,
@@ -168,10 +168,16 @@ impl LineageColumns {
             names.append(true);
         }
         let (pids, names) = (pids.finish(), names.finish());
-        let values: [&dyn Array; 4] = [&exes, &cmdlines, &pids, &names];
-        let result = values.into_iter().enumerate().try_for_each(|(i, v)| {
-            // The two string columns are encoded from the keys when keyed.
-            match keyed.filter(|_| i < 2) {
+        // Keyed, the string columns and `ancestor_exes` are encoded from the keys: placeholders here.
+        let lists = keyed.map(|_| (empty_lists(pids.data_type(), rows), empty_lists(names.data_type(), rows)));
+        let values: [(&dyn Array, Option<&ArrayRef>); 4] = [
+            (&exes, keyed),
+            (&cmdlines, keyed),
+            (&pids, lists.as_ref().map(|l| &l.0)),
+            (&names, lists.as_ref().map(|l| &l.1)),
+        ];
+        let result = values.into_iter().try_for_each(|(v, placeholder)| {
+            match placeholder {
                 Some(placeholder) => out.push(Arc::clone(placeholder)),
                 None => out.push(gather(v, &keys)?),
             }
@@ -183,6 +189,12 @@ impl LineageColumns {
         s.entries.clear();
         s.ancestors.clear();
         self.index.clear();
-        result.map(|()| keyed.map(|_| KeyGroup { keys, columns: vec![(first, exes), (first + 1, cmdlines)] }))
+        let columns = vec![
+            (first, Values::Strings(exes)),
+            (first + 1, Values::Strings(cmdlines)),
+            (first + 2, Values::Lists(pids)),
+            (first + 3, Values::Lists(names)),
+        ];
+        result.map(|()| keyed.map(|_| KeyGroup { keys, columns }))
     }
 }

@@ -17,7 +17,7 @@ use ::parquet::file::metadata::{KeyValue, SortingColumn};
 use ::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use ::parquet::file::writer::SerializedFileWriter;
 use ::parquet::schema::types::ColumnPath;
-use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array, new_null_array};
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
 use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
 use arrow::error::ArrowError;
 use bytes::Bytes;
@@ -254,8 +254,8 @@ fn encode_file(
                         chunks.push(Chunk::Keyed(bytes, close));
                         continue;
                     }
-                    // No row has a value: the Arrow writer writes the nulls (the batch has a placeholder).
-                    None => column = new_null_array(field.data_type(), len),
+                    // No row has a value: the Arrow writer writes that (the batch has a placeholder).
+                    None => column = values.empty_column(len),
                 }
             }
             for leaf in compute_leaves(field, &column)? {

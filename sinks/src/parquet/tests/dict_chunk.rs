@@ -1,5 +1,6 @@
-//! Identity, lineage, node and kind columns encoded from the batch's keys (`dict_chunk`) against the Arrow writer's own encoding of
-//! the same batch: the same rows read back, and a page index and bloom filters that hold for them.
+//! Identity, lineage, node, kind, comm and exe columns encoded from the batch's keys (`dict_chunk`) against
+//! the Arrow writer's own encoding of the same batch: the same rows read back, and a page index and bloom
+//! filters that hold for them.
 
 use std::fs::File;
 
@@ -55,6 +56,11 @@ fn batch() -> (RecordBatch, Option<Dictionaries>, Vec<String>) {
         if !t.is_multiple_of(4) {
             let exe = [&b"/bin/sh"[..], b"/usr/bin/python3", b"/sbin/init", b"/bin/bash"][j % 4];
             id.ancestors[0] = Some(Ancestor { pid: 7, exe, args: [&b"sh\0-c\0x\0"[..], b"init\0"][j % 2] });
+            // Lists of one and of two items (`ancestor_exes`), beside empty ones.
+            if t % 3 == 1 {
+                let exe = [&b"/usr/bin/containerd-shim-runc-v2"[..], b"/sbin/init"][j % 2];
+                id.ancestors[1] = Some(Ancestor { pid: 1, exe, args: b"x\0" });
+            }
         }
         b.append(&c, &ev.as_event(), &id);
     }
@@ -92,16 +98,29 @@ fn read(path: &Path) -> (RecordBatch, std::sync::Arc<ParquetMetaData>) {
 fn dictionary(path: &Path, rg: usize, col: usize) -> Option<Vec<Vec<u8>>> {
     let r = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
     let mut pages = r.get_row_group(rg).unwrap().get_column_page_reader(col).unwrap();
-    let Some(Page::DictionaryPage { buf, num_values, .. }) = pages.get_next_page().unwrap() else { return None };
-    let mut out = Vec::new();
-    let mut rest = &buf[..];
-    while rest.len() >= 4 {
-        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        out.push(rest[4..4 + len].to_vec());
-        rest = &rest[4 + len..];
-    }
+    let Some(Page::DictionaryPage { .. }) = pages.get_next_page().unwrap() else { return None };
+    Some(dictionary_of(path, rg, col, |buf| {
+        let mut out = Vec::new();
+        let mut rest = buf;
+        while rest.len() >= 4 {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            out.push(rest[4..4 + len].to_vec());
+            rest = &rest[4 + len..];
+        }
+        out
+    }))
+}
+
+/// The dictionary page of column `col` in row group `rg`, split into its values by `split`.
+fn dictionary_of(path: &Path, rg: usize, col: usize, split: impl Fn(&[u8]) -> Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let r = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+    let mut pages = r.get_row_group(rg).unwrap().get_column_page_reader(col).unwrap();
+    let Some(Page::DictionaryPage { buf, num_values, .. }) = pages.get_next_page().unwrap() else {
+        panic!("column {col}: no dictionary page")
+    };
+    let out = split(&buf);
     assert_eq!(out.len(), num_values as usize);
-    Some(out)
+    out
 }
 
 #[test]
@@ -109,7 +128,7 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
     let (batch, dicts, pods) = batch();
     let dicts = dicts.expect("keyed finish gives dictionaries");
     let keyed: Vec<usize> = dicts.groups.iter().flat_map(|g| g.columns.iter().map(|(c, _)| *c)).collect();
-    assert_eq!(keyed.len(), ID_COLUMNS.len() + 6, "identity, lineage, node, kind, comm and exe columns");
+    assert_eq!(keyed.len(), ID_COLUMNS.len() + 8, "identity, lineage (4), node, kind, comm and exe columns");
     let keyed_dir = tempfile::tempdir().unwrap();
     let plain_dir = tempfile::tempdir().unwrap();
     let keyed = write(keyed_dir.path(), &batch, Some(&dicts));
@@ -170,6 +189,9 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
                     assert!(absent < 50, "{name}: {absent} of 1000 absent values pass the filter");
                 }
             }
+            for name in ["ancestor_exes", "ancestor_pids"] {
+                check_list_chunk(name, (k, p), &kb, &kmeta, rg, first_row);
+            }
             first_row += g.num_rows() as usize;
         }
         // The same file written by the Arrow writer has a dictionary in order of arrival, not sorted: proof
@@ -199,6 +221,84 @@ fn check_page_index(meta: &ParquetMetaData, rg: usize, c: usize, values: &arrow:
         if !present.is_empty() {
             assert_eq!(index.min_value(p), present.iter().min().copied(), "{name} page {p}: min");
             assert_eq!(index.max_value(p), present.iter().max().copied(), "{name} page {p}: max");
+        }
+    }
+}
+
+/// A list column encoded from the keys (`ancestor_exes`, `ancestor_pids`): its dictionary, statistics and page
+/// index against its rows, and its level count and statistics against the Arrow writer's file of the same rows.
+fn check_list_chunk(
+    name: &str,
+    (keyed, plain): (&Path, &Path),
+    batch: &RecordBatch,
+    meta: &ParquetMetaData,
+    rg: usize,
+    first: usize,
+) {
+    let c = Table::ProcessActivity.schema().index_of(name).unwrap();
+    // The flat schema: a list column has one leaf, so its leaf index is its column index.
+    let g = &meta.row_groups()[rg];
+    let lists = batch.column(c).as_list::<i32>().slice(first, g.num_rows() as usize);
+    // Items as they sort (a u32 big-endian) and as PLAIN holds them.
+    let sortable = |v: &dyn Array| -> Vec<Vec<u8>> {
+        match (v.as_string_opt::<i32>(), v.as_primitive_opt::<arrow::datatypes::UInt32Type>()) {
+            (Some(s), _) => s.iter().flatten().map(|s| s.as_bytes().to_vec()).collect(),
+            (_, Some(n)) => n.iter().flatten().map(|n| n.to_be_bytes().to_vec()).collect(),
+            _ => panic!("{name}: items of {}", v.data_type()),
+        }
+    };
+    let plain_of = |v: &[u8]| match <[u8; 4]>::try_from(v) {
+        Ok(n) if name == "ancestor_pids" => u32::from_be_bytes(n).to_le_bytes().to_vec(),
+        _ => v.to_vec(),
+    };
+    let items = |rows: std::ops::Range<usize>| -> Vec<Vec<u8>> {
+        lists.slice(rows.start, rows.len()).iter().flatten().flat_map(|v| sortable(&v)).collect()
+    };
+    let empties = |rows: std::ops::Range<usize>| {
+        lists.slice(rows.start, rows.len()).iter().flatten().filter(|v| v.is_empty()).count()
+    };
+    assert!(lists.iter().flatten().any(|v| v.len() == 2), "{name}: no list of two items");
+    assert!(empties(0..lists.len()) > 0, "{name}: no empty list");
+    let used: std::collections::BTreeSet<Vec<u8>> = items(0..lists.len()).into_iter().collect();
+    let dict = match name {
+        "ancestor_pids" => dictionary_of(keyed, rg, c, |b| b.chunks(4).map(<[u8]>::to_vec).collect()),
+        _ => dictionary(keyed, rg, c).expect("dictionary page"),
+    };
+    assert_eq!(dict, used.iter().map(|v| plain_of(v)).collect::<Vec<_>>(), "{name}: dictionary");
+    let stats = g.column(c).statistics().expect("chunk statistics");
+    assert_eq!(stats.min_bytes_opt(), used.first().map(|v| plain_of(v)).as_deref(), "{name}");
+    assert_eq!(stats.max_bytes_opt(), used.last().map(|v| plain_of(v)).as_deref(), "{name}");
+    assert_eq!(stats.null_count_opt(), Some(empties(0..lists.len()) as u64), "{name}");
+    let pmeta = ParquetRecordBatchReaderBuilder::try_new(File::open(plain).unwrap()).unwrap().metadata().clone();
+    let pg = &pmeta.row_groups()[rg];
+    assert_eq!(g.column(c).num_values(), pg.column(c).num_values(), "{name}: levels, one per item or empty list");
+    assert_eq!(Some(stats), pg.column(c).statistics(), "{name}: the Arrow writer's statistics");
+    let index = &meta.column_index().expect("column index")[rg][c];
+    let pages = meta.offset_index().expect("offset index")[rg][c].page_locations();
+    for (p, loc) in pages.iter().enumerate() {
+        let start = loc.first_row_index as usize;
+        let end = pages.get(p + 1).map_or(lists.len(), |n| n.first_row_index as usize);
+        let present = items(start..end);
+        let (lo, hi) = (present.iter().min().map(|v| plain_of(v)), present.iter().max().map(|v| plain_of(v)));
+        let (nulls, null_page, min, max) = match index {
+            ColumnIndexMetaData::BYTE_ARRAY(i) => (
+                i.null_count(p),
+                i.is_null_page(p),
+                i.min_value(p).map(<[u8]>::to_vec),
+                i.max_value(p).map(<[u8]>::to_vec),
+            ),
+            ColumnIndexMetaData::INT32(i) => (
+                i.null_count(p),
+                i.is_null_page(p),
+                i.min_value(p).map(|v| v.to_le_bytes().to_vec()),
+                i.max_value(p).map(|v| v.to_le_bytes().to_vec()),
+            ),
+            other => panic!("{name}: column index {other:?}"),
+        };
+        assert_eq!(nulls, Some(empties(start..end) as i64), "{name} page {p}");
+        assert_eq!(null_page, present.is_empty(), "{name} page {p}");
+        if !present.is_empty() {
+            assert_eq!((min, max), (lo, hi), "{name} page {p}: min, max");
         }
     }
 }
