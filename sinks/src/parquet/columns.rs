@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, GenericByteBuilder, Int32Builder,
-    ListBuilder, PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    ListBuilder, PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Array,
+    UInt64Builder,
 };
 use arrow::datatypes::{ArrowPrimitiveType, ByteArrayType, DataType, Field};
 use arrow::error::ArrowError;
@@ -17,6 +18,7 @@ use tracelake_model::json::{Identity, JsonContext, event_id};
 use tracelake_model::{Body, Event, flags};
 
 use super::dict_chunk::{self, Dictionaries};
+use super::id_chunk;
 use super::identity::{ID_COLUMNS, IdentityColumns};
 use super::keyed::{KeyedBytes, KeyedStrings};
 use super::lineage::LineageColumns;
@@ -153,7 +155,8 @@ const SUBJECT_U32: [&str; 7] = ["pid", "tid", "ppid", "uid", "euid", "gid", "egi
 #[derive(Debug)]
 pub(crate) struct Common {
     time: TimestampNanosecondBuilder,
-    event_id: StringBuilder,
+    /// Kept as numbers: formatted at `finish`, or by the Parquet writer (`id_chunk`).
+    event_id: Vec<u64>,
     node: KeyedStrings,
     kind: KeyedStrings,
     class_uid: Int32Builder,
@@ -179,7 +182,7 @@ impl Default for Common {
     fn default() -> Self {
         Common {
             time: ts_builder(),
-            event_id: StringBuilder::new(),
+            event_id: Vec::new(),
             node: KeyedStrings::default(),
             kind: KeyedStrings::default(),
             class_uid: Int32Builder::new(),
@@ -241,12 +244,7 @@ impl Common {
         let s = &ev.subject;
         let mut size = ROW_BYTES;
         self.time.append_value(wall(ctx, s.ktime_ns));
-        let mut hex = [0u8; 16];
-        let v = event_id(ctx.node_salt, ev);
-        for (i, slot) in hex.iter_mut().enumerate() {
-            *slot = b"0123456789abcdef"[((v >> ((15 - i) * 4)) & 15) as usize];
-        }
-        self.event_id.append_value(std::str::from_utf8(&hex).unwrap_or_default());
+        self.event_id.push(event_id(ctx.node_salt, ev));
         self.node.append(ctx.node);
         self.kind.append(ev.kind.name());
         self.class_uid.append_value(ocsf_class_uid(ev.kind));
@@ -291,7 +289,21 @@ impl Common {
         let placeholder = keyed.then(|| dict_chunk::placeholder(rows));
         let keyed = placeholder.as_ref();
         finish(&mut self.time, out);
-        finish(&mut self.event_id, out);
+        let numbers = UInt64Array::from(std::mem::replace(&mut self.event_id, Vec::with_capacity(rows)));
+        let event_ids = match keyed {
+            Some(placeholder) => {
+                out.push(Arc::clone(placeholder));
+                vec![(out.len() - 1, numbers)]
+            }
+            None => {
+                let mut hex = StringBuilder::with_capacity(rows, 16 * rows);
+                for &id in numbers.values() {
+                    hex.append_value(std::str::from_utf8(&id_chunk::hex16(id)).unwrap_or_default());
+                }
+                out.push(Arc::new(hex.finish()));
+                Vec::new()
+            }
+        };
         // Every builder is emptied even if one fails, so later batches stay aligned.
         let node = self.node.finish(out, keyed);
         let kind = self.kind.finish(out, keyed);
@@ -319,10 +331,10 @@ impl Common {
         if groups.iter().any(|g| g.keys.len() != rows) {
             return Err(ArrowError::InvalidArgumentError(format!("keyed columns do not have {rows} rows")));
         }
-        Ok(keyed.map(|_| Dictionaries { groups }))
+        Ok(keyed.map(|_| Dictionaries { groups, ids: event_ids }))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.time.len()
+        self.event_id.len()
     }
 }

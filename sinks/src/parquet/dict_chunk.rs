@@ -31,7 +31,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray, UInt32Array, new_empty_array, new_null_array,
+    Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array, new_empty_array,
+    new_null_array,
 };
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::take;
@@ -43,6 +44,9 @@ use bytes::Bytes;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Dictionaries {
     pub(crate) groups: Vec<KeyGroup>,
+    /// Columns of ids shown as 16 hex digits (`event_id`), held as the numbers, one per row: `id_chunk`
+    /// writes them.
+    pub(crate) ids: Vec<(usize, UInt64Array)>,
 }
 
 /// Columns that share one key per row (the ~20 identity columns share the row's identity).
@@ -109,7 +113,16 @@ impl Dictionaries {
             };
             KeyGroup { keys, columns: g.columns.clone() }
         });
-        Dictionaries { groups: groups.collect() }
+        let ids = self.ids.iter().map(|(c, ids)| {
+            let ids: Vec<u64> = match order {
+                None => ids.values().to_vec(),
+                Some(order) => {
+                    order.values().iter().map(|&r| ids.values().get(r as usize).copied().unwrap_or(0)).collect()
+                }
+            };
+            (*c, UInt64Array::from(ids))
+        });
+        Dictionaries { groups: groups.collect(), ids: ids.collect() }
     }
 
     /// The distinct values of `column` and the keys of rows `rows`, when the column is keyed. An error when
@@ -128,11 +141,31 @@ impl Dictionaries {
         Ok(None)
     }
 
-    /// `batch` (the batch's rows from `offset` on) with its keyed columns gathered from the keys, in place of
-    /// their placeholders: what a retry or any other reader of the batch needs. Batches from elsewhere (whose
-    /// schema is not the keys') come back as they are.
+    /// The ids of rows `rows` of `column`, when it is held as numbers.
+    pub(crate) fn ids(&self, column: usize, rows: Range<usize>) -> Result<Option<&[u64]>, ParquetError> {
+        match self.ids.iter().find(|(c, _)| *c == column) {
+            Some((_, ids)) => ids
+                .values()
+                .get(rows.clone())
+                .map(Some)
+                .ok_or_else(|| ParquetError::General(format!("column {column}: no ids for rows {rows:?}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// `batch` (the batch's rows from `offset` on) with its keyed columns gathered from the keys, and its id
+    /// columns formatted, in place of their placeholders: what a retry or any other reader of the batch needs.
+    /// Batches from elsewhere (whose schema is not the keys') come back as they are.
     pub(crate) fn materialize(&self, batch: &RecordBatch, offset: usize) -> RecordBatch {
         let mut columns = batch.columns().to_vec();
+        for (c, ids) in &self.ids {
+            let ids = ids.values().get(offset..offset + batch.num_rows()).unwrap_or_default();
+            let hex: StringArray =
+                ids.iter().map(|&id| Some(String::from_utf8_lossy(&super::id_chunk::hex16(id)).into_owned())).collect();
+            if let Some(slot) = columns.get_mut(*c) {
+                *slot = Arc::new(hex);
+            }
+        }
         for g in &self.groups {
             let keys = g.keys.values().get(offset..offset + batch.num_rows()).unwrap_or_default();
             for (c, values) in &g.columns {
@@ -210,17 +243,8 @@ pub(crate) fn encode(
             _ => v.to_vec(),
         }
     };
-    let compression = props.compression(&path);
-    let level = match compression {
-        Compression::ZSTD(level) => level.compression_level(),
-        other => return Err(ParquetError::General(format!("dictionary chunks are written with zstd, not {other}"))),
-    };
-    let zstd = zstd.at(level)?;
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut sink);
+    let mut pages = Pages::new(&descr, props, zstd)?;
     let mut scratch = Vec::new();
-    let mut compressed = 0u64;
-    let mut uncompressed = 0u64;
 
     let mut dict_page = Vec::with_capacity(dict.sorted.iter().map(|v| v.len() + 4).sum());
     for v in &dict.sorted {
@@ -229,23 +253,15 @@ pub(crate) fn encode(
         }
         dict_page.extend_from_slice(&plain(v));
     }
-    let page = compress(zstd, &dict_page, |buf| Page::DictionaryPage {
+    pages.write(&dict_page, |buf| Page::DictionaryPage {
         buf,
         num_values: dict.sorted.len() as u32,
         encoding: Encoding::PLAIN,
         is_sorted: true,
     })?;
-    let spec = pages.write_page(page)?;
-    compressed += spec.compressed_size as u64;
-    uncompressed += spec.uncompressed_size as u64;
 
     let width = bit_width(dict.sorted.len() as u32 - 1);
     let page_rows = props.data_page_row_count_limit().clamp(1, 1 << 20);
-    let mut column_index = ColumnIndexBuilder::new(physical);
-    column_index.set_boundary_order(BoundaryOrder::UNORDERED);
-    let mut offset_index = OffsetIndexBuilder::new();
-    let mut data_offset = None;
-    let (mut chunk_nulls, mut chunk_levels) = (0u64, 0u64);
     let mut ids = Vec::with_capacity(page_rows.min(keys.len()));
     let (mut defs, mut reps) = (Vec::with_capacity(page_rows.min(keys.len())), Vec::new());
     for rows in keys.chunks(page_rows) {
@@ -284,31 +300,10 @@ pub(crate) fn encode(
         }
         scratch.push(width);
         rle_hybrid(&ids, width, &mut scratch);
-        let page = compress(zstd, &scratch, |buf| Page::DataPage {
-            buf,
-            num_values: levels as u32,
-            encoding: Encoding::RLE_DICTIONARY,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        })?;
-        let spec = pages.write_page(page)?;
-        data_offset.get_or_insert(spec.offset as i64);
-        compressed += spec.compressed_size as u64;
-        uncompressed += spec.uncompressed_size as u64;
-        offset_index.append_row_count(rows.len() as i64);
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-        chunk_nulls += nulls;
-        chunk_levels += levels as u64;
-        match (ids.iter().min(), ids.iter().max()) {
-            (Some(&lo), Some(&hi)) => {
-                let (lo, hi) = (dict.sorted[lo as usize], dict.sorted[hi as usize]);
-                column_index.append(false, plain(lo), plain(hi), nulls as i64);
-            }
-            _ => column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
-        }
+        let bounds = ids.iter().min().zip(ids.iter().max());
+        let bounds = bounds.map(|(&lo, &hi)| (plain(dict.sorted[lo as usize]), plain(dict.sorted[hi as usize])));
+        pages.data(&scratch, Encoding::RLE_DICTIONARY, (rows.len(), levels, nulls), bounds)?;
     }
-    pages.close()?;
 
     let bloom_filter = match props.bloom_filter_properties(&path) {
         Some(bp) => {
@@ -326,30 +321,133 @@ pub(crate) fn encode(
         // A u32 column's statistics are its i32 bits, ordered as unsigned (its logical type says so).
         (Ok(lo), Ok(hi)) if physical == PhysicalType::INT32 => {
             let (lo, hi) = (u32::from_be_bytes(lo) as i32, u32::from_be_bytes(hi) as i32);
-            Statistics::int32(Some(lo), Some(hi), None, Some(chunk_nulls), false)
+            Statistics::int32(Some(lo), Some(hi), None, Some(pages.nulls), false)
         }
-        _ => Statistics::byte_array(Some(min.into()), Some(max.into()), None, Some(chunk_nulls), false),
+        _ => Statistics::byte_array(Some(min.into()), Some(max.into()), None, Some(pages.nulls), false),
     };
-    let metadata = ColumnChunkMetaData::builder(descr)
-        .set_compression(compression)
-        .set_encodings(vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY])
-        .set_num_values(chunk_levels as i64)
-        .set_total_compressed_size(compressed as i64)
-        .set_total_uncompressed_size(uncompressed as i64)
-        .set_dictionary_page_offset(Some(0))
-        .set_data_page_offset(data_offset.unwrap_or(0))
-        .set_statistics(stats)
-        .build()?;
-    let bytes = Bytes::from(sink.into_inner()?);
-    let close = ColumnCloseResult {
-        bytes_written: bytes.len() as u64,
-        rows_written: keys.len() as u64,
-        metadata,
-        bloom_filter,
-        column_index: Some(column_index.build()?),
-        offset_index: Some(offset_index.build()),
-    };
-    Ok(Some((bytes, close)))
+    let encodings = vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY];
+    pages.close(descr, encodings, stats, bloom_filter).map(Some)
+}
+
+/// A column chunk written page by page (zstd-compressed), with its offset index and column index: the
+/// bytes and metadata `SerializedRowGroupWriter::append_column` takes.
+pub(crate) struct Pages<'z> {
+    sink: TrackedWrite<Vec<u8>>,
+    zstd: &'z mut zstd::bulk::Compressor<'static>,
+    compression: Compression,
+    compressed: u64,
+    uncompressed: u64,
+    dictionary_offset: Option<i64>,
+    data_offset: Option<i64>,
+    offset_index: OffsetIndexBuilder,
+    column_index: ColumnIndexBuilder,
+    rows: u64,
+    levels: u64,
+    pub(crate) nulls: u64,
+}
+
+impl<'z> Pages<'z> {
+    pub(crate) fn new(
+        descr: &ColumnDescPtr,
+        props: &WriterProperties,
+        zstd: &'z mut Zstd,
+    ) -> Result<Self, ParquetError> {
+        let compression = props.compression(descr.path());
+        let level = match compression {
+            Compression::ZSTD(level) => level.compression_level(),
+            other => return Err(ParquetError::General(format!("chunks are written here with zstd, not {other}"))),
+        };
+        let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
+        column_index.set_boundary_order(BoundaryOrder::UNORDERED);
+        Ok(Pages {
+            sink: TrackedWrite::new(Vec::new()),
+            zstd: zstd.at(level)?,
+            compression,
+            compressed: 0,
+            uncompressed: 0,
+            dictionary_offset: None,
+            data_offset: None,
+            offset_index: OffsetIndexBuilder::new(),
+            column_index,
+            rows: 0,
+            levels: 0,
+            nulls: 0,
+        })
+    }
+
+    /// Compresses `raw` into the page `page` makes of it and writes it; returns its offset.
+    fn write(&mut self, raw: &[u8], page: impl FnOnce(Bytes) -> Page) -> Result<i64, ParquetError> {
+        let page = compress(self.zstd, raw, page)?;
+        let dictionary = page.page_type() == ::parquet::basic::PageType::DICTIONARY_PAGE;
+        let spec = SerializedPageWriter::new(&mut self.sink).write_page(page)?;
+        self.compressed += spec.compressed_size as u64;
+        self.uncompressed += spec.uncompressed_size as u64;
+        let offset = spec.offset as i64;
+        if dictionary {
+            self.dictionary_offset.get_or_insert(offset);
+        } else {
+            self.data_offset.get_or_insert(offset);
+            self.offset_index.append_offset_and_size(offset, spec.compressed_size as i32);
+        }
+        Ok(offset)
+    }
+
+    /// A data page (v1) of `rows` rows, `levels` values and levels, `nulls` of them null; `bounds` is its
+    /// min and max as PLAIN encodes them (None: no value).
+    pub(crate) fn data(
+        &mut self,
+        raw: &[u8],
+        encoding: Encoding,
+        (rows, levels, nulls): (usize, usize, u64),
+        bounds: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), ParquetError> {
+        self.write(raw, |buf| Page::DataPage {
+            buf,
+            num_values: levels as u32,
+            encoding,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        })?;
+        self.offset_index.append_row_count(rows as i64);
+        match bounds {
+            Some((lo, hi)) => self.column_index.append(false, lo, hi, nulls as i64),
+            None => self.column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
+        }
+        self.rows += rows as u64;
+        self.levels += levels as u64;
+        self.nulls += nulls;
+        Ok(())
+    }
+
+    pub(crate) fn close(
+        self,
+        descr: ColumnDescPtr,
+        encodings: Vec<Encoding>,
+        stats: Statistics,
+        bloom_filter: Option<Sbbf>,
+    ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        let metadata = ColumnChunkMetaData::builder(descr)
+            .set_compression(self.compression)
+            .set_encodings(encodings)
+            .set_num_values(self.levels as i64)
+            .set_total_compressed_size(self.compressed as i64)
+            .set_total_uncompressed_size(self.uncompressed as i64)
+            .set_dictionary_page_offset(self.dictionary_offset)
+            .set_data_page_offset(self.data_offset.unwrap_or(0))
+            .set_statistics(stats)
+            .build()?;
+        let bytes = Bytes::from(self.sink.into_inner()?);
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: self.rows,
+            metadata,
+            bloom_filter,
+            column_index: Some(self.column_index.build()?),
+            offset_index: Some(self.offset_index.build()),
+        };
+        Ok((bytes, close))
+    }
 }
 
 /// Levels as a data page v1 holds them: their length in bytes, then RLE / bit-packed.
@@ -484,7 +582,7 @@ fn bit_packed(values: &[u32], width: u8, out: &mut Vec<u8>) {
     }
 }
 
-fn uleb128(mut v: u64, out: &mut Vec<u8>) {
+pub(crate) fn uleb128(mut v: u64, out: &mut Vec<u8>) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;

@@ -155,7 +155,7 @@ mod tests {
                     Some(g) => {
                         let distinct = expect.iter().collect::<std::collections::HashSet<_>>().len();
                         assert_eq!(g.columns[0].1.len(), distinct, "round {round}");
-                        Dictionaries { groups: vec![g] }.materialize(&batch, 0)
+                        Dictionaries { groups: vec![g], ids: Vec::new() }.materialize(&batch, 0)
                     }
                     None => batch,
                 };
@@ -180,7 +180,7 @@ mod tests {
             let columns = [("v", Arc::clone(&out[0]), true), ("v_raw", Arc::clone(&out[1]), true)];
             let batch = RecordBatch::try_from_iter_with_nullable(columns).unwrap();
             let batch = match group {
-                Some(g) => Dictionaries { groups: vec![g] }.materialize(&batch, 0),
+                Some(g) => Dictionaries { groups: vec![g], ids: Vec::new() }.materialize(&batch, 0),
                 None => batch,
             };
             let (text, raw) = (batch.column(0).as_string::<i32>(), batch.column(1).as_binary::<i32>());

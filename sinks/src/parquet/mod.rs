@@ -8,6 +8,7 @@ mod classes;
 mod columns;
 mod config;
 mod dict_chunk;
+mod id_chunk;
 mod identity;
 mod keyed;
 mod lineage;

@@ -24,6 +24,7 @@ use bytes::Bytes;
 
 use super::LakeConfig;
 use super::dict_chunk::{self, Dictionaries};
+use super::id_chunk;
 use super::schema::Table;
 
 /// Why the lake could not write or maintain files.
@@ -244,6 +245,14 @@ fn encode_file(
         let mut chunks = Vec::with_capacity(leaves.len());
         for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
             let mut column = column.slice(start, len);
+            if let Some((d, offset)) = keyed
+                && let Some(ids) = d.ids(i, offset + start..offset + start + len)?
+            {
+                let (bytes, close) = id_chunk::encode(Arc::clone(&leaves[chunks.len()]), &props, &mut zstd, ids)?;
+                writers.next();
+                chunks.push(Chunk::Keyed(bytes, close));
+                continue;
+            }
             if let Some((d, offset)) = keyed
                 && let Some((values, keys)) = d.column(i, offset + start..offset + start + len)?
             {

@@ -129,6 +129,8 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
     let dicts = dicts.expect("keyed finish gives dictionaries");
     let keyed: Vec<usize> = dicts.groups.iter().flat_map(|g| g.columns.iter().map(|(c, _)| *c)).collect();
     assert_eq!(keyed.len(), ID_COLUMNS.len() + 8, "identity, lineage (4), node, kind, comm and exe columns");
+    let event_id = Table::ProcessActivity.schema().index_of("event_id").unwrap();
+    assert_eq!(dicts.ids.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![event_id], "event_id held as numbers");
     let keyed_dir = tempfile::tempdir().unwrap();
     let plain_dir = tempfile::tempdir().unwrap();
     let keyed = write(keyed_dir.path(), &batch, Some(&dicts));
@@ -163,10 +165,28 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
         let file = SerializedFileReader::new_with_options(File::open(k).unwrap(), opts).unwrap();
         let mut first_row = 0usize;
         for (rg, g) in kmeta.row_groups().iter().enumerate() {
-            for &name in ID_COLUMNS.iter().chain(&["node", "kind", "comm", "exe", "parent_exe", "parent_cmdline"]) {
+            let strings = ID_COLUMNS.iter().chain(&["node", "kind", "comm", "exe", "parent_exe", "parent_cmdline"]);
+            for &name in strings.chain(&["event_id"]) {
                 let c = schema.index_of(name).unwrap();
                 let values = kb.column(c).as_string::<i32>().slice(first_row, g.num_rows() as usize);
                 check_page_index(&kmeta, rg, c, &values, name);
+                if name == "event_id" {
+                    // Written from the numbers (`id_chunk`): no dictionary, the lengths delta-encoded.
+                    assert!(dictionary(k, rg, c).is_none(), "event_id has no dictionary");
+                    let encodings = g.column(c).encodings().collect::<Vec<_>>();
+                    assert_eq!(encodings, vec![::parquet::basic::Encoding::DELTA_LENGTH_BYTE_ARRAY]);
+                    let bloom = file.get_row_group(rg).unwrap().get_column_bloom_filter(c).cloned().expect("bloom");
+                    assert!(values.iter().flatten().all(|v| bloom.check(v.as_bytes())), "event_id bloom misses an id");
+                    let absent = (0..1000u64).filter(|i| bloom.check(format!("{:016x}", i << 40).as_bytes())).count();
+                    assert!(absent < 50, "event_id: {absent} of 1000 absent ids pass the filter");
+                    let stats = g.column(c).statistics().expect("chunk statistics");
+                    let (lo, hi) = (values.iter().flatten().min(), values.iter().flatten().max());
+                    assert_eq!(
+                        (stats.min_bytes_opt(), stats.max_bytes_opt()),
+                        (lo.map(str::as_bytes), hi.map(str::as_bytes))
+                    );
+                    continue;
+                }
                 if values.null_count() == values.len() {
                     continue;
                 }
