@@ -75,10 +75,18 @@ pub(crate) fn mix(h: u64, v: u64) -> u64 {
 /// reading them. A hit must be compared byte for byte before it is used (freed memory can hold other strings
 /// later): `FingerprintIndex::find_or_add` takes that comparison.
 pub(crate) fn address_fingerprint<'a>(parts: impl Iterator<Item = Option<&'a [u8]>>, seed: u64) -> u64 {
-    parts.fold(0x243f_6a88_85a3_08d3u64 ^ seed, |h, s| {
-        let (p, l) = s.map_or((0, u64::MAX), |s| (s.as_ptr() as u64, s.len() as u64));
-        mix(mix(h, p), l)
-    })
+    // One step per string (its length in the high bits, where addresses have none), in two lanes: a chain of
+    // 40 dependent multiplies for an identity's 20 strings was ~5 % of `lake/write_steady`.
+    let (mut even, mut odd) = (0x243f_6a88_85a3_08d3u64 ^ seed, 0x1319_8a2e_0370_7344u64);
+    for (i, s) in parts.enumerate() {
+        let v = s.map_or(u64::MAX, |s| (s.as_ptr() as u64) ^ (s.len() as u64).rotate_right(16));
+        if i % 2 == 0 {
+            even = mix(even, v);
+        } else {
+            odd = mix(odd, v);
+        }
+    }
+    mix(even, odd)
 }
 
 /// A fingerprint of what the bytes say, for short strings found by content: a word at a time (FNV-1a's byte
