@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, GenericByteBuilder, Int32Builder,
-    ListBuilder, PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Array,
-    UInt64Builder,
+    ListBuilder, PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt64Array, UInt64Builder,
 };
 use arrow::datatypes::{ArrowPrimitiveType, ByteArrayType, DataType, Field};
 use arrow::error::ArrowError;
@@ -23,6 +22,7 @@ use super::identity::{ID_COLUMNS, IdentityColumns};
 use super::keyed::{KeyedBytes, KeyedStrings};
 use super::lineage::LineageColumns;
 use super::schema::{list_of, ocsf_class_uid, ts_type};
+use super::subject::{SUBJECT_U32, SubjectColumns};
 
 /// Rough fixed cost of a row in the builders, for the memory bound.
 const ROW_BYTES: usize = 256;
@@ -149,8 +149,6 @@ pub(crate) fn split_args(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     raw.split(|&b| b == 0).filter(move |_| !raw.is_empty())
 }
 
-const SUBJECT_U32: [&str; 7] = ["pid", "tid", "ppid", "uid", "euid", "gid", "egid"];
-
 /// Columns every event table starts with.
 #[derive(Debug)]
 pub(crate) struct Common {
@@ -166,13 +164,8 @@ pub(crate) struct Common {
     last_time: TimestampNanosecondBuilder,
     flags: ListBuilder<StringBuilder>,
     ids: IdentityColumns,
-    cgroup_id: UInt64Builder,
-    container: BooleanBuilder,
-    enrichment_partial: BooleanBuilder,
-    subject: [UInt32Builder; 7],
-    proc_start_ns: UInt64Builder,
-    pidns: UInt32Builder,
-    mntns: UInt32Builder,
+    /// `cgroup_id` ... `mntns`.
+    subject: SubjectColumns,
     comm: KeyedBytes,
     exe: KeyedBytes,
     lineage: LineageColumns,
@@ -192,13 +185,7 @@ impl Default for Common {
             last_time: ts_builder(),
             flags: ListBuilder::new(StringBuilder::new()),
             ids: Default::default(),
-            cgroup_id: UInt64Builder::new(),
-            container: BooleanBuilder::new(),
-            enrichment_partial: BooleanBuilder::new(),
-            subject: Default::default(),
-            proc_start_ns: UInt64Builder::new(),
-            pidns: UInt32Builder::new(),
-            mntns: UInt32Builder::new(),
+            subject: SubjectColumns::default(),
             comm: KeyedBytes::default(),
             exe: KeyedBytes::default(),
             lineage: LineageColumns::default(),
@@ -259,15 +246,7 @@ impl Common {
         }
         self.flags.append(true);
         size += self.ids.append(id);
-        self.cgroup_id.append_value(s.cgroup_id);
-        self.container.append_value(id.container_id.is_some());
-        self.enrichment_partial.append_value(id.partial);
-        for (b, v) in self.subject.iter_mut().zip([s.tgid, s.pid, s.ppid, s.uid, s.euid, s.gid, s.egid]) {
-            b.append_value(v);
-        }
-        self.proc_start_ns.append_value(s.proc_start_ns);
-        self.pidns.append_value(s.pidns);
-        self.mntns.append_value(s.mntns);
+        self.subject.append(s, id.container_id.is_some(), id.partial);
         size += self.comm.append(Some(s.comm()));
         let exe = match ev.body {
             Body::Exec { exe, .. } | Body::Snapshot { exe, .. } => Some(exe),
@@ -314,19 +293,11 @@ impl Common {
         finish(&mut self.last_time, out);
         finish(&mut self.flags, out);
         let ids = self.ids.finish(out, keyed);
-        finish(&mut self.cgroup_id, out);
-        finish(&mut self.container, out);
-        finish(&mut self.enrichment_partial, out);
-        for b in &mut self.subject {
-            finish(b, out);
-        }
-        finish(&mut self.proc_start_ns, out);
-        finish(&mut self.pidns, out);
-        finish(&mut self.mntns, out);
+        let subject = self.subject.finish(out, keyed.is_some());
         let comm = self.comm.finish(out, keyed);
         let exe = self.exe.finish(out, keyed);
         let lineage = self.lineage.finish(out, keyed);
-        let groups: Vec<_> = [node?, kind?, ids?, comm?, exe?, lineage?].into_iter().flatten().collect();
+        let groups: Vec<_> = [node?, kind?, ids?, subject?, comm?, exe?, lineage?].into_iter().flatten().collect();
         // The batch holds placeholders for these columns: keys that do not cover its rows would lose data.
         if groups.iter().any(|g| g.keys.len() != rows) {
             return Err(ArrowError::InvalidArgumentError(format!("keyed columns do not have {rows} rows")));

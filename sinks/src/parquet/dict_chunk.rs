@@ -36,7 +36,7 @@ use arrow::array::{
 };
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, UInt32Type};
+use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
 use bytes::Bytes;
 
 /// Columns of a batch given as distinct values plus one key per row: the writer encodes these columns from
@@ -63,6 +63,8 @@ pub(crate) struct KeyGroup {
 pub(crate) enum Values {
     /// A string column; a null value is a null row.
     Strings(StringArray),
+    /// An integer column (u32 or u64, required): the process's (`subject.rs`).
+    Numbers(ArrayRef),
     /// A column of lists of strings or of u32 (`ancestor_exes`, `ancestor_pids`); never null, a row without
     /// items is an empty list.
     Lists(ListArray),
@@ -76,6 +78,7 @@ impl Values {
     fn array(&self) -> &dyn Array {
         match self {
             Values::Strings(v) => v,
+            Values::Numbers(v) => v,
             Values::Lists(v) => v,
         }
     }
@@ -84,6 +87,7 @@ impl Values {
     pub(crate) fn empty_column(&self, rows: usize) -> ArrayRef {
         match self {
             Values::Strings(v) => new_null_array(v.data_type(), rows),
+            Values::Numbers(v) => new_null_array(v.data_type(), rows),
             Values::Lists(v) => empty_lists(v.data_type(), rows),
         }
     }
@@ -209,19 +213,25 @@ pub(crate) fn encode(
     let (max_def, max_rep) = (descr.max_def_level().max(0) as u32, descr.max_rep_level());
     let (flat, lists) = match values {
         Values::Strings(v) if max_rep == 0 && max_def <= 1 => (v as &dyn Array, None),
+        Values::Numbers(v) if max_rep == 0 && max_def <= 1 => (&**v, None),
         // `ancestor_exes`, `ancestor_pids`: required lists of optional items.
         Values::Lists(v) if (max_rep, max_def) == (1, 2) => (&**v.values(), Some(v.offsets())),
         _ => return Err(ParquetError::General(format!("{path}: not the shape of its keyed values"))),
     };
     let physical = descr.physical_type();
-    // Each value's bytes, as they sort: a string's own, a u32's big-endian.
-    let numbers: Vec<[u8; 4]>;
-    let bytes: Vec<Option<&[u8]>> = match (physical, flat.as_string_opt::<i32>(), flat.as_primitive_opt::<UInt32Type>())
-    {
-        (PhysicalType::BYTE_ARRAY, Some(v), _) => v.iter().map(|v| v.map(str::as_bytes)).collect(),
-        (PhysicalType::INT32, _, Some(v)) => {
+    // Each value's bytes, as they sort: a string's own, an unsigned integer's big-endian.
+    let (numbers, wide): (Vec<[u8; 4]>, Vec<[u8; 8]>);
+    let bytes: Vec<Option<&[u8]>> = match (physical, flat.as_string_opt::<i32>()) {
+        (PhysicalType::BYTE_ARRAY, Some(v)) => v.iter().map(|v| v.map(str::as_bytes)).collect(),
+        (PhysicalType::INT32, _) if flat.as_primitive_opt::<UInt32Type>().is_some() => {
+            let v = flat.as_primitive::<UInt32Type>();
             numbers = v.values().iter().map(|n| n.to_be_bytes()).collect();
             numbers.iter().zip(v.iter()).map(|(b, n)| n.map(|_| &b[..])).collect()
+        }
+        (PhysicalType::INT64, _) if flat.as_primitive_opt::<UInt64Type>().is_some() => {
+            let v = flat.as_primitive::<UInt64Type>();
+            wide = v.values().iter().map(|n| n.to_be_bytes()).collect();
+            wide.iter().zip(v.iter()).map(|(b, n)| n.map(|_| &b[..])).collect()
         }
         _ => return Err(ParquetError::General(format!("{path}: {physical} from {}", flat.data_type()))),
     };
@@ -238,8 +248,8 @@ pub(crate) fn encode(
     let Some(dict) = Dict::of_rows(&bytes, keys.iter().flat_map(|&k| items(k))) else { return Ok(None) };
     // A value as PLAIN encoding, statistics and bloom filters hold it.
     let plain = |v: &[u8]| -> Vec<u8> {
-        match <[u8; 4]>::try_from(v) {
-            Ok(n) if physical == PhysicalType::INT32 => u32::from_be_bytes(n).to_le_bytes().to_vec(),
+        match physical {
+            PhysicalType::INT32 | PhysicalType::INT64 => v.iter().rev().copied().collect(),
             _ => v.to_vec(),
         }
     };
@@ -317,13 +327,19 @@ pub(crate) fn encode(
     };
     // The dictionary holds only values the chunk's rows use, sorted: its ends are the chunk's min and max.
     let (min, max) = (dict.sorted[0], dict.sorted[dict.sorted.len() - 1]);
-    let stats = match (<[u8; 4]>::try_from(min), <[u8; 4]>::try_from(max)) {
-        // A u32 column's statistics are its i32 bits, ordered as unsigned (its logical type says so).
-        (Ok(lo), Ok(hi)) if physical == PhysicalType::INT32 => {
+    // An unsigned column's statistics are its signed bits, ordered as unsigned (its logical type says so).
+    let stats = match (physical, <[u8; 4]>::try_from(min), <[u8; 4]>::try_from(max)) {
+        (PhysicalType::INT32, Ok(lo), Ok(hi)) => {
             let (lo, hi) = (u32::from_be_bytes(lo) as i32, u32::from_be_bytes(hi) as i32);
             Statistics::int32(Some(lo), Some(hi), None, Some(pages.nulls), false)
         }
-        _ => Statistics::byte_array(Some(min.into()), Some(max.into()), None, Some(pages.nulls), false),
+        _ => match (physical, <[u8; 8]>::try_from(min), <[u8; 8]>::try_from(max)) {
+            (PhysicalType::INT64, Ok(lo), Ok(hi)) => {
+                let (lo, hi) = (u64::from_be_bytes(lo) as i64, u64::from_be_bytes(hi) as i64);
+                Statistics::int64(Some(lo), Some(hi), None, Some(pages.nulls), false)
+            }
+            _ => Statistics::byte_array(Some(min.into()), Some(max.into()), None, Some(pages.nulls), false),
+        },
     };
     let encodings = vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY];
     pages.close(descr, encodings, stats, bloom_filter).map(Some)

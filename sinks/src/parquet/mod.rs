@@ -16,6 +16,7 @@ pub mod maintain;
 mod ownership;
 mod schema;
 mod sink;
+mod subject;
 #[cfg(test)]
 mod tests;
 mod writer;

@@ -128,7 +128,7 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
     let (batch, dicts, pods) = batch();
     let dicts = dicts.expect("keyed finish gives dictionaries");
     let keyed: Vec<usize> = dicts.groups.iter().flat_map(|g| g.columns.iter().map(|(c, _)| *c)).collect();
-    assert_eq!(keyed.len(), ID_COLUMNS.len() + 8, "identity, lineage (4), node, kind, comm and exe columns");
+    assert_eq!(keyed.len(), ID_COLUMNS.len() + 19, "identity, subject (11), lineage (4), node, kind, comm, exe");
     let event_id = Table::ProcessActivity.schema().index_of("event_id").unwrap();
     assert_eq!(dicts.ids.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![event_id], "event_id held as numbers");
     let keyed_dir = tempfile::tempdir().unwrap();
@@ -211,6 +211,9 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
             }
             for name in ["ancestor_exes", "ancestor_pids"] {
                 check_list_chunk(name, (k, p), &kb, &kmeta, rg, first_row);
+            }
+            for name in NUMBERS {
+                check_number_chunk(name, (k, p), &kb, &kmeta, rg, first_row);
             }
             first_row += g.num_rows() as usize;
         }
@@ -320,5 +323,52 @@ fn check_list_chunk(
         if !present.is_empty() {
             assert_eq!((min, max), (lo, hi), "{name} page {p}: min, max");
         }
+    }
+}
+
+/// The process's integer columns (`subject.rs`), encoded from the keys.
+const NUMBERS: [&str; 11] =
+    ["cgroup_id", "pid", "tid", "ppid", "uid", "euid", "gid", "egid", "proc_start_ns", "pidns", "mntns"];
+
+/// An integer column encoded from the keys: a sorted dictionary, statistics equal to the Arrow writer's for the
+/// same rows, and a page index that holds for the rows of each page.
+fn check_number_chunk(
+    name: &str,
+    (keyed, plain): (&Path, &Path),
+    batch: &RecordBatch,
+    meta: &ParquetMetaData,
+    rg: usize,
+    first: usize,
+) {
+    use arrow::datatypes::{UInt32Type, UInt64Type};
+    let c = Table::ProcessActivity.schema().index_of(name).unwrap();
+    let g = &meta.row_groups()[rg];
+    let col = batch.column(c).slice(first, g.num_rows() as usize);
+    let values: Vec<u64> = match (col.as_primitive_opt::<UInt32Type>(), col.as_primitive_opt::<UInt64Type>()) {
+        (Some(v), _) => v.values().iter().map(|&n| u64::from(n)).collect(),
+        (_, Some(v)) => v.values().to_vec(),
+        _ => panic!("{name}: {}", col.data_type()),
+    };
+    let width = if col.data_type() == &arrow::datatypes::DataType::UInt32 { 4 } else { 8 };
+    let distinct: std::collections::BTreeSet<u64> = values.iter().copied().collect();
+    let dict = dictionary_of(keyed, rg, c, |b| b.chunks(width).map(<[u8]>::to_vec).collect());
+    let want: Vec<Vec<u8>> = distinct.iter().map(|&v| v.to_le_bytes()[..width].to_vec()).collect();
+    assert_eq!(dict, want, "{name}: dictionary, sorted and only what the rows use");
+    let pmeta = ParquetRecordBatchReaderBuilder::try_new(File::open(plain).unwrap()).unwrap().metadata().clone();
+    assert_eq!(g.column(c).statistics(), pmeta.row_groups()[rg].column(c).statistics(), "{name}: statistics");
+    let index = &meta.column_index().expect("column index")[rg][c];
+    let pages = meta.offset_index().expect("offset index")[rg][c].page_locations();
+    for (p, loc) in pages.iter().enumerate() {
+        let start = loc.first_row_index as usize;
+        let end = pages.get(p + 1).map_or(values.len(), |n| n.first_row_index as usize);
+        let (lo, hi) = (values[start..end].iter().min().copied(), values[start..end].iter().max().copied());
+        let got = match index {
+            ColumnIndexMetaData::INT32(i) => {
+                (i.min_value(p).map(|&v| u64::from(v as u32)), i.max_value(p).map(|&v| u64::from(v as u32)))
+            }
+            ColumnIndexMetaData::INT64(i) => (i.min_value(p).map(|&v| v as u64), i.max_value(p).map(|&v| v as u64)),
+            other => panic!("{name}: column index {other:?}"),
+        };
+        assert_eq!(got, (lo, hi), "{name} page {p}: min, max");
     }
 }
