@@ -209,11 +209,12 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
                     assert!(absent < 50, "{name}: {absent} of 1000 absent values pass the filter");
                 }
             }
+            let at = RowGroup { keyed: k, plain: p, batch: &kb, meta: &kmeta, rg, first: first_row };
             for name in ["ancestor_exes", "ancestor_pids"] {
-                check_list_chunk(name, (k, p), &kb, &kmeta, rg, first_row);
+                check_list_chunk(name, &at);
             }
             for name in NUMBERS {
-                check_number_chunk(name, (k, p), &kb, &kmeta, rg, first_row);
+                check_number_chunk(name, &at);
             }
             first_row += g.num_rows() as usize;
         }
@@ -248,16 +249,22 @@ fn check_page_index(meta: &ParquetMetaData, rg: usize, c: usize, values: &arrow:
     }
 }
 
-/// A list column encoded from the keys (`ancestor_exes`, `ancestor_pids`): its dictionary, statistics and page
-/// index against its rows, and its level count and statistics against the Arrow writer's file of the same rows.
-fn check_list_chunk(
-    name: &str,
-    (keyed, plain): (&Path, &Path),
-    batch: &RecordBatch,
-    meta: &ParquetMetaData,
+/// Row group `rg` of a file written from the keys, whose rows start at row `first` of `batch` (read back), and
+/// the Arrow writer's file of the same rows.
+#[derive(Clone, Copy)]
+struct RowGroup<'a> {
+    keyed: &'a Path,
+    plain: &'a Path,
+    batch: &'a RecordBatch,
+    meta: &'a ParquetMetaData,
     rg: usize,
     first: usize,
-) {
+}
+
+/// A list column encoded from the keys (`ancestor_exes`, `ancestor_pids`): its dictionary, statistics and page
+/// index against its rows, and its level count and statistics against the Arrow writer's file of the same rows.
+fn check_list_chunk(name: &str, at: &RowGroup<'_>) {
+    let RowGroup { keyed, plain, batch, meta, rg, first } = *at;
     let c = Table::ProcessActivity.schema().index_of(name).unwrap();
     // The flat schema: a list column has one leaf, so its leaf index is its column index.
     let g = &meta.row_groups()[rg];
@@ -332,14 +339,8 @@ const NUMBERS: [&str; 11] =
 
 /// An integer column encoded from the keys: a sorted dictionary, statistics equal to the Arrow writer's for the
 /// same rows, and a page index that holds for the rows of each page.
-fn check_number_chunk(
-    name: &str,
-    (keyed, plain): (&Path, &Path),
-    batch: &RecordBatch,
-    meta: &ParquetMetaData,
-    rg: usize,
-    first: usize,
-) {
+fn check_number_chunk(name: &str, at: &RowGroup<'_>) {
+    let RowGroup { keyed, plain, batch, meta, rg, first } = *at;
     use arrow::datatypes::{UInt32Type, UInt64Type};
     let c = Table::ProcessActivity.schema().index_of(name).unwrap();
     let g = &meta.row_groups()[rg];
