@@ -4,7 +4,6 @@
 //! amortised growth.
 
 use std::fmt::Write as _;
-
 use std::sync::Arc;
 
 use arrow::array::{
