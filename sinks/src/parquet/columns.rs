@@ -274,11 +274,7 @@ impl Common {
                 vec![(out.len() - 1, numbers)]
             }
             None => {
-                let mut hex = StringBuilder::with_capacity(rows, 16 * rows);
-                for &id in numbers.values() {
-                    hex.append_value(std::str::from_utf8(&id_chunk::hex16(id)).unwrap_or_default());
-                }
-                out.push(Arc::new(hex.finish()));
+                out.push(id_chunk::hex_column(numbers.values()));
                 Vec::new()
             }
         };

@@ -117,14 +117,13 @@ impl Dictionaries {
             };
             KeyGroup { keys, columns: g.columns.clone() }
         });
-        let ids = self.ids.iter().map(|(c, ids)| {
-            let ids: Vec<u64> = match order {
-                None => ids.values().to_vec(),
-                Some(order) => {
-                    order.values().iter().map(|&r| ids.values().get(r as usize).copied().unwrap_or(0)).collect()
-                }
-            };
-            (*c, UInt64Array::from(ids))
+        let ids = self.ids.iter().map(|(c, ids)| match order {
+            None => (*c, ids.clone()),
+            Some(order) => {
+                let ids: Vec<u64> =
+                    order.values().iter().map(|&r| ids.values().get(r as usize).copied().unwrap_or(0)).collect();
+                (*c, UInt64Array::from(ids))
+            }
         });
         Dictionaries { groups: groups.collect(), ids: ids.collect() }
     }
@@ -164,10 +163,8 @@ impl Dictionaries {
         let mut columns = batch.columns().to_vec();
         for (c, ids) in &self.ids {
             let ids = ids.values().get(offset..offset + batch.num_rows()).unwrap_or_default();
-            let hex: StringArray =
-                ids.iter().map(|&id| Some(String::from_utf8_lossy(&super::id_chunk::hex16(id)).into_owned())).collect();
             if let Some(slot) = columns.get_mut(*c) {
-                *slot = Arc::new(hex);
+                *slot = super::id_chunk::hex_column(ids);
             }
         }
         for g in &self.groups {
@@ -298,29 +295,29 @@ pub(crate) fn encode(
         ids.clear();
         defs.clear();
         reps.clear();
-        if lists.is_none() {
-            // One level per row.
-            for &k in rows {
-                let id = dict.remap.get(k as usize).copied().unwrap_or(NO_VALUE);
-                defs.push(max_def.saturating_sub(u32::from(id == NO_VALUE)));
-                if id != NO_VALUE {
-                    ids.push(id);
-                }
+        // A value's index and definition level (a null: one below the maximum).
+        let mut value = |v: usize, defs: &mut Vec<u32>| {
+            let id = dict.remap.get(v).copied().unwrap_or(NO_VALUE);
+            defs.push(max_def.saturating_sub(u32::from(id == NO_VALUE)));
+            if id != NO_VALUE {
+                ids.push(id);
             }
-        }
-        for &k in rows.iter().filter(|_| lists.is_some()) {
-            let row = items(k);
-            if row.is_empty() {
-                // An empty list.
-                defs.push(0);
-                reps.push(0);
-            }
-            for (j, item) in row.enumerate() {
-                let id = dict.remap.get(item).copied().unwrap_or(NO_VALUE);
-                defs.push(max_def.saturating_sub(u32::from(id == NO_VALUE)));
-                reps.push(u32::from(j > 0));
-                if id != NO_VALUE {
-                    ids.push(id);
+        };
+        for &k in rows {
+            match lists {
+                // One level per row.
+                None => value(k as usize, &mut defs),
+                // One per item; an empty list is one level of 0.
+                Some(_) => {
+                    let row = items(k);
+                    if row.is_empty() {
+                        defs.push(0);
+                        reps.push(0);
+                    }
+                    for (j, item) in row.enumerate() {
+                        value(item, &mut defs);
+                        reps.push(u32::from(j > 0));
+                    }
                 }
             }
         }
@@ -356,18 +353,16 @@ pub(crate) fn encode(
     // The dictionary holds only values the chunk's rows use, sorted: its ends are the chunk's min and max.
     let (min, max) = (dict.sorted[0], dict.sorted[dict.sorted.len() - 1]);
     // An unsigned column's statistics are its signed bits, ordered as unsigned (its logical type says so).
-    let stats = match (physical, <[u8; 4]>::try_from(min), <[u8; 4]>::try_from(max)) {
-        (PhysicalType::INT32, Ok(lo), Ok(hi)) => {
-            let (lo, hi) = (u32::from_be_bytes(lo) as i32, u32::from_be_bytes(hi) as i32);
-            Statistics::int32(Some(lo), Some(hi), None, Some(pages.nulls), false)
+    let number = |be: &[u8]| be.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
+    let nulls = Some(pages.nulls);
+    let stats = match physical {
+        PhysicalType::INT32 => {
+            Statistics::int32(Some(number(min) as u32 as i32), Some(number(max) as u32 as i32), None, nulls, false)
         }
-        _ => match (physical, <[u8; 8]>::try_from(min), <[u8; 8]>::try_from(max)) {
-            (PhysicalType::INT64, Ok(lo), Ok(hi)) => {
-                let (lo, hi) = (u64::from_be_bytes(lo) as i64, u64::from_be_bytes(hi) as i64);
-                Statistics::int64(Some(lo), Some(hi), None, Some(pages.nulls), false)
-            }
-            _ => Statistics::byte_array(Some(min.into()), Some(max.into()), None, Some(pages.nulls), false),
-        },
+        PhysicalType::INT64 => {
+            Statistics::int64(Some(number(min) as i64), Some(number(max) as i64), None, nulls, false)
+        }
+        _ => Statistics::byte_array(Some(min.into()), Some(max.into()), None, nulls, false),
     };
     let encodings = vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY];
     pages.close(descr, encodings, stats, bloom_filter).map(Some)
@@ -503,8 +498,8 @@ fn levels_rle(levels: &[u32], width: u8, out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// One zstd context for the chunks of a file: creating one per chunk (and its workspace, zeroed) was 2 % of
-/// `lake/write_steady`.
+/// One zstd context for the chunks of a file, rather than one (and its workspace) for each of the ~40 keyed
+/// chunks of a row group.
 #[derive(Default)]
 pub(crate) struct Zstd(Option<(i32, zstd::bulk::Compressor<'static>)>);
 

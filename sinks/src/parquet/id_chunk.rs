@@ -2,8 +2,8 @@
 //!
 //! An event id is a u64 shown as 16 lower-case hex digits. Built as strings, each row cost a formatted copy
 //! into a string builder, and the Parquet writer then compared each string for the page's min and max,
-//! hashed it into the bloom filter and measured its length: about 100 ns a row, the most of any column
-//! (`lake/write_steady`, BENCHMARKS.md). Here the rows' ids stay numbers until their page is written: fixed-width
+//! hashed it into the bloom filter and measured its length: 65-93 ns a row in the writer alone, the most of
+//! any column (a per-column timer, session 6, BENCHMARKS.md). Here the rows' ids stay numbers until their page is written: fixed-width
 //! hex sorts as the numbers do, so a page's min and max are those of its numbers, and every length is 16.
 //! The chunk is what the writer's properties ask of `event_id`: `DELTA_LENGTH_BYTE_ARRAY`, zstd, page index,
 //! bloom filter.
@@ -15,6 +15,9 @@ use ::parquet::errors::ParquetError;
 use ::parquet::file::properties::WriterProperties;
 use ::parquet::file::statistics::Statistics;
 use ::parquet::schema::types::ColumnDescPtr;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringBuilder};
 use bytes::Bytes;
 
 use super::dict_chunk::{Pages, Zstd, uleb128};
@@ -26,6 +29,15 @@ pub(crate) fn hex16(v: u64) -> [u8; 16] {
         *slot = b"0123456789abcdef"[((v >> ((15 - i) * 4)) & 15) as usize];
     }
     hex
+}
+
+/// `ids` as the Utf8 column of their hex strings (batches for other writers, rows kept for a retry).
+pub(crate) fn hex_column(ids: &[u64]) -> ArrayRef {
+    let mut hex = StringBuilder::with_capacity(ids.len(), 16 * ids.len());
+    for &id in ids {
+        hex.append_value(std::str::from_utf8(&hex16(id)).unwrap_or_default());
+    }
+    Arc::new(hex.finish())
 }
 
 /// The column chunk of `ids` (one per row, a required byte array column).

@@ -83,7 +83,7 @@ fn get(arena: &str, span: Span) -> &str {
 
 fn same(arena: &str, entry: &[Span; N], v: &[Option<&str>; N]) -> bool {
     // Every row checks its identity this way: the lengths first, in one pass, then the bytes in words rather
-    // than 20 calls to memcmp (together 4 % of `lake/write_steady` before).
+    // than a call to memcmp per string (no throughput change could be measured; it is 7 % of the profile).
     let lengths = entry.iter().zip(v).all(|(span, s)| match s {
         Some(s) => span.start != NULL.start && span.len as usize == s.len(),
         None => span.start == NULL.start,

@@ -245,26 +245,25 @@ fn encode_file(
         let mut chunks = Vec::with_capacity(leaves.len());
         for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
             let mut column = column.slice(start, len);
-            if let Some((d, offset)) = keyed
-                && let Some(ids) = d.ids(i, offset + start..offset + start + len)?
-            {
-                let (bytes, close) = id_chunk::encode(Arc::clone(&leaves[chunks.len()]), &props, &mut zstd, ids)?;
-                writers.next();
-                chunks.push(Chunk::Keyed(bytes, close));
-                continue;
-            }
-            if let Some((d, offset)) = keyed
-                && let Some((values, keys)) = d.column(i, offset + start..offset + start + len)?
-            {
-                match dict_chunk::encode(Arc::clone(&leaves[chunks.len()]), &props, &mut zstd, values, keys)? {
-                    Some((bytes, close)) => {
-                        // Its Arrow writer (one leaf: the column is flat) is dropped unused.
-                        writers.next();
-                        chunks.push(Chunk::Keyed(bytes, close));
-                        continue;
+            if let Some((d, offset)) = keyed {
+                let (rows, descr) = (offset + start..offset + start + len, Arc::clone(&leaves[chunks.len()]));
+                let encoded = match (d.ids(i, rows.clone())?, d.column(i, rows)?) {
+                    (Some(ids), _) => Some(id_chunk::encode(descr, &props, &mut zstd, ids)?),
+                    (None, Some((values, keys))) => {
+                        let chunk = dict_chunk::encode(descr, &props, &mut zstd, values, keys)?;
+                        if chunk.is_none() {
+                            // No row has a value: the Arrow writer writes that (the batch has a placeholder).
+                            column = values.empty_column(len);
+                        }
+                        chunk
                     }
-                    // No row has a value: the Arrow writer writes that (the batch has a placeholder).
-                    None => column = values.empty_column(len),
+                    (None, None) => None,
+                };
+                if let Some((bytes, close)) = encoded {
+                    // Its Arrow writer (the column has one leaf) is dropped unused.
+                    writers.next();
+                    chunks.push(Chunk::Keyed(bytes, close));
+                    continue;
                 }
             }
             for leaf in compute_leaves(field, &column)? {
