@@ -137,6 +137,9 @@ def main():
     rows_by_id = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
+        if rel == ".":
+            # Hive convention: folders starting with `_` or `.` hold no data (the lake service's commit journal).
+            dirnames[:] = [d for d in dirnames if not d.startswith(("_", "."))]
         # Readers skip dot files (Hive convention): with --allow-temp, so does this check.
         temps = [f for f in filenames if f.startswith(".")]
         if temps and not allow_temp:

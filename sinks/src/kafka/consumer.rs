@@ -12,10 +12,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{concat_batches, filter_record_batch};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::journal::{self, Journal};
+use super::resume::{self, Checks, Verdict};
 use super::stats::{ConsumerStats, add};
 use super::wire;
 use super::{KafkaConfig, KafkaError, LakeServiceConfig, TopicKeeper};
@@ -74,8 +77,9 @@ struct Pending {
     rows: usize,
     bytes: usize,
     since: Option<Instant>,
-    /// Next offset per partition, committed once the rows before it are durable.
-    offsets: HashMap<i32, i64>,
+    /// Next offset per partition, committed once the rows before it are durable, with the fingerprint of the
+    /// message before it (`resume`).
+    offsets: HashMap<i32, (i64, u64)>,
     recent: Recent,
     /// Builders for the rows of records messages, kept from message to message.
     builder: Option<BatchBuilder>,
@@ -91,6 +95,8 @@ struct State {
     seeded_at: SystemTime,
     /// Files this process wrote since `seeded_at`: their ids are in the sets already.
     own_files: HashSet<PathBuf>,
+    /// Where each commit's fingerprint goes before the commit (`resume`).
+    journal: Journal,
 }
 
 /// Holds the state so a revoke can write and commit before partitions move.
@@ -100,6 +106,9 @@ struct LakeContext {
     brokers_lost: AtomicBool,
     /// Set when partitions were assigned: other processes' recent files must be in the dedupe sets first.
     reseed: AtomicBool,
+    /// Assigned partitions whose committed offsets are still to be checked against their logs.
+    checks: Checks,
+    stats: Arc<ConsumerStats>,
 }
 
 impl ClientContext for LakeContext {
@@ -116,28 +125,37 @@ impl ClientContext for LakeContext {
 }
 
 impl ConsumerContext for LakeContext {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
+    // In place of rdkafka's default, which assigns the partitions as they come: each one starts where its
+    // committed offset can be checked (`resume`).
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let done = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.checks.plan(consumer, tpl, &self.stats);
                 // The process that had these partitions may have renamed a file and died before committing,
                 // and those messages come again: `run` loads the lake's new ids before taking any message.
                 // Not here: librdkafka can call back from inside a commit, while `flush` holds the state.
                 self.reseed.store(true, Ordering::Relaxed);
                 tracing::info!(partitions = tpl.count(), "lake: partitions assigned");
+                if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) }
             }
-            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "lake: partitions revoked"),
-            Rebalance::Error(e) => tracing::warn!(error = %e, "lake: rebalance error"),
-        }
-    }
-
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            tracing::info!(partitions = tpl.count(), "lake: partitions revoked, writing what they gave");
-            // librdkafka can call back from inside this thread's own commit, while `flush` holds the state:
-            // `lock` would wait on itself for ever. Busy means that flush is writing already.
-            if let Ok(mut s) = self.state.try_lock() {
-                s.flush_all(consumer);
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = tpl.count(), "lake: partitions revoked, writing what they gave");
+                // librdkafka can call back from inside this thread's own commit, while `flush` holds the state:
+                // `lock` would wait on itself for ever. Busy means that flush is writing already.
+                if let Ok(mut s) = self.state.try_lock() {
+                    s.flush_all(consumer);
+                }
+                self.checks.forget(tpl);
+                if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() }
             }
+            other => {
+                tracing::warn!(error = ?other, "lake: rebalance error");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = done {
+            tracing::error!(error = %e, "lake: cannot apply the group's assignment");
         }
     }
 }
@@ -184,8 +202,21 @@ impl LakeConsumer {
             });
         }
         let seeded_at = SystemTime::now().checked_sub(cfg.dedupe_seed_age).unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut state =
-            State { cfg: cfg.clone(), writer, tables, stats: stats.clone(), seeded_at, own_files: HashSet::new() };
+        let journal_dir = journal::dir(writer.root(), &cfg.group_id);
+        let journal = Journal::open(&journal_dir).map_err(|source| KafkaError::Io {
+            what: "cannot open the commit journal",
+            path: journal_dir.clone(),
+            source,
+        })?;
+        let mut state = State {
+            cfg: cfg.clone(),
+            writer,
+            tables,
+            stats: stats.clone(),
+            seeded_at,
+            own_files: HashSet::new(),
+            journal,
+        };
         state.reseed();
         let state = Arc::new(Mutex::new(state));
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -211,6 +242,8 @@ impl LakeConsumer {
                 state: state.clone(),
                 brokers_lost: AtomicBool::new(false),
                 reseed: AtomicBool::new(false),
+                checks: Checks::new(journal_dir),
+                stats: stats.clone(),
             })
             .map_err(KafkaError::Client)?;
         let topics: Vec<String> = super::TABLES.iter().map(|t| kafka.topic(*t)).collect();
@@ -238,11 +271,15 @@ impl LakeConsumer {
                 tracing::info!(ids_loaded = n, "lake: loaded the ids of files other processes wrote");
             }
             match polled {
-                Some(Ok(msg)) => {
-                    let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    s.take(&msg);
-                    drop(s);
-                }
+                Some(Ok(msg)) => match self.consumer.context().checks.judge(&msg, &self.stats) {
+                    Verdict::Take => {
+                        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        s.take(&msg);
+                        drop(s);
+                    }
+                    Verdict::Skip => {}
+                    Verdict::Seek(to) => self.seek(msg.topic(), msg.partition(), to),
+                },
                 Some(Err(e)) => tracing::warn!(error = %e, "lake: consume error"),
                 None => {}
             }
@@ -311,6 +348,16 @@ impl LakeConsumer {
         add(&self.stats.rejoins, 1);
     }
 
+    /// Moves a partition as its resume check asks; on failure the partition's next message asks again.
+    fn seek(&self, topic: &str, partition: i32, to: Offset) {
+        match self.consumer.seek(topic, partition, to, Duration::from_secs(10)) {
+            Ok(()) => self.consumer.context().checks.sought(topic, partition, &self.stats),
+            Err(e) => {
+                tracing::error!(error = %e, topic, partition, ?to, "lake: cannot move a partition for its resume check")
+            }
+        }
+    }
+
     fn maintain(&self) {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
         let mut s = self.state();
@@ -354,7 +401,7 @@ impl State {
             Err(why) => self.reject(msg, &why),
         }
         let p = &mut self.tables[i];
-        p.offsets.insert(partition, offset + 1);
+        p.offsets.insert(partition, (offset + 1, resume::fingerprint(msg)));
         if p.since.is_none() {
             p.since = Some(Instant::now());
         }
@@ -475,15 +522,25 @@ impl State {
         p.bytes = 0;
         p.since = None;
         let mut tpl = TopicPartitionList::new();
-        for (&part, &off) in &p.offsets {
+        let mut commits = Vec::with_capacity(p.offsets.len());
+        for (&part, &(off, fp)) in &p.offsets {
             if let Err(e) = tpl.add_partition_offset(&p.topic, part, Offset::Offset(off)) {
                 tracing::error!(error = %e, "lake: bad offset");
+            } else {
+                commits.push((part, off, fp));
             }
         }
         p.offsets.clear();
         // The brokers went away since these were read (the flag is cleared by `rejoin`): a broker that comes
         // back empty would take them as positions in its new logs and skip what the agents send again.
         if tpl.count() == 0 || consumer.context().brokers_lost.load(Ordering::Relaxed) {
+            return;
+        }
+        // A commit the journal lacks could not be checked on resume: rather none (what follows it is read
+        // again, and deduplicated).
+        if let Err(e) = self.journal.record(&p.topic, &commits) {
+            add(&self.stats.commit_errors, 1);
+            tracing::error!(error = %e, "lake: cannot record the commit in the journal; not committing");
             return;
         }
         match consumer.commit(&tpl, CommitMode::Sync) {

@@ -11,7 +11,9 @@
 mod client;
 mod config;
 mod consumer;
+mod journal;
 pub mod records;
+mod resume;
 mod sink;
 mod spool;
 mod stats;

@@ -77,6 +77,12 @@ counters!(ConsumerStats {
     rejected: AtomicU64,
     /// Group joins again after every broker was lost.
     rejoins: AtomicU64,
+    /// Partitions resumed after their committed offset was checked against the message before it.
+    resumes_checked: AtomicU64,
+    /// Partitions resumed at a committed offset that could not be checked (no fingerprint, message gone).
+    resumes_unchecked: AtomicU64,
+    /// Partitions read again from the start because their log was not the one the offset was committed in.
+    logs_replaced: AtomicU64,
     /// Ids loaded from recent files at start.
     dedupe_seeded: AtomicU64,
 });
