@@ -13,13 +13,19 @@
 //! - `lake/write_steady`: the same into one sink kept across iterations (a running `tracelake run`).
 //!   The events come in time order, as the sensor's ring buffer mostly delivers them: the sort is skipped.
 //!
+//! Identities are the enricher's `Resolved` answers for four containers (as in `tracelake run`), interleaved
+//! row by row.
+//!
 //! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so
 //! the figures are per core even while other work shares the machine.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tracelake_enricher::kube::{Workload, WorkloadKind, WorkloadSource};
+use tracelake_enricher::{CgroupIdentity, ContainerMeta, ContainerRef, Resolved, Runtime};
 use tracelake_model::json::{Ancestor, Identity, JsonContext};
 use tracelake_model::{BootClock, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
 use tracelake_sinks::kafka::records::{self, RecordWriter};
@@ -108,23 +114,39 @@ const CONTAINERS: [&str; 4] = [
     "1234567890abcdef1234567890abcdef1234567890abcdef1234567890abcdef",
 ];
 
-fn identity(i: usize) -> Identity<'static> {
-    let mut id = Identity {
-        cgroup: Some(
-            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f1e2d3c.slice/cri-containerd-3f9a.scope",
-        ),
-        container_id: Some(CONTAINERS[i % 4]),
-        container_runtime: Some("containerd"),
-        pod_uid: Some("0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"),
-        pod: Some("worker-6c9f7d8b5-x2k4q"),
-        namespace: Some("payments"),
-        container_name: Some("worker"),
-        image: Some("registry.example.com/payments/worker:2.14.1"),
-        workload_kind: Some("Deployment"),
-        workload: Some("worker"),
-        process_exe: Some(b"/usr/local/bin/python3.11"),
-        ..Identity::default()
+/// The enricher's answer for container `i`, as the pipeline has it: identities come from `Resolved`, stamped
+/// with the shared values their strings were read from (the lake interns them by that stamp).
+fn resolved(i: usize) -> Resolved {
+    let pod_uid = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b";
+    let container = ContainerRef {
+        runtime: Runtime::Containerd,
+        container_id: CONTAINERS[i % 4].into(),
+        pod_uid: Some(pod_uid.into()),
+        qos: Some("burstable"),
+        namespace: None,
     };
+    let path =
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f1e2d3c.slice/cri-containerd-3f9a.scope";
+    let meta = ContainerMeta {
+        id: CONTAINERS[i % 4].into(),
+        image: "registry.example.com/payments/worker:2.14.1".into(),
+        container_name: Some("worker".into()),
+        pod_name: Some("worker-6c9f7d8b5-x2k4q".into()),
+        pod_namespace: Some("payments".into()),
+        pod_uid: Some(pod_uid.into()),
+        workload: Some(Workload::new(WorkloadKind::Deployment, "worker", WorkloadSource::Api)),
+        ..ContainerMeta::default()
+    };
+    Resolved {
+        cgroup: Some(Arc::new(CgroupIdentity { path: Arc::from(path), container: Some(container) })),
+        meta: Some(Arc::new(meta)),
+        ..Resolved::default()
+    }
+}
+
+fn identity(r: &Resolved) -> Identity<'_> {
+    let mut id = r.identity();
+    id.process_exe = Some(b"/usr/local/bin/python3.11");
     id.ancestors[0] = Some(Ancestor { pid: 1900, exe: b"/bin/sh", args: b"sh\0-c\0python3 -m app.worker\0" });
     id.ancestors[1] = Some(Ancestor { pid: 1800, exe: b"/usr/bin/containerd-shim-runc-v2", args: b"shim\0" });
     id
@@ -157,7 +179,8 @@ fn thread_cpu() -> Duration {
 
 fn lake(c: &mut Criterion) {
     let evs = events();
-    let ids: Vec<Identity<'static>> = (0..4).map(identity).collect();
+    let answers: Vec<Resolved> = (0..4).map(resolved).collect();
+    let ids: Vec<Identity<'_>> = answers.iter().map(identity).collect();
     let shm = tempfile::tempdir_in("/dev/shm").expect("/dev/shm");
     let mut g = c.benchmark_group("lake");
     g.throughput(Throughput::Elements(EVENTS));

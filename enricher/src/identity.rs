@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS};
+use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS, Source, Stamp};
 use tracelake_model::{Body, BootClock, Event, Kind};
 
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
@@ -65,10 +65,32 @@ pub struct Resolved {
     pub pod_ip: Option<Arc<str>>,
 }
 
+/// The identity strings come from these shared values only, and none of them changes once shared.
+impl Source for Resolved {
+    fn parts(&self) -> [usize; 6] {
+        fn at<T: ?Sized>(a: &Option<Arc<T>>) -> usize {
+            a.as_ref().map_or(0, |a| Arc::as_ptr(a).cast::<u8>() as usize)
+        }
+        [at(&self.cgroup), at(&self.meta), at(&self.pod), at(&self.pod_ip), at(&self.peer), at(&self.peer_service)]
+    }
+
+    fn keep(&self) -> Box<dyn std::any::Any + Send> {
+        Box::new((
+            self.cgroup.clone(),
+            self.meta.clone(),
+            self.pod.clone(),
+            self.pod_ip.clone(),
+            self.peer.clone(),
+            self.peer_service.clone(),
+        ))
+    }
+}
+
 impl Resolved {
     /// Borrowed JSON identity fields.
     pub fn identity(&self) -> Identity<'_> {
         let mut id = Enricher::identity(self.cgroup.as_deref());
+        id.stamp = Some(Stamp(self));
         id.partial = self.partial;
         if let Some(p) = &self.chain[0] {
             id.process_exe = Some(&p.exe);

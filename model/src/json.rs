@@ -79,6 +79,37 @@ pub struct Identity<'a> {
     pub partial: bool,
     /// Content digest of the image (`sha256:...`): the reference can be re-tagged, the digest cannot.
     pub image_digest: Option<&'a str>,
+    /// Set by a resolver that reads the identity strings (every field above but the process's own and its
+    /// lineage, `partial` and `pod_labels`) from shared immutable values: identities with equal stamps carry
+    /// equal strings. Code that changes those strings after the resolver must clear it.
+    pub stamp: Option<Stamp<'a>>,
+}
+
+/// What an identity's strings were read from (`Identity::stamp`).
+pub trait Source: Sync {
+    /// The addresses of the shared values the strings came from (0 for none). Equal parts mean equal strings
+    /// for as long as a value `keep` returned is held: while it is, no other value can take those addresses.
+    fn parts(&self) -> [usize; 6];
+    /// Holds the shared values alive (clones of their `Arc`s).
+    fn keep(&self) -> Box<dyn std::any::Any + Send>;
+}
+
+/// An identity's source; equal when its parts are.
+#[derive(Clone, Copy)]
+pub struct Stamp<'a>(pub &'a dyn Source);
+
+impl PartialEq for Stamp<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.parts() == other.0.parts()
+    }
+}
+
+impl Eq for Stamp<'_> {}
+
+impl std::fmt::Debug for Stamp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Stamp").field(&self.0.parts()).finish()
+    }
 }
 
 /// Longest lineage written into an event.

@@ -55,3 +55,31 @@ async fn host_processes_are_not_partial() {
     }
     assert_eq!(e.counters.read().hits, 1);
 }
+
+/// Answers built from the same shared values carry equal stamps (the lake interns by them); new metadata makes
+/// another stamp; what `keep` returns holds the values alive.
+#[tokio::test]
+async fn answers_from_the_same_values_share_a_stamp() {
+    let ttl = Duration::from_secs(60);
+    let meta = ContainerdMeta::start("/nonexistent/containerd.sock".into(), Duration::from_millis(100), 100, ttl);
+    let mut e =
+        Enricher::new(&EnricherConfig::default().cgroup_root(), 100, ttl).unwrap().with_containerd(meta.clone());
+    let id = format!("{:064x}", 0xf1_u128);
+    let cgroup = 1 << 51;
+    e.remember_cgroup(cgroup, &format!("/kubepods/besteffort/pod0b6f3f4c-7a0e-4d7e-9b5a-1c2d3e4f5a6c/{id}"));
+    let first = e.resolve(cgroup, 1000 * MS);
+    let again = e.resolve(cgroup, 1001 * MS);
+    assert!(first.identity().stamp.is_some());
+    assert_eq!(first.identity().stamp, again.identity().stamp);
+    meta.prime(ContainerMeta { id: id.clone(), pod_name: Some("web-1".into()), ..ContainerMeta::default() });
+    let later = e.resolve(cgroup, 1000 * MS + crate::front::RECHECK_NS + 1);
+    assert_eq!(later.identity().pod, Some("web-1"));
+    assert_ne!(first.identity().stamp, later.identity().stamp, "new metadata, new stamp");
+    let m = later.meta.clone().unwrap();
+    let before = Arc::strong_count(&m);
+    let kept = later.keep();
+    assert_eq!(Arc::strong_count(&m), before + 1);
+    drop(kept);
+    assert_eq!(Arc::strong_count(&m), before);
+    assert_eq!(Resolved::default().parts(), [0; 6]);
+}
