@@ -245,10 +245,12 @@ pub(crate) fn encode(
     // The values the rows use: their keys, or the items of their keys' lists (a plain loop over the rows,
     // then one over the keys: a chain of ranges per row and column was 5 % of `lake/write_steady`).
     let mut used = vec![false; values.len()];
+    let mut out_of_range = false;
     for &k in keys {
         // A key past the values is a bug of the batch builder: its row stays null rather than panic.
-        if let Some(u) = used.get_mut(k as usize) {
-            *u = true;
+        match used.get_mut(k as usize) {
+            Some(u) => *u = true,
+            None => out_of_range = true,
         }
     }
     if lists.is_some() {
@@ -263,6 +265,9 @@ pub(crate) fn encode(
         used = items_used;
     }
     let Some(dict) = Dict::of_used(&bytes, &used) else { return Ok(None) };
+    // A flat column whose rows all have a value (most keyed columns): its indices are its keys remapped, in
+    // one pass, and its definition levels one run; no level per row.
+    let dense = lists.is_none() && !out_of_range && !used.iter().zip(&dict.remap).any(|(&u, &id)| u && id == NO_VALUE);
     // A value as PLAIN encoding, statistics and bloom filters hold it.
     let plain = |v: &[u8]| -> Vec<u8> {
         match physical {
@@ -295,48 +300,55 @@ pub(crate) fn encode(
         ids.clear();
         defs.clear();
         reps.clear();
-        // A value's index and definition level (a null: one below the maximum).
-        let mut value = |v: usize, defs: &mut Vec<u32>| {
-            let id = dict.remap.get(v).copied().unwrap_or(NO_VALUE);
-            defs.push(max_def.saturating_sub(u32::from(id == NO_VALUE)));
-            if id != NO_VALUE {
-                ids.push(id);
-            }
-        };
-        for &k in rows {
-            match lists {
-                // One level per row.
-                None => value(k as usize, &mut defs),
-                // One per item; an empty list is one level of 0.
-                Some(_) => {
-                    let row = items(k);
-                    if row.is_empty() {
-                        defs.push(0);
-                        reps.push(0);
-                    }
-                    for (j, item) in row.enumerate() {
-                        value(item, &mut defs);
-                        reps.push(u32::from(j > 0));
+        if dense {
+            ids.extend(rows.iter().map(|&k| dict.remap.get(k as usize).copied().unwrap_or(NO_VALUE)));
+        } else {
+            // A value's index and definition level (a null: one below the maximum).
+            let mut value = |v: usize, defs: &mut Vec<u32>| {
+                let id = dict.remap.get(v).copied().unwrap_or(NO_VALUE);
+                defs.push(max_def.saturating_sub(u32::from(id == NO_VALUE)));
+                if id != NO_VALUE {
+                    ids.push(id);
+                }
+            };
+            for &k in rows {
+                match lists {
+                    // One level per row.
+                    None => value(k as usize, &mut defs),
+                    // One per item; an empty list is one level of 0.
+                    Some(_) => {
+                        let row = items(k);
+                        if row.is_empty() {
+                            defs.push(0);
+                            reps.push(0);
+                        }
+                        for (j, item) in row.enumerate() {
+                            value(item, &mut defs);
+                            reps.push(u32::from(j > 0));
+                        }
                     }
                 }
             }
         }
         // Levels: one per row of a flat column, one per item (or empty list) of a list column.
-        let levels = defs.len();
+        let levels = if dense { rows.len() } else { defs.len() };
         let nulls = (levels - ids.len()) as u64;
         scratch.clear();
         if max_rep > 0 {
             levels_rle(&reps, 1, &mut scratch);
         }
-        if max_def > 0 {
+        if max_def > 0 && dense {
+            constant_levels(levels, max_def, &mut scratch);
+        } else if max_def > 0 {
             levels_rle(&defs, bit_width(max_def), &mut scratch);
         } else if nulls > 0 {
             return Err(ParquetError::General(format!("{path}: null value in a required column")));
         }
         scratch.push(width);
         rle_hybrid(&ids, width, &mut scratch);
-        let bounds = ids.iter().min().zip(ids.iter().max());
-        let bounds = bounds.map(|(&lo, &hi)| (plain(dict.sorted[lo as usize]), plain(dict.sorted[hi as usize])));
+        // One pass that vectorizes, where `min` and `max` of an iterator were two that did not.
+        let (lo, hi) = ids.iter().fold((u32::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let bounds = (!ids.is_empty()).then(|| (plain(dict.sorted[lo as usize]), plain(dict.sorted[hi as usize])));
         pages.data(&scratch, Encoding::RLE_DICTIONARY, (rows.len(), levels, nulls), bounds)?;
     }
 
@@ -490,6 +502,21 @@ impl<'z> Pages<'z> {
 }
 
 /// Levels as a data page v1 holds them: their length in bytes, then RLE / bit-packed.
+/// `n` levels of `value` as one length-prefixed RLE run (a run may be any length; encoders only prefer
+/// bit-packing below 8).
+fn constant_levels(n: usize, value: u32, out: &mut Vec<u8>) {
+    if n == 0 {
+        out.extend_from_slice(&0u32.to_le_bytes());
+        return;
+    }
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    uleb128((n as u64) << 1, out);
+    out.extend_from_slice(&value.to_le_bytes()[..usize::from(bit_width(value)).div_ceil(8)]);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
 fn levels_rle(levels: &[u32], width: u8, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
