@@ -131,6 +131,11 @@ impl std::fmt::Debug for Held {
     }
 }
 
+/// `a == b` without the call to memcmp that comparing the arrays compiles to (1.5 % of `lake/write_steady`).
+fn same_parts(a: &[usize; 6], b: &[usize; 6]) -> bool {
+    a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 /// Where an entry goes when it is added.
 type Store<'s> = (&'s mut String, &'s mut Vec<[Span; N]>, &'s mut Vec<Option<Held>>, &'s mut Vec<u32>);
 
@@ -173,7 +178,7 @@ impl IdentityColumns {
                 self.stamped.find_or_add(
                     fp,
                     &mut store,
-                    |(_, _, sources, _), e| sources[e as usize].as_ref().is_some_and(|h| h.parts == parts),
+                    |(_, _, sources, _), e| sources[e as usize].as_ref().is_some_and(|h| same_parts(&h.parts, &parts)),
                     |store| add(store, &id_values(id), Some(Held { parts, _keep: stamp.0.keep() })),
                 )
             }
