@@ -5,15 +5,20 @@ use crate::EnricherConfig;
 
 const MS: u64 = 1_000_000;
 
+/// An enricher whose containerd metadata arrives by `prime`, as a watch would bring it: no containerd answers
+/// on its socket.
+fn primed_enricher() -> (Enricher, Arc<ContainerdMeta>) {
+    let ttl = Duration::from_secs(60);
+    let meta = ContainerdMeta::start("/nonexistent/containerd.sock".into(), Duration::from_millis(100), 100, ttl);
+    let e = Enricher::new(&EnricherConfig::default().cgroup_root(), 100, ttl).unwrap().with_containerd(meta.clone());
+    (e, meta)
+}
+
 /// The front answers repeats without moka, and an incomplete answer (runtime
 /// metadata not there yet) is asked for again once the recheck time passes.
 #[tokio::test]
 async fn metadata_that_arrives_later_reaches_the_front_after_a_recheck() {
-    let ttl = Duration::from_secs(60);
-    // No containerd answers on this socket: metadata arrives by `prime`, as a watch would bring it.
-    let meta = ContainerdMeta::start("/nonexistent/containerd.sock".into(), Duration::from_millis(100), 100, ttl);
-    let mut e =
-        Enricher::new(&EnricherConfig::default().cgroup_root(), 100, ttl).unwrap().with_containerd(meta.clone());
+    let (mut e, meta) = primed_enricher();
     let id = format!("{:064x}", 0xf0_u128);
     let cgroup = 1 << 50;
     e.remember_cgroup(cgroup, &format!("/kubepods/besteffort/pod0b6f3f4c-7a0e-4d7e-9b5a-1c2d3e4f5a6b/{id}"));
@@ -60,10 +65,7 @@ async fn host_processes_are_not_partial() {
 /// another stamp; what `keep` returns holds the values alive.
 #[tokio::test]
 async fn answers_from_the_same_values_share_a_stamp() {
-    let ttl = Duration::from_secs(60);
-    let meta = ContainerdMeta::start("/nonexistent/containerd.sock".into(), Duration::from_millis(100), 100, ttl);
-    let mut e =
-        Enricher::new(&EnricherConfig::default().cgroup_root(), 100, ttl).unwrap().with_containerd(meta.clone());
+    let (mut e, meta) = primed_enricher();
     let id = format!("{:064x}", 0xf1_u128);
     let cgroup = 1 << 51;
     e.remember_cgroup(cgroup, &format!("/kubepods/besteffort/pod0b6f3f4c-7a0e-4d7e-9b5a-1c2d3e4f5a6c/{id}"));

@@ -351,7 +351,7 @@ impl LakeConsumer {
     /// Moves a partition as its resume check asks; on failure the partition's next message asks again.
     fn seek(&self, topic: &str, partition: i32, to: Offset) {
         match self.consumer.seek(topic, partition, to, Duration::from_secs(10)) {
-            Ok(()) => self.consumer.context().checks.sought(topic, partition, &self.stats),
+            Ok(()) => self.consumer.context().checks.sought(topic, partition),
             Err(e) => {
                 tracing::error!(error = %e, topic, partition, ?to, "lake: cannot move a partition for its resume check")
             }

@@ -7,10 +7,10 @@
 //!
 //! So every commit is recorded in the lake's journal (`journal`) with a fingerprint of the last message it
 //! covers (at offset - 1): its key, payload and timestamp, which a replay does not keep (the producer stamps it
-//! anew), so no message of another log matches. On assignment the partition starts one message early: if that message is the one the fingerprint names, it is
-//! skipped (its rows are durable already) and consumption goes on; if it is another message, the log is not
-//! the one the offset was committed in, and the partition is read again from its start (the dedupe drops what
-//! the lake has). Kafka's own guard against this, leader epochs (KIP-320), is not kept by every broker that
+//! anew), so no message of another log matches. On assignment the partition starts one message early: if that
+//! message is the one the fingerprint names, it is skipped (its rows are durable already) and consumption goes
+//! on; if it is another message, the log is not the one the offset was committed in, and the partition is read
+//! again from its start (the dedupe drops what the lake has). Kafka's own guard against this, leader epochs (KIP-320), is not kept by every broker that
 //! speaks the protocol (tansu), and does not cover a cluster rebuilt with the same epochs.
 
 use std::collections::HashSet;
@@ -62,6 +62,7 @@ struct Check {
     /// A seek owed: messages are dropped until `sought` says it is done.
     seek: Option<Offset>,
 }
+
 /// Partitions whose first message is still to be checked.
 #[derive(Debug)]
 pub(crate) struct Checks {
@@ -77,8 +78,9 @@ impl Checks {
         Checks { journal, open: Mutex::new(Vec::new()), count: AtomicUsize::new(0) }
     }
 
-    /// Sets where each assigned partition starts: one message before its committed offset when the commit
-    /// carries a fingerprint. Called in the rebalance callback, before `assign`.
+    /// Sets where each assigned partition with a committed offset starts: one message before it when the
+    /// journal has its fingerprint, else at it (so librdkafka does not ask for the offsets again). Called in
+    /// the rebalance callback, before `assign`.
     pub(crate) fn plan<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
@@ -112,7 +114,8 @@ impl Checks {
         let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for commit in wanted {
             let (topic, partition, c) = &commit;
-            let Some(&fp) = fps.get(&commit) else {
+            let fp = fps.get(&commit).copied();
+            if fp.is_none() {
                 add(&stats.resumes_unchecked, 1);
                 tracing::warn!(
                     topic,
@@ -120,16 +123,24 @@ impl Checks {
                     offset = c,
                     "lake: committed offset not in the commit journal (a writer without one, or a lost lake?); resuming there unchecked"
                 );
-                continue;
-            };
+            }
+            let start = if fp.is_some() { c - 1 } else { *c };
             let Some(mut elem) = tpl.find_partition(topic, *partition) else { continue };
-            if let Err(err) = elem.set_offset(Offset::Offset(c - 1)) {
-                add(&stats.resumes_unchecked, 1);
-                tracing::warn!(error = %err, "lake: cannot set where a partition starts; resuming unchecked");
+            if let Err(err) = elem.set_offset(Offset::Offset(start)) {
+                tracing::warn!(error = %err, "lake: cannot set where a partition starts; librdkafka resumes it");
                 continue;
             }
-            open.retain(|k| !(&k.topic == topic && k.partition == *partition));
-            open.push(Check { topic: topic.clone(), partition: *partition, at: c - 1, fp, from: c - 1, seek: None });
+            if let Some(fp) = fp {
+                open.retain(|k| !(&k.topic == topic && k.partition == *partition));
+                open.push(Check {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    at: start,
+                    fp,
+                    from: start,
+                    seek: None,
+                });
+            }
         }
         self.count.store(open.len(), Ordering::Relaxed);
     }
@@ -167,6 +178,7 @@ impl Checks {
                 "lake: the message before the committed offset is another one: the log was replaced (a broker \
                  that lost its data?); reading the partition again from its start"
             );
+            add(&stats.logs_replaced, 1);
             k.seek = Some(Offset::Beginning);
             return Verdict::Seek(Offset::Beginning);
         } else if off < k.from {
@@ -194,7 +206,8 @@ impl Checks {
             k.seek = Some(Offset::Offset(k.from));
             return Verdict::Seek(Offset::Offset(k.from));
         } else {
-            // Even from the start, the log has no message `at`: retention removed it, nothing to compare with.
+            // Even from its start, the log has no message `at`: retention removed it, nothing to compare with.
+            // What came is the log's first message, so the rest of the partition follows from here.
             add(&stats.resumes_unchecked, 1);
             tracing::warn!(
                 topic = msg.topic(),
@@ -203,12 +216,6 @@ impl Checks {
                 offset = off,
                 "lake: the message before the committed offset is gone; resuming unchecked"
             );
-            if off > at + 1 {
-                // Resume at the committed offset itself, not at what the broker answered.
-                k.seek = Some(Offset::Offset(at + 1));
-                k.at = -1;
-                return Verdict::Seek(Offset::Offset(at + 1));
-            }
             Verdict::Take
         };
         open.swap_remove(i);
@@ -218,18 +225,11 @@ impl Checks {
 
     /// A seek `judge` asked for is done: back to the start of a replaced log ends the check; an earlier place
     /// keeps it.
-    pub(crate) fn sought(&self, topic: &str, partition: i32, stats: &ConsumerStats) {
+    pub(crate) fn sought(&self, topic: &str, partition: i32) {
         let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(i) = open.iter().position(|k| k.topic == topic && k.partition == partition) else { return };
-        match open[i].seek.take() {
-            Some(Offset::Beginning) => {
-                add(&stats.logs_replaced, 1);
-                open.swap_remove(i);
-            }
-            _ if open[i].at < 0 => {
-                open.swap_remove(i);
-            }
-            _ => {}
+        if open[i].seek.take() == Some(Offset::Beginning) {
+            open.swap_remove(i);
         }
         self.count.store(open.len(), Ordering::Relaxed);
     }

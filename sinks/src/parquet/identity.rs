@@ -139,7 +139,7 @@ fn same_parts(a: &[usize; 6], b: &[usize; 6]) -> bool {
 /// Where an entry goes when it is added.
 type Store<'s> = (&'s mut String, &'s mut Vec<[Span; N]>, &'s mut Vec<Option<Held>>, &'s mut Vec<u32>);
 
-fn add(store: &mut Store<'_>, v: &[Option<&str>; N], held: Option<Held>) -> u32 {
+fn add_entry(store: &mut Store<'_>, v: &[Option<&str>; N], held: Option<Held>) -> u32 {
     let (arena, entries, sources, sizes) = store;
     sources.push(held);
     sizes.push(v.iter().map(|s| s.map_or(0, str::len)).sum::<usize>() as u32);
@@ -179,7 +179,7 @@ impl IdentityColumns {
                     fp,
                     &mut store,
                     |(_, _, sources, _), e| sources[e as usize].as_ref().is_some_and(|h| same_parts(&h.parts, &parts)),
-                    |store| add(store, &id_values(id), Some(Held { parts, _keep: stamp.0.keep() })),
+                    |store| add_entry(store, &id_values(id), Some(Held { parts, _keep: stamp.0.keep() })),
                 )
             }
             None => {
@@ -189,7 +189,7 @@ impl IdentityColumns {
                     fp,
                     &mut store,
                     |(arena, entries, _, _), e| same(arena, &entries[e as usize], &v),
-                    |store| add(store, &v, None),
+                    |store| add_entry(store, &v, None),
                 )
             }
         };
