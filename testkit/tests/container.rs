@@ -20,6 +20,9 @@ async fn container_process_has_its_own_cgroup_and_scope_containers_skips_the_hos
         .run(&ContainerSpec::new("tl-sensor-e2e", ["sleep", "30"]).label("io.kubernetes.pod.name", "web-0"))
         .expect("container runs");
     let (cg, init_pid) = (container.cgroup_id(), container.pid());
+    // Other tests exec `cat` in their own containers at the same time: this
+    // container's processes are the ones in its mount namespace.
+    let mntns = std::fs::metadata(format!("/proc/{init_pid}/ns/mnt")).unwrap().ino() as u32;
     let mut cfg = SensorConfig::default();
     cfg.scope = Scope::Containers;
     let (events, pids) = capture(cfg, move || {
@@ -35,7 +38,9 @@ async fn container_process_has_its_own_cgroup_and_scope_containers_skips_the_hos
     assert_ne!(cg, own_cgroup, "the container has a cgroup of its own");
     let cat = events
         .iter()
-        .find(|e| e.kind == Kind::Exec && e.as_event().args().next() == Some(b"cat".as_slice()))
+        .find(|e| {
+            e.kind == Kind::Exec && e.subject.mntns == mntns && e.as_event().args().next() == Some(b"cat".as_slice())
+        })
         .unwrap_or_else(|| {
             panic!(
                 "exec of cat in the container: {:?}",
@@ -44,7 +49,7 @@ async fn container_process_has_its_own_cgroup_and_scope_containers_skips_the_hos
         });
     assert_eq!(cat.subject.cgroup_id, cg, "cgroup id of the container");
     let host_mntns = std::fs::metadata("/proc/self/ns/mnt").unwrap().ino() as u32;
-    assert_ne!(cat.subject.mntns, host_mntns, "container mount namespace");
+    assert_ne!(mntns, host_mntns, "container mount namespace");
     assert_ne!(
         cat.subject.pidns,
         std::fs::metadata("/proc/self/ns/pid").unwrap().ino() as u32,
