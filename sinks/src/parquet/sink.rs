@@ -267,6 +267,9 @@ impl LakeSink {
                 if self.pending.is_empty() {
                     self.write(table, batch, dicts.as_ref());
                 } else {
+                    // A retry writes it without its dictionaries: its keyed columns are placeholders until
+                    // gathered.
+                    let batch = dicts.map_or_else(|| batch.clone(), |d| d.materialize(&batch, 0));
                     self.keep(table, batch);
                 }
             }

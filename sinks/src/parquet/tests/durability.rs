@@ -190,8 +190,15 @@ fn a_full_disk_keeps_the_rows_and_retries_them() {
             break;
         }
     }
+    // Batches rotated while earlier ones wait for a retry are kept behind them, in order.
+    let kept = sink.stats().rows_pending;
+    for i in 1000..1008 {
+        let e = noisy_exec(i, 8 * 1024);
+        sink.push_with(&e.as_event(), &id);
+        events.push(e);
+    }
     let s = sink.stats();
-    assert!(s.write_errors > 0 && s.rows_pending > 0, "the disk filled up: {s:?}");
+    assert!(s.write_errors > 0 && s.rows_pending > kept, "the disk filled up and stayed full: {s:?}");
     assert_eq!(s.rows_lost, 0);
     let err = sink.flush().unwrap_err();
     let msg = error_chain(&err);
@@ -217,6 +224,7 @@ fn a_full_disk_keeps_the_rows_and_retries_them() {
                 value(Table::ProcessActivity, &e, "pod", json!(hex(b"api-7d9f-x2"))),
                 value(Table::ProcessActivity, &e, "peer_service", Value::Null),
                 value(Table::ProcessActivity, &e, "parent_cmdline", json!(hex(b"sh -c curl x"))),
+                value(Table::ProcessActivity, &e, "cmdline", json!(hex(&e.args().collect::<Vec<_>>().join(&b' ')))),
             ]
         })
         .collect();
