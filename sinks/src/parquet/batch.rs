@@ -2,12 +2,13 @@
 //! ship record batches elsewhere (the Kafka agent) instead of writing files.
 
 use arrow::array::{ArrayRef, RecordBatch};
+use arrow::error::ArrowError;
 use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
 
 use super::classes::Extra;
 use super::columns::Common;
-use super::dict_chunk::Dictionaries;
+use super::dict_chunk::{self, Dictionaries};
 use super::schema::Table;
 use super::writer::LakeError;
 
@@ -72,10 +73,21 @@ impl BatchBuilder {
         self.bytes = 0;
         let table = self.table.name();
         let arrow = |source| LakeError::Arrow { table, source };
+        let rows = self.rows();
+        // One placeholder serves every keyed column.
+        let placeholder = keyed.then(|| dict_chunk::placeholder(rows));
         // Both are emptied before an error is returned: the next batch starts aligned.
-        let common = self.common.finish(&mut cols, keyed);
-        self.extra.finish(&mut cols);
-        let dicts = common.map_err(arrow)?;
+        let common = self.common.finish(&mut cols, placeholder.as_ref());
+        let extra = self.extra.finish(&mut cols, placeholder.as_ref());
+        let mut dicts = common.map_err(arrow)?;
+        let extra = extra.map_err(arrow)?;
+        // The batch holds placeholders for these columns: keys that do not cover its rows would lose data.
+        if extra.iter().any(|g| g.keys.len() != rows) {
+            return Err(arrow(ArrowError::InvalidArgumentError(format!("keyed columns do not have {rows} rows"))));
+        }
+        if let Some(d) = &mut dicts {
+            d.groups.extend(extra);
+        }
         Ok((RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)?, dicts))
     }
 }

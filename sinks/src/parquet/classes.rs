@@ -1,17 +1,18 @@
 //! The columns of each event class, after the common ones (see `columns`).
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::Ipv6Addr;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, UInt16Builder,
-    UInt32Builder, UInt64Builder,
+    ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field};
+use arrow::error::ArrowError;
 use tracelake_model::{Body, Event, Kind};
 
-use super::columns::{Bytes, finish, lossy_into, split_args};
+use super::columns::finish;
+use super::dict_chunk::KeyGroup;
+use super::keyed::{Groups, KeyedArgs, KeyedBytes, KeyedStrings};
 use super::schema::{Table, list_of};
 
 /// The columns of one class, after the common ones.
@@ -54,22 +55,29 @@ impl Extra {
         }
     }
 
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+    /// With `keyed`, the string columns (command lines, paths, addresses, cwd) as keys into distinct values
+    /// too, for the Parquet writer (`dict_chunk`).
+    pub(crate) fn finish(
+        &mut self,
+        out: &mut Vec<ArrayRef>,
+        keyed: Option<&ArrayRef>,
+    ) -> Result<Vec<KeyGroup>, ArrowError> {
+        let mut groups = Groups::new(keyed);
         match self {
-            Extra::Process(c) => c.finish(out),
-            Extra::File(c) => c.finish(out),
-            Extra::Net(c) => c.finish(out),
-            Extra::Kernel(c) => c.finish(out),
+            Extra::Process(c) => c.finish(out, &mut groups),
+            Extra::File(c) => c.finish(out, &mut groups),
+            Extra::Net(c) => c.finish(out, &mut groups),
+            Extra::Kernel(c) => c.finish(out, &mut groups),
         }
+        groups.into_result()
     }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct ProcessCols {
-    cmdline: StringBuilder,
-    args: ListBuilder<StringBuilder>,
-    args_raw: BinaryBuilder,
-    cwd: Bytes,
+    /// `cmdline`, `args`, `args_raw`.
+    argv: KeyedArgs,
+    cwd: KeyedBytes,
     exe_ino: UInt64Builder,
     exe_dev: UInt32Builder,
     exe_nlink: UInt32Builder,
@@ -87,7 +95,7 @@ impl ProcessCols {
         f.push(Field::new("cmdline", Utf8, true));
         f.push(Field::new("args", list_of(Utf8), true));
         f.push(Field::new("args_raw", Binary, true));
-        Bytes::fields("cwd", f);
+        KeyedBytes::fields("cwd", f);
         f.push(Field::new("exe_ino", UInt64, true));
         f.push(Field::new("exe_dev", UInt32, true));
         f.push(Field::new("exe_nlink", UInt32, true));
@@ -115,46 +123,8 @@ impl ProcessCols {
             Body::Exit { exit_code, signal, core_dump } => r.exit = Some((exit_code, signal, core_dump)),
             Body::Threads | Body::File { .. } | Body::Net { .. } | Body::Syscall { .. } => {}
         }
-        let mut size = 0;
-        match r.args {
-            Some(raw) => {
-                // NUL is UTF-8: one check of the whole argv, rather than one per argument and column.
-                match std::str::from_utf8(raw) {
-                    Ok(text) => {
-                        let text = text.strip_suffix('\0').unwrap_or(text);
-                        for (i, arg) in text.split('\0').filter(|_| !text.is_empty()).enumerate() {
-                            if i > 0 {
-                                let _ = self.cmdline.write_char(' ');
-                            }
-                            let _ = self.cmdline.write_str(arg);
-                            self.args.values().append_value(arg);
-                        }
-                        self.args_raw.append_null();
-                    }
-                    Err(_) => {
-                        for (i, arg) in split_args(raw).enumerate() {
-                            if i > 0 {
-                                let _ = self.cmdline.write_char(' ');
-                            }
-                            lossy_into(&mut self.cmdline, arg);
-                            let item = self.args.values();
-                            lossy_into(item, arg);
-                            item.append_value("");
-                        }
-                        self.args_raw.append_value(raw);
-                    }
-                }
-                self.cmdline.append_value("");
-                self.args.append(true);
-                size += 3 * raw.len();
-            }
-            None => {
-                self.cmdline.append_null();
-                self.args.append(false);
-                self.args_raw.append_null();
-            }
-        }
-        size += self.cwd.append_option(r.cwd);
+        let mut size = self.argv.append(r.args);
+        size += self.cwd.append(r.cwd);
         self.exe_ino.append_option(r.exe.map(|e| e.0));
         self.exe_dev.append_option(r.exe.map(|e| e.1));
         self.exe_nlink.append_option(r.exe.map(|e| e.2));
@@ -167,11 +137,9 @@ impl ProcessCols {
         size
     }
 
-    fn finish(&mut self, out: &mut Vec<ArrayRef>) {
-        finish(&mut self.cmdline, out);
-        finish(&mut self.args, out);
-        finish(&mut self.args_raw, out);
-        self.cwd.finish(out);
+    fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
+        groups.args(&mut self.argv, out);
+        groups.bytes(&mut self.cwd, out);
         finish(&mut self.exe_ino, out);
         finish(&mut self.exe_dev, out);
         finish(&mut self.exe_nlink, out);
@@ -196,8 +164,8 @@ struct ProcRow<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct FileCols {
     ret: Int64Builder,
-    path: Bytes,
-    path2: Bytes,
+    path: KeyedBytes,
+    path2: KeyedBytes,
     ino: UInt64Builder,
     dev: UInt32Builder,
     open_flags: UInt32Builder,
@@ -212,8 +180,8 @@ impl FileCols {
     fn fields(f: &mut Vec<Field>) {
         use DataType::{Int64, UInt32, UInt64};
         f.push(Field::new("ret", Int64, true));
-        Bytes::fields("path", f);
-        Bytes::fields("path2", f);
+        KeyedBytes::fields("path", f);
+        KeyedBytes::fields("path2", f);
         f.push(Field::new("ino", UInt64, true));
         f.push(Field::new("dev", UInt32, true));
         for name in ["open_flags", "rename_flags", "unlink_flags", "mode"] {
@@ -281,8 +249,8 @@ impl FileCols {
             }
         }
         self.ret.append_option(r.ret);
-        let mut size = self.path.append_option(r.path);
-        size += self.path2.append_option(r.path2);
+        let mut size = self.path.append(r.path);
+        size += self.path2.append(r.path2);
         self.ino.append_option(r.inode.map(|i| i.0));
         self.dev.append_option(r.inode.map(|i| i.1));
         self.open_flags.append_option(r.open_flags);
@@ -294,10 +262,10 @@ impl FileCols {
         size
     }
 
-    fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+    fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
         finish(&mut self.ret, out);
-        self.path.finish(out);
-        self.path2.finish(out);
+        groups.bytes(&mut self.path, out);
+        groups.bytes(&mut self.path2, out);
         finish(&mut self.ino, out);
         finish(&mut self.dev, out);
         finish(&mut self.open_flags, out);
@@ -312,13 +280,13 @@ impl FileCols {
 #[derive(Debug, Default)]
 pub(crate) struct NetCols {
     ret: Int64Builder,
-    family: StringBuilder,
-    protocol: StringBuilder,
-    local_ip: StringBuilder,
+    family: KeyedStrings,
+    protocol: KeyedStrings,
+    local_ip: KeyedStrings,
     local_port: UInt16Builder,
-    remote_ip: StringBuilder,
+    remote_ip: KeyedStrings,
     remote_port: UInt16Builder,
-    unix_path: Bytes,
+    unix_path: KeyedBytes,
     bytes_sent: UInt64Builder,
     bytes_received: UInt64Builder,
 }
@@ -381,7 +349,7 @@ impl NetCols {
         f.push(Field::new("local_port", UInt16, true));
         f.push(Field::new("remote_ip", Utf8, true));
         f.push(Field::new("remote_port", UInt16, true));
-        Bytes::fields("unix_path", f);
+        KeyedBytes::fields("unix_path", f);
         f.push(Field::new("bytes_sent", UInt64, true));
         f.push(Field::new("bytes_received", UInt64, true));
     }
@@ -389,19 +357,19 @@ impl NetCols {
     fn append(&mut self, ev: &Event<'_>) -> usize {
         let Body::Net { ret, family, protocol, local, remote, unix_path, bytes_sent, bytes_received } = ev.body else {
             self.ret.append_null();
-            self.family.append_null();
-            self.protocol.append_null();
-            self.local_ip.append_null();
+            self.family.append_option(None);
+            self.protocol.append_option(None);
+            self.local_ip.append_option(None);
             self.local_port.append_null();
-            self.remote_ip.append_null();
+            self.remote_ip.append_option(None);
             self.remote_port.append_null();
-            self.unix_path.append_option(None);
+            self.unix_path.append(None);
             self.bytes_sent.append_null();
             self.bytes_received.append_null();
             return 0;
         };
         self.ret.append_value(ret);
-        self.family.append_value(match family {
+        self.family.append(match family {
             2 => "inet",
             10 => "inet6",
             1 => "unix",
@@ -415,18 +383,18 @@ impl NetCols {
         });
         let mut size = 0;
         if family == 1 {
-            self.local_ip.append_null();
+            self.local_ip.append_option(None);
             self.local_port.append_null();
-            self.remote_ip.append_null();
+            self.remote_ip.append_option(None);
             self.remote_port.append_null();
-            size += self.unix_path.append(unix_path);
+            size += self.unix_path.append(Some(unix_path));
         } else {
             let mut buf = [0u8; 48];
-            self.local_ip.append_value(ip_str(&mut buf, family, &local.addr));
+            self.local_ip.append(ip_str(&mut buf, family, &local.addr));
             self.local_port.append_value(local.port);
-            self.remote_ip.append_value(ip_str(&mut buf, family, &remote.addr));
+            self.remote_ip.append(ip_str(&mut buf, family, &remote.addr));
             self.remote_port.append_value(remote.port);
-            self.unix_path.append_option(None);
+            self.unix_path.append(None);
             size += 48;
         }
         let closed = ev.kind == Kind::NetClose;
@@ -435,15 +403,15 @@ impl NetCols {
         size
     }
 
-    fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+    fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
         finish(&mut self.ret, out);
-        finish(&mut self.family, out);
-        finish(&mut self.protocol, out);
-        finish(&mut self.local_ip, out);
+        groups.strings(&mut self.family, out);
+        groups.strings(&mut self.protocol, out);
+        groups.strings(&mut self.local_ip, out);
         finish(&mut self.local_port, out);
-        finish(&mut self.remote_ip, out);
+        groups.strings(&mut self.remote_ip, out);
         finish(&mut self.remote_port, out);
-        self.unix_path.finish(out);
+        groups.bytes(&mut self.unix_path, out);
         finish(&mut self.bytes_sent, out);
         finish(&mut self.bytes_received, out);
     }
@@ -468,7 +436,7 @@ pub(crate) struct KernelCols {
     syscall_nr: UInt32Builder,
     ret: Int64Builder,
     syscall_args: ListBuilder<UInt64Builder>,
-    strings: [Bytes; 8],
+    strings: [KeyedBytes; 8],
     numbers: [UInt64Builder; 8],
     ns_fd: Int32Builder,
     ptrace_request: Int64Builder,
@@ -482,7 +450,7 @@ impl KernelCols {
         f.push(Field::new("ret", Int64, true));
         f.push(Field::new("syscall_args", list_of(UInt64), true));
         for name in KERNEL_STRINGS {
-            Bytes::fields(name, f);
+            KeyedBytes::fields(name, f);
         }
         for name in KERNEL_U64 {
             f.push(Field::new(name, UInt64, true));
@@ -501,7 +469,7 @@ impl KernelCols {
             self.ret.append_null();
             self.syscall_args.append(false);
             for b in &mut self.strings {
-                b.append_option(None);
+                b.append(None);
             }
             for b in &mut self.numbers {
                 b.append_null();
@@ -554,7 +522,7 @@ impl KernelCols {
         self.syscall_args.append(true);
         let mut size = 48;
         for (b, v) in self.strings.iter_mut().zip(strings) {
-            size += b.append_option(v);
+            size += b.append(v);
         }
         for (b, v) in self.numbers.iter_mut().zip(numbers) {
             b.append_option(v);
@@ -565,12 +533,12 @@ impl KernelCols {
         size
     }
 
-    fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+    fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
         finish(&mut self.syscall_nr, out);
         finish(&mut self.ret, out);
         finish(&mut self.syscall_args, out);
         for b in &mut self.strings {
-            b.finish(out);
+            groups.bytes(b, out);
         }
         for b in &mut self.numbers {
             finish(b, out);

@@ -7,15 +7,15 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, GenericByteBuilder, Int32Builder,
-    ListBuilder, PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt64Array, UInt64Builder,
+    Array, ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, GenericByteBuilder, Int32Builder, ListBuilder,
+    PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt64Array, UInt64Builder,
 };
 use arrow::datatypes::{ArrowPrimitiveType, ByteArrayType, DataType, Field};
 use arrow::error::ArrowError;
 use tracelake_model::json::{Identity, JsonContext, event_id};
 use tracelake_model::{Body, Event, flags};
 
-use super::dict_chunk::{self, Dictionaries};
+use super::dict_chunk::Dictionaries;
 use super::id_chunk;
 use super::identity::{ID_COLUMNS, IdentityColumns};
 use super::keyed::{KeyedBytes, KeyedStrings};
@@ -77,54 +77,6 @@ fn ts_builder() -> TimestampNanosecondBuilder {
 
 fn wall(ctx: &JsonContext<'_>, ktime_ns: u64) -> i64 {
     i64::try_from(ctx.clock.wall_ns(ktime_ns)).unwrap_or(i64::MAX)
-}
-
-/// A byte string kept losslessly: `<name>` holds it as UTF-8 (invalid bytes
-/// become U+FFFD), `<name>_raw` the exact bytes, only when they are not UTF-8.
-#[derive(Debug, Default)]
-pub(crate) struct Bytes {
-    text: StringBuilder,
-    raw: BinaryBuilder,
-}
-
-impl Bytes {
-    pub(crate) fn fields(name: &str, f: &mut Vec<Field>) {
-        f.push(Field::new(name, DataType::Utf8, true));
-        f.push(Field::new(format!("{name}_raw"), DataType::Binary, true));
-    }
-
-    /// Returns the bytes added, for the memory estimate.
-    pub(crate) fn append(&mut self, v: &[u8]) -> usize {
-        match std::str::from_utf8(v) {
-            Ok(s) => {
-                self.text.append_value(s);
-                self.raw.append_null();
-                v.len()
-            }
-            Err(_) => {
-                lossy_into(&mut self.text, v);
-                self.text.append_value("");
-                self.raw.append_value(v);
-                2 * v.len()
-            }
-        }
-    }
-
-    pub(crate) fn append_option(&mut self, v: Option<&[u8]>) -> usize {
-        match v {
-            Some(v) => self.append(v),
-            None => {
-                self.text.append_null();
-                self.raw.append_null();
-                0
-            }
-        }
-    }
-
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) {
-        finish(&mut self.text, out);
-        finish(&mut self.raw, out);
-    }
 }
 
 /// Writes `v` into the builder's current value, invalid UTF-8 as U+FFFD.
@@ -217,8 +169,8 @@ impl Common {
         f.push(Field::new("proc_start_ns", UInt64, false));
         f.push(Field::new("pidns", UInt32, false));
         f.push(Field::new("mntns", UInt32, false));
-        Bytes::fields("comm", f);
-        Bytes::fields("exe", f);
+        KeyedBytes::fields("comm", f);
+        KeyedBytes::fields("exe", f);
         f.push(Field::new("parent_exe", Utf8, true));
         f.push(Field::new("parent_cmdline", Utf8, true));
         f.push(Field::new("ancestor_pids", list_of(UInt32), false));
@@ -262,10 +214,12 @@ impl Common {
 
     /// With `keyed`, the columns held as keys into distinct values (identity, lineage, node, kind, comm, exe) as such
     /// too, for the Parquet writer (`dict_chunk`).
-    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: bool) -> Result<Option<Dictionaries>, ArrowError> {
+    pub(crate) fn finish(
+        &mut self,
+        out: &mut Vec<ArrayRef>,
+        keyed: Option<&ArrayRef>,
+    ) -> Result<Option<Dictionaries>, ArrowError> {
         let rows = self.len();
-        let placeholder = keyed.then(|| dict_chunk::placeholder(rows));
-        let keyed = placeholder.as_ref();
         finish(&mut self.time, out);
         let numbers = UInt64Array::from(std::mem::replace(&mut self.event_id, Vec::with_capacity(rows)));
         let event_ids = match keyed {

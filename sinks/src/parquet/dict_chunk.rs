@@ -7,9 +7,12 @@
 //! max, and hashes it again into the bloom filter. With 20 such columns this was about a quarter of the cost of
 //! writing a file (`lake/write_mixed`, BENCHMARKS.md).
 //!
-//! The same holds for `node`, `kind`, `comm` and `exe` (`keyed.rs`) and the lineage's `parent_exe`,
-//! `parent_cmdline` and `ancestor_exes` (`lineage.rs`, a list column: its levels say where each row's list
-//! starts and which rows have none).
+//! The same holds for `node`, `kind`, `comm`, `exe` and the classes' strings (`keyed.rs`: command lines and
+//! `args`, cwd, paths, addresses) and the lineage's `parent_exe`, `parent_cmdline` and `ancestor_exes`
+//! (`lineage.rs`). A list column's levels say where each row's list starts and which rows have none.
+//!
+//! Long values (a command line can be 1 MiB) are cut to 64 bytes in the page index and chunk statistics, as
+//! the Arrow writer cuts them: in full, a file of two such rows had a 60 KiB footer.
 //!
 //! Here each chunk is written from the keys: the dictionary page is the distinct values (sorted, so a page's
 //! min and max are those of its smallest and largest index), the data pages are the indices, and the bloom
@@ -37,6 +40,7 @@ use arrow::array::{
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
+use arrow::error::ArrowError;
 use bytes::Bytes;
 
 /// Columns of a batch given as distinct values plus one key per row: the writer encodes these columns from
@@ -83,13 +87,22 @@ impl Values {
         }
     }
 
-    /// The column of `rows` rows none of which has a value: nulls, or empty lists.
-    pub(crate) fn empty_column(&self, rows: usize) -> ArrayRef {
-        match self {
-            Values::Strings(v) => new_null_array(v.data_type(), rows),
-            Values::Numbers(v) => new_null_array(v.data_type(), rows),
-            Values::Lists(v) => empty_lists(v.data_type(), rows),
+    /// The column of rows with keys `keys` (a key past the values: a null row), for a chunk `encode` leaves to
+    /// the Arrow writer: no row has a value (nulls, or lists that are empty or null).
+    pub(crate) fn gather(&self, keys: &[u32]) -> Result<ArrayRef, ArrowError> {
+        let values = self.array();
+        // Most often every value is null (`path2` beside opens, `unix_path` beside TCP): no row to look up.
+        if values.null_count() == values.len() {
+            return Ok(new_null_array(values.data_type(), keys.len()));
         }
+        if let Values::Lists(v) = self
+            && v.null_count() == 0
+            && v.offsets().first() == v.offsets().last()
+        {
+            return Ok(empty_lists(v.data_type(), keys.len()));
+        }
+        let keys: UInt32Array = keys.iter().map(|&k| ((k as usize) < self.len()).then_some(k)).collect();
+        take(values, &keys, None)
     }
 }
 
@@ -171,8 +184,7 @@ impl Dictionaries {
             let keys = g.keys.values().get(offset..offset + batch.num_rows()).unwrap_or_default();
             for (c, values) in &g.columns {
                 // A key past the values (a bug of the batch builder) makes a null row rather than an error.
-                let keys: UInt32Array = keys.iter().map(|&k| ((k as usize) < values.len()).then_some(k)).collect();
-                match (columns.get_mut(*c), take(values.array(), &keys, None)) {
+                match (columns.get_mut(*c), values.gather(keys)) {
                     (Some(slot), Ok(rows)) => *slot = rows,
                     (_, Err(e)) => tracing::error!(column = c, error = %e, "lake: cannot gather a keyed column"),
                     (None, Ok(_)) => {}
@@ -211,9 +223,18 @@ pub(crate) fn encode(
     let (flat, lists) = match values {
         Values::Strings(v) if max_rep == 0 && max_def <= 1 => (v as &dyn Array, None),
         Values::Numbers(v) if max_rep == 0 && max_def <= 1 => (&**v, None),
-        // `ancestor_exes`, `ancestor_pids`: required lists of optional items.
-        Values::Lists(v) if (max_rep, max_def) == (1, 2) => (&**v.values(), Some(v.offsets())),
+        // `ancestor_exes`, `ancestor_pids`: required lists of optional items; `args`: optional lists of them.
+        Values::Lists(v) if max_rep == 1 && (max_def == 2 || max_def == 3) => (&**v.values(), Some(v.offsets())),
         _ => return Err(ParquetError::General(format!("{path}: not the shape of its keyed values"))),
+    };
+    let null_lists = match values {
+        Values::Lists(v) if v.null_count() > 0 => {
+            if max_def < 3 {
+                return Err(ParquetError::General(format!("{path}: a null list in a required list column")));
+            }
+            v.nulls()
+        }
+        Values::Strings(_) | Values::Numbers(_) | Values::Lists(_) => None,
     };
     let physical = descr.physical_type();
     // Each value's bytes, as they sort: a string's own, an unsigned integer's big-endian.
@@ -293,6 +314,8 @@ pub(crate) fn encode(
     })?;
 
     let width = bit_width(dict.sorted.len() as u32 - 1);
+    // One value on every row (a node, a namespace, an image): each page is one run of index 0.
+    let constant = dense && dict.sorted.len() == 1;
     let page_rows = props.data_page_row_count_limit().clamp(1, 1 << 20);
     let mut ids = Vec::with_capacity(page_rows.min(keys.len()));
     let (mut defs, mut reps) = (Vec::with_capacity(page_rows.min(keys.len())), Vec::new());
@@ -300,7 +323,9 @@ pub(crate) fn encode(
         ids.clear();
         defs.clear();
         reps.clear();
-        if dense {
+        if constant {
+            // Every row's index is 0: nothing per row.
+        } else if dense {
             ids.extend(rows.iter().map(|&k| dict.remap.get(k as usize).copied().unwrap_or(NO_VALUE)));
         } else {
             // A value's index and definition level (a null: one below the maximum).
@@ -315,11 +340,13 @@ pub(crate) fn encode(
                 match lists {
                     // One level per row.
                     None => value(k as usize, &mut defs),
-                    // One per item; an empty list is one level of 0.
+                    // One per item; an empty list is one level two below the items', a null list (only an
+                    // optional list has them) one of 0.
                     Some(_) => {
                         let row = items(k);
                         if row.is_empty() {
-                            defs.push(0);
+                            let null = null_lists.is_some_and(|n| n.is_null(k as usize));
+                            defs.push(if null { 0 } else { max_def - 2 });
                             reps.push(0);
                         }
                         for (j, item) in row.enumerate() {
@@ -332,7 +359,8 @@ pub(crate) fn encode(
         }
         // Levels: one per row of a flat column, one per item (or empty list) of a list column.
         let levels = if dense { rows.len() } else { defs.len() };
-        let nulls = (levels - ids.len()) as u64;
+        let present = if constant { rows.len() } else { ids.len() };
+        let nulls = (levels - present) as u64;
         scratch.clear();
         if max_rep > 0 {
             levels_rle(&reps, 1, &mut scratch);
@@ -345,10 +373,24 @@ pub(crate) fn encode(
             return Err(ParquetError::General(format!("{path}: null value in a required column")));
         }
         scratch.push(width);
-        rle_hybrid(&ids, width, &mut scratch);
-        // One pass that vectorizes, where `min` and `max` of an iterator were two that did not.
-        let (lo, hi) = ids.iter().fold((u32::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        let bounds = (!ids.is_empty()).then(|| (plain(dict.sorted[lo as usize]), plain(dict.sorted[hi as usize])));
+        let (lo, hi) = if constant {
+            rle_run(rows.len(), 0, width, &mut scratch);
+            (0, 0)
+        } else {
+            rle_hybrid(&ids, width, &mut scratch);
+            // One pass that vectorizes, where `min` and `max` of an iterator were two that did not.
+            ids.iter().fold((u32::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        };
+        let bounds = (present > 0).then(|| {
+            let (lo, hi) = (plain(dict.sorted[lo as usize]), plain(dict.sorted[hi as usize]));
+            match physical {
+                PhysicalType::BYTE_ARRAY => {
+                    let cut = props.column_index_truncate_length();
+                    (truncated_min(lo, cut).0, truncated_max(hi, cut).0)
+                }
+                _ => (lo, hi),
+            }
+        });
         pages.data(&scratch, Encoding::RLE_DICTIONARY, (rows.len(), levels, nulls), bounds)?;
     }
 
@@ -374,7 +416,16 @@ pub(crate) fn encode(
         PhysicalType::INT64 => {
             Statistics::int64(Some(number(min) as i64), Some(number(max) as i64), None, nulls, false)
         }
-        _ => Statistics::byte_array(Some(min.into()), Some(max.into()), None, nulls, false),
+        _ => {
+            let cut = props.statistics_truncate_length();
+            let ((min, min_cut), (max, max_cut)) = (truncated_min(min.to_vec(), cut), truncated_max(max.to_vec(), cut));
+            match Statistics::byte_array(Some(min.into()), Some(max.into()), None, nulls, false) {
+                Statistics::ByteArray(v) => {
+                    Statistics::ByteArray(v.with_min_is_exact(!min_cut).with_max_is_exact(!max_cut))
+                }
+                other => other,
+            }
+        }
     };
     let encodings = vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY];
     pages.close(descr, encodings, stats, bloom_filter).map(Some)
@@ -511,10 +562,15 @@ fn constant_levels(n: usize, value: u32, out: &mut Vec<u8>) {
     }
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    uleb128((n as u64) << 1, out);
-    out.extend_from_slice(&value.to_le_bytes()[..usize::from(bit_width(value)).div_ceil(8)]);
+    rle_run(n, value, bit_width(value), out);
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// One RLE run of `n` times `value` (of `width` bits) in the RLE / bit-packing hybrid (a run may be any length).
+fn rle_run(n: usize, value: u32, width: u8, out: &mut Vec<u8>) {
+    uleb128((n as u64) << 1, out);
+    out.extend_from_slice(&value.to_le_bytes()[..usize::from(width).div_ceil(8)]);
 }
 
 fn levels_rle(levels: &[u32], width: u8, out: &mut Vec<u8>) {
@@ -585,6 +641,48 @@ impl<'a> Dict<'a> {
         }
         Some(Dict { sorted, remap })
     }
+}
+
+/// A string's lower bound of at most `cut` bytes, as the Arrow writer keeps it in page and chunk statistics (a
+/// command line can be 1 MiB); whether it was cut. parquet-rs keeps its own private.
+fn truncated_min(mut v: Vec<u8>, cut: Option<usize>) -> (Vec<u8>, bool) {
+    let Some(cut) = cut.filter(|&c| c > 0 && v.len() > c) else { return (v, false) };
+    // The values are UTF-8 (lossy by the builders): cut at a character boundary.
+    let at = (1..=cut).rev().find(|&i| !is_continuation(v[i])).unwrap_or(cut);
+    v.truncate(at);
+    (v, true)
+}
+
+/// A string's upper bound of at most `cut` bytes: the prefix with its last character incremented (one
+/// that cannot be, dropped). The value itself when no such bound exists.
+fn truncated_max(v: Vec<u8>, cut: Option<usize>) -> (Vec<u8>, bool) {
+    let Some(cut) = cut.filter(|&c| c > 0 && v.len() > c) else { return (v, false) };
+    let prefix = match std::str::from_utf8(&v) {
+        Ok(text) => {
+            let at = (cut.saturating_sub(3)..=cut).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            text[..at].char_indices().rev().find_map(|(i, c)| {
+                let next = char::from_u32(c as u32 + 1).filter(|n| n.len_utf8() == c.len_utf8())?;
+                let mut out = text.as_bytes()[..i + c.len_utf8()].to_vec();
+                next.encode_utf8(&mut out[i..]);
+                Some(out)
+            })
+        }
+        Err(_) => {
+            let mut out = v[..cut].to_vec();
+            while out.last() == Some(&u8::MAX) {
+                out.pop();
+            }
+            out.last_mut().map(|b| *b += 1).map(|()| out)
+        }
+    };
+    match prefix {
+        Some(p) => (p, true),
+        None => (v, false),
+    }
+}
+
+fn is_continuation(b: u8) -> bool {
+    b & 0xc0 == 0x80
 }
 
 /// Bits needed for values up to `max` (at least 1: some readers mishandle width 0).

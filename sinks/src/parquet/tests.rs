@@ -211,6 +211,9 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
     bare.strings[1] = Vec::new();
     let mut open = event_of(Kind::FileOpen, 79, 31337);
     open.strings[0] = b"/tmp/new\nline".to_vec();
+    // Keyed like `exe`: a path that is not UTF-8 keeps its bytes in `path_raw`.
+    let mut odd = event_of(Kind::FileOpen, 82, 31343);
+    odd.strings[0] = b"/data/\xffx".to_vec();
     let mut summary = event_of(Kind::FileOpen, 81, 31338);
     summary.count = 1_000_000;
     summary.aggregate = Some(Aggregate { first_ns: 10, last_ns: 81 });
@@ -222,7 +225,7 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         .map(|a| json!(hex(a)))
         .collect();
     let (e, o, s, d, m) = (exec.as_event(), open.as_event(), summary.as_event(), dns.as_event(), mount.as_event());
-    let (v, b) = (env.as_event(), bare.as_event());
+    let (v, b, x) = (env.as_event(), bare.as_event(), odd.as_event());
     let values = vec![
         value(Table::ProcessActivity, &v, "args", json!([hex(b"env"), hex(b""), hex("A=\u{e9}".as_bytes())])),
         value(Table::ProcessActivity, &v, "cmdline", json!(hex("env  A=\u{e9}".as_bytes()))),
@@ -234,6 +237,7 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         value(Table::ProcessActivity, &e, "args", json!(arg_items)),
         value(Table::ProcessActivity, &e, "args_raw", json!(hex(&args))),
         value(Table::ProcessActivity, &e, "cwd_raw", json!(hex(b"/w\xe9rk"))),
+        value(Table::ProcessActivity, &e, "cwd", json!(hex("/w\u{fffd}rk".as_bytes()))),
         value(Table::ProcessActivity, &e, "fileless", json!(true)),
         value(Table::ProcessActivity, &e, "flags", json!([hex(b"args_truncated"), hex(b"exe_deleted")])),
         value(Table::ProcessActivity, &e, "workload_kind", json!(hex(b"Deployment"))),
@@ -250,11 +254,16 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         ),
         value(Table::FileActivity, &o, "path", json!(hex(b"/tmp/new\nline"))),
         value(Table::FileActivity, &o, "path_raw", Value::Null),
+        value(Table::FileActivity, &x, "path", json!(hex("/data/\u{fffd}x".as_bytes()))),
+        value(Table::FileActivity, &x, "path_raw", json!(hex(b"/data/\xffx"))),
         value(Table::FileActivity, &o, "open_flags", json!(0o101)),
         value(Table::FileActivity, &s, "count", json!(1_000_000)),
         value(Table::FileActivity, &s, "summary", json!(true)),
         value(Table::DnsActivity, &d, "remote_ip", json!(hex(b"10.1.2.3"))),
         value(Table::DnsActivity, &d, "remote_port", json!(53)),
+        value(Table::DnsActivity, &d, "local_ip", json!(hex(b"192.168.0.9"))),
+        value(Table::DnsActivity, &d, "family", json!(hex(b"inet"))),
+        value(Table::DnsActivity, &d, "protocol", json!(hex(b"udp"))),
         value(Table::DnsActivity, &d, "peer_workload", json!(hex(b"coredns"))),
         value(Table::DnsActivity, &d, "peer_namespace", json!(hex(b"kube-system"))),
         value(Table::DnsActivity, &d, "pod_ip", json!(hex(b"10.42.1.7"))),
@@ -269,7 +278,7 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         value(Table::KernelActivity, &m, "mount_flags", json!(4096)),
         value(Table::KernelActivity, &m, "class_uid", json!(1003)),
     ];
-    events.extend([exec, env, bare, open, summary, dns, mount]);
+    events.extend([exec, env, bare, open, odd, summary, dns, mount]);
     let id = identity();
     for ev in &events {
         sink.push_with(&ev.as_event(), &id);

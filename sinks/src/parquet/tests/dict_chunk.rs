@@ -128,7 +128,11 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
     let (batch, dicts, pods) = batch();
     let dicts = dicts.expect("keyed finish gives dictionaries");
     let keyed: Vec<usize> = dicts.groups.iter().flat_map(|g| g.columns.iter().map(|(c, _)| *c)).collect();
-    assert_eq!(keyed.len(), ID_COLUMNS.len() + 19, "identity, subject (11), lineage (4), node, kind, comm, exe");
+    assert_eq!(
+        keyed.len(),
+        ID_COLUMNS.len() + 22,
+        "identity, subject (11), lineage (4), node, kind, comm, exe, cwd, cmdline, args"
+    );
     let event_id = Table::ProcessActivity.schema().index_of("event_id").unwrap();
     assert_eq!(dicts.ids.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![event_id], "event_id held as numbers");
     let keyed_dir = tempfile::tempdir().unwrap();
@@ -371,5 +375,72 @@ fn check_number_chunk(name: &str, at: &RowGroup<'_>) {
             other => panic!("{name}: column index {other:?}"),
         };
         assert_eq!(got, (lo, hi), "{name} page {p}: min, max");
+    }
+}
+
+/// Values past the 64-byte statistics cut (a command line can be 1 MiB): the page index and the chunk
+/// statistics written from the keys hold the bounds the Arrow writer computes for the same rows, cut at a
+/// character, the max's last character incremented (or dropped when it cannot be without growing).
+#[test]
+fn long_values_are_cut_in_statistics_as_the_arrow_writer_cuts_them() {
+    let cases = [
+        "a".repeat(300),
+        format!("{}\u{e9}{}", "b".repeat(63), "x".repeat(10)),
+        format!("{}\u{7f}{}", "y".repeat(63), "x".repeat(10)),
+        format!("{}\u{10ffff}{}", "c".repeat(62), "x".repeat(10)),
+        "short".to_string(),
+    ];
+    let leaves = ["cmdline", "args.list.item", "cwd"];
+    // The case as the chunk's max (beside "!"), then as its min (beside "~").
+    for (case, other) in cases.iter().flat_map(|c| [(c, "!"), (c, "~")]) {
+        let mut b = BatchBuilder::for_event_table(Table::ProcessActivity);
+        let c = ctx(1_709_208_000_000_000_000);
+        for i in 0..20u64 {
+            let mut ev = event_of(Kind::Exec, i * 1000, 7);
+            let v = if i % 2 == 0 { case.as_str() } else { other };
+            ev.strings[1] = format!("{v}\0").into_bytes();
+            ev.strings[2] = v.as_bytes().to_vec();
+            b.append(&c, &ev.as_event(), &Identity::default());
+        }
+        let (batch, dicts) = b.finish_keyed(true).unwrap();
+        let dicts = dicts.unwrap();
+        let (keyed_dir, plain_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut w = LakeWriter::new(&cfg(keyed_dir.path())).unwrap();
+        w.write_with(Table::ProcessActivity, &batch, Some(&dicts), &[]).unwrap();
+        let mut w = LakeWriter::new(&cfg(plain_dir.path())).unwrap();
+        w.write(Table::ProcessActivity, &dicts.materialize(&batch, 0)).unwrap();
+        let file = |d: &Path| files_under(d).into_iter().find(|p| p.extension().is_some_and(|e| e == "parquet"));
+        let (kb, kmeta) = read(&file(keyed_dir.path()).unwrap());
+        let (pb, pmeta) = read(&file(plain_dir.path()).unwrap());
+        assert_eq!(kb, pb, "{case:?}: rows differ");
+        let columns = kmeta.file_metadata().schema_descr().columns().to_vec();
+        for name in leaves {
+            let leaf = columns.iter().position(|c| c.path().string() == name).unwrap();
+            let (k, p) = (kmeta.row_group(0).column(leaf), pmeta.row_group(0).column(leaf));
+            // Written from the keys (a sorted dictionary), not by the Arrow writer.
+            assert_eq!(k.encodings().collect::<Vec<_>>(), p.encodings().collect::<Vec<_>>(), "{name}");
+            let (ks, ps) = (k.statistics().unwrap(), p.statistics().unwrap());
+            let bounds = |s: &::parquet::file::statistics::Statistics| {
+                (
+                    s.min_bytes_opt().map(<[u8]>::to_vec),
+                    s.max_bytes_opt().map(<[u8]>::to_vec),
+                    s.min_is_exact(),
+                    s.max_is_exact(),
+                )
+            };
+            assert_eq!(bounds(ks), bounds(ps), "{case:?} beside {other:?}: {name} statistics");
+            // The pages' bounds (the Arrow writer also records an order and level histograms).
+            let index = |m: &ParquetMetaData| {
+                let ColumnIndexMetaData::BYTE_ARRAY(index) = &m.column_index().unwrap()[0][leaf] else { panic!() };
+                let page = |p| (index.min_value(p).map(<[u8]>::to_vec), index.max_value(p).map(<[u8]>::to_vec));
+                (0..index.num_pages() as usize).map(page).collect::<Vec<_>>()
+            };
+            assert_eq!(index(&kmeta), index(&pmeta), "{case:?} beside {other:?}: {name} page index");
+        }
+        if case.len() > 64 {
+            let cmdline = columns.iter().position(|c| c.path().string() == "cmdline").unwrap();
+            let s = kmeta.row_group(0).column(cmdline).statistics().unwrap();
+            assert!(!(s.min_is_exact() && s.max_is_exact()), "{case:?}: a bound was cut");
+        }
     }
 }
