@@ -3,16 +3,15 @@
 use std::io::Write as _;
 use std::net::Ipv6Addr;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
-};
-use arrow::datatypes::{DataType, Field};
+use arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, UInt32Builder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow::error::ArrowError;
 use tracelake_model::{Body, Event, Kind};
 
 use super::columns::finish;
 use super::dict_chunk::KeyGroup;
 use super::keyed::{Groups, KeyedArgs, KeyedBytes, KeyedStrings};
+use super::numbers::{optional, optional_bool};
 use super::schema::{Table, list_of};
 
 /// The columns of one class, after the common ones.
@@ -78,15 +77,33 @@ pub(crate) struct ProcessCols {
     /// `cmdline`, `args`, `args_raw`.
     argv: KeyedArgs,
     cwd: KeyedBytes,
-    exe_ino: UInt64Builder,
-    exe_dev: UInt32Builder,
-    exe_nlink: UInt32Builder,
-    fileless: BooleanBuilder,
-    child_pid: UInt32Builder,
-    child_start_ns: UInt64Builder,
-    exit_code: UInt32Builder,
-    signal: UInt32Builder,
-    core_dump: BooleanBuilder,
+    /// `exe_ino` ... `core_dump`.
+    numbers: Vec<ProcNumbers>,
+}
+
+/// A process row's numbers; `bits` says which it has.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcNumbers {
+    exe_ino: u64,
+    child_start_ns: u64,
+    exe_dev: u32,
+    exe_nlink: u32,
+    child_pid: u32,
+    exit_code: u32,
+    signal: u32,
+    bits: u8,
+}
+
+impl ProcNumbers {
+    const EXE: u8 = 1;
+    const FORK: u8 = 2;
+    const EXIT: u8 = 4;
+    const FILELESS: u8 = 8;
+    const CORE_DUMP: u8 = 16;
+
+    fn has(bit: u8) -> impl Fn(&ProcNumbers) -> bool {
+        move |n| n.bits & bit != 0
+    }
 }
 
 impl ProcessCols {
@@ -108,72 +125,84 @@ impl ProcessCols {
     }
 
     fn append(&mut self, ev: &Event<'_>) -> usize {
-        let mut r = ProcRow::default();
-        match ev.body {
+        let mut n = ProcNumbers::default();
+        let (args, cwd) = match ev.body {
             Body::Exec { args, cwd, exe_ino, exe_dev, exe_nlink, .. } => {
-                r.args = Some(args);
-                r.cwd = Some(cwd);
-                r.exe = Some((exe_ino, exe_dev, exe_nlink, ev.fileless()));
+                (n.exe_ino, n.exe_dev, n.exe_nlink) = (exe_ino, exe_dev, exe_nlink);
+                n.bits = ProcNumbers::EXE | if ev.fileless() { ProcNumbers::FILELESS } else { 0 };
+                (Some(args), Some(cwd))
             }
-            Body::Snapshot { args, cwd, .. } => {
-                r.args = Some(args);
-                r.cwd = Some(cwd);
+            Body::Snapshot { args, cwd, .. } => (Some(args), Some(cwd)),
+            Body::Fork { child_pid, child_start_ns } => {
+                (n.child_pid, n.child_start_ns, n.bits) = (child_pid, child_start_ns, ProcNumbers::FORK);
+                (None, None)
             }
-            Body::Fork { child_pid, child_start_ns } => r.fork = Some((child_pid, child_start_ns)),
-            Body::Exit { exit_code, signal, core_dump } => r.exit = Some((exit_code, signal, core_dump)),
-            Body::Threads | Body::File { .. } | Body::Net { .. } | Body::Syscall { .. } => {}
-        }
-        let mut size = self.argv.append(r.args);
-        size += self.cwd.append(r.cwd);
-        self.exe_ino.append_option(r.exe.map(|e| e.0));
-        self.exe_dev.append_option(r.exe.map(|e| e.1));
-        self.exe_nlink.append_option(r.exe.map(|e| e.2));
-        self.fileless.append_option(r.exe.map(|e| e.3));
-        self.child_pid.append_option(r.fork.map(|f| f.0));
-        self.child_start_ns.append_option(r.fork.map(|f| f.1));
-        self.exit_code.append_option(r.exit.map(|e| e.0));
-        self.signal.append_option(r.exit.map(|e| e.1));
-        self.core_dump.append_option(r.exit.map(|e| e.2));
-        size
+            Body::Exit { exit_code, signal, core_dump } => {
+                (n.exit_code, n.signal) = (exit_code, signal);
+                n.bits = ProcNumbers::EXIT | if core_dump { ProcNumbers::CORE_DUMP } else { 0 };
+                (None, None)
+            }
+            Body::Threads | Body::File { .. } | Body::Net { .. } | Body::Syscall { .. } => (None, None),
+        };
+        self.numbers.push(n);
+        self.argv.append(args) + self.cwd.append(cwd)
     }
 
     fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
         groups.args(&mut self.argv, out);
         groups.bytes(&mut self.cwd, out);
-        finish(&mut self.exe_ino, out);
-        finish(&mut self.exe_dev, out);
-        finish(&mut self.exe_nlink, out);
-        finish(&mut self.fileless, out);
-        finish(&mut self.child_pid, out);
-        finish(&mut self.child_start_ns, out);
-        finish(&mut self.exit_code, out);
-        finish(&mut self.signal, out);
-        finish(&mut self.core_dump, out);
+        let r = &self.numbers;
+        let (exe, fork, exit) = (
+            ProcNumbers::has(ProcNumbers::EXE),
+            ProcNumbers::has(ProcNumbers::FORK),
+            ProcNumbers::has(ProcNumbers::EXIT),
+        );
+        out.push(optional::<UInt64Type, _>(r, &exe, |n| n.exe_ino));
+        out.push(optional::<UInt32Type, _>(r, &exe, |n| n.exe_dev));
+        out.push(optional::<UInt32Type, _>(r, &exe, |n| n.exe_nlink));
+        out.push(optional_bool(r, &exe, ProcNumbers::has(ProcNumbers::FILELESS)));
+        out.push(optional::<UInt32Type, _>(r, &fork, |n| n.child_pid));
+        out.push(optional::<UInt64Type, _>(r, &fork, |n| n.child_start_ns));
+        out.push(optional::<UInt32Type, _>(r, &exit, |n| n.exit_code));
+        out.push(optional::<UInt32Type, _>(r, &exit, |n| n.signal));
+        out.push(optional_bool(r, &exit, ProcNumbers::has(ProcNumbers::CORE_DUMP)));
+        self.numbers.clear();
     }
-}
-
-#[derive(Default)]
-struct ProcRow<'a> {
-    args: Option<&'a [u8]>,
-    cwd: Option<&'a [u8]>,
-    exe: Option<(u64, u32, u32, bool)>,
-    fork: Option<(u32, u64)>,
-    exit: Option<(u32, u32, bool)>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct FileCols {
-    ret: Int64Builder,
     path: KeyedBytes,
     path2: KeyedBytes,
-    ino: UInt64Builder,
-    dev: UInt32Builder,
-    open_flags: UInt32Builder,
-    rename_flags: UInt32Builder,
-    unlink_flags: UInt32Builder,
-    mode: UInt32Builder,
-    owner_uid: Int64Builder,
-    owner_gid: Int64Builder,
+    /// `ret`, `ino` ... `owner_gid`.
+    numbers: Vec<FileNumbers>,
+}
+
+/// A file row's numbers; `bits` says which it has. `flags` is the open, rename or unlink flags.
+#[derive(Clone, Copy, Debug, Default)]
+struct FileNumbers {
+    ret: i64,
+    ino: u64,
+    owner_uid: i64,
+    owner_gid: i64,
+    dev: u32,
+    flags: u32,
+    mode: u32,
+    bits: u8,
+}
+
+impl FileNumbers {
+    const RET: u8 = 1;
+    const INODE: u8 = 2;
+    const OPEN_FLAGS: u8 = 4;
+    const RENAME_FLAGS: u8 = 8;
+    const UNLINK_FLAGS: u8 = 16;
+    const MODE: u8 = 32;
+    const OWNER: u8 = 64;
+
+    fn has(bit: u8) -> impl Fn(&FileNumbers) -> bool {
+        move |n| n.bits & bit != 0
+    }
 }
 
 impl FileCols {
@@ -192,103 +221,101 @@ impl FileCols {
     }
 
     fn append(&mut self, ev: &Event<'_>) -> usize {
-        #[derive(Default)]
-        struct Row<'a> {
-            ret: Option<i64>,
-            path: Option<&'a [u8]>,
-            path2: Option<&'a [u8]>,
-            inode: Option<(u64, u32)>,
-            open_flags: Option<u32>,
-            rename_flags: Option<u32>,
-            unlink_flags: Option<u32>,
-            mode: Option<u32>,
-            owner: Option<(i64, i64)>,
+        let mut n = FileNumbers::default();
+        let (mut path, mut path2) = (None, None);
+        if let Body::File { ret, path: p, path2: p2, ino, dev, open_flags, mode, owner_uid, owner_gid } = ev.body {
+            (n.ret, n.ino, n.dev, n.flags, n.mode) = (ret, ino, dev, open_flags, mode);
+            // -1 (unchanged) stays -1, as in the JSON.
+            (n.owner_uid, n.owner_gid) = (i64::from(owner_uid as i32), i64::from(owner_gid as i32));
+            path = Some(p);
+            n.bits = FileNumbers::RET
+                | match ev.kind {
+                    Kind::FileOpen => FileNumbers::INODE | FileNumbers::OPEN_FLAGS | FileNumbers::MODE,
+                    Kind::FileRename => {
+                        path2 = Some(p2);
+                        FileNumbers::RENAME_FLAGS
+                    }
+                    Kind::FileUnlink => FileNumbers::UNLINK_FLAGS,
+                    Kind::FileChmod => FileNumbers::MODE,
+                    Kind::FileChown => FileNumbers::OWNER,
+                    Kind::Exec
+                    | Kind::Fork
+                    | Kind::Exit
+                    | Kind::CloneThread
+                    | Kind::NetConnect
+                    | Kind::NetAccept
+                    | Kind::NetListen
+                    | Kind::NetClose
+                    | Kind::NetUdpSend
+                    | Kind::NetBind
+                    | Kind::Setuid
+                    | Kind::Setgid
+                    | Kind::Capset
+                    | Kind::Ptrace
+                    | Kind::Mount
+                    | Kind::Umount
+                    | Kind::Unshare
+                    | Kind::Setns
+                    | Kind::ModuleLoad
+                    | Kind::Bpf
+                    | Kind::MemfdCreate
+                    | Kind::Chroot
+                    | Kind::PivotRoot
+                    | Kind::ProcessSnapshot => 0,
+                };
         }
-        let mut r = Row::default();
-        if let Body::File { ret, path, path2, ino, dev, open_flags, mode, owner_uid, owner_gid } = ev.body {
-            r.ret = Some(ret);
-            r.path = Some(path);
-            match ev.kind {
-                Kind::FileOpen => {
-                    r.inode = Some((ino, dev));
-                    r.open_flags = Some(open_flags);
-                    r.mode = Some(mode);
-                }
-                Kind::FileRename => {
-                    r.path2 = Some(path2);
-                    r.rename_flags = Some(open_flags);
-                }
-                Kind::FileUnlink => r.unlink_flags = Some(open_flags),
-                Kind::FileChmod => r.mode = Some(mode),
-                // -1 (unchanged) stays -1, as in the JSON.
-                Kind::FileChown => r.owner = Some((i64::from(owner_uid as i32), i64::from(owner_gid as i32))),
-                Kind::Exec
-                | Kind::Fork
-                | Kind::Exit
-                | Kind::CloneThread
-                | Kind::NetConnect
-                | Kind::NetAccept
-                | Kind::NetListen
-                | Kind::NetClose
-                | Kind::NetUdpSend
-                | Kind::NetBind
-                | Kind::Setuid
-                | Kind::Setgid
-                | Kind::Capset
-                | Kind::Ptrace
-                | Kind::Mount
-                | Kind::Umount
-                | Kind::Unshare
-                | Kind::Setns
-                | Kind::ModuleLoad
-                | Kind::Bpf
-                | Kind::MemfdCreate
-                | Kind::Chroot
-                | Kind::PivotRoot
-                | Kind::ProcessSnapshot => {}
-            }
-        }
-        self.ret.append_option(r.ret);
-        let mut size = self.path.append(r.path);
-        size += self.path2.append(r.path2);
-        self.ino.append_option(r.inode.map(|i| i.0));
-        self.dev.append_option(r.inode.map(|i| i.1));
-        self.open_flags.append_option(r.open_flags);
-        self.rename_flags.append_option(r.rename_flags);
-        self.unlink_flags.append_option(r.unlink_flags);
-        self.mode.append_option(r.mode);
-        self.owner_uid.append_option(r.owner.map(|o| o.0));
-        self.owner_gid.append_option(r.owner.map(|o| o.1));
-        size
+        self.numbers.push(n);
+        self.path.append(path) + self.path2.append(path2)
     }
 
     fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
-        finish(&mut self.ret, out);
+        let r = &self.numbers;
+        let has = FileNumbers::has;
+        out.push(optional::<Int64Type, _>(r, has(FileNumbers::RET), |n| n.ret));
         groups.bytes(&mut self.path, out);
         groups.bytes(&mut self.path2, out);
-        finish(&mut self.ino, out);
-        finish(&mut self.dev, out);
-        finish(&mut self.open_flags, out);
-        finish(&mut self.rename_flags, out);
-        finish(&mut self.unlink_flags, out);
-        finish(&mut self.mode, out);
-        finish(&mut self.owner_uid, out);
-        finish(&mut self.owner_gid, out);
+        out.push(optional::<UInt64Type, _>(r, has(FileNumbers::INODE), |n| n.ino));
+        out.push(optional::<UInt32Type, _>(r, has(FileNumbers::INODE), |n| n.dev));
+        for bit in [FileNumbers::OPEN_FLAGS, FileNumbers::RENAME_FLAGS, FileNumbers::UNLINK_FLAGS] {
+            out.push(optional::<UInt32Type, _>(r, has(bit), |n| n.flags));
+        }
+        out.push(optional::<UInt32Type, _>(r, has(FileNumbers::MODE), |n| n.mode));
+        out.push(optional::<Int64Type, _>(r, has(FileNumbers::OWNER), |n| n.owner_uid));
+        out.push(optional::<Int64Type, _>(r, has(FileNumbers::OWNER), |n| n.owner_gid));
+        self.numbers.clear();
     }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct NetCols {
-    ret: Int64Builder,
     family: KeyedStrings,
     protocol: KeyedStrings,
     local_ip: KeyedStrings,
-    local_port: UInt16Builder,
     remote_ip: KeyedStrings,
-    remote_port: UInt16Builder,
     unix_path: KeyedBytes,
-    bytes_sent: UInt64Builder,
-    bytes_received: UInt64Builder,
+    /// `ret`, the ports, the byte counts.
+    numbers: Vec<NetNumbers>,
+}
+
+/// A connection row's numbers; `bits` says which it has.
+#[derive(Clone, Copy, Debug, Default)]
+struct NetNumbers {
+    ret: i64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    local_port: u16,
+    remote_port: u16,
+    bits: u8,
+}
+
+impl NetNumbers {
+    const RET: u8 = 1;
+    const PORTS: u8 = 2;
+    const BYTES: u8 = 4;
+
+    fn has(bit: u8) -> impl Fn(&NetNumbers) -> bool {
+        move |n| n.bits & bit != 0
+    }
 }
 
 /// Formats an address into a stack buffer (no allocation). IPv4 by hand: `Ipv4Addr`'s `Display` goes through
@@ -356,19 +383,19 @@ impl NetCols {
 
     fn append(&mut self, ev: &Event<'_>) -> usize {
         let Body::Net { ret, family, protocol, local, remote, unix_path, bytes_sent, bytes_received } = ev.body else {
-            self.ret.append_null();
             self.family.append_option(None);
             self.protocol.append_option(None);
             self.local_ip.append_option(None);
-            self.local_port.append_null();
             self.remote_ip.append_option(None);
-            self.remote_port.append_null();
             self.unix_path.append(None);
-            self.bytes_sent.append_null();
-            self.bytes_received.append_null();
+            self.numbers.push(NetNumbers::default());
             return 0;
         };
-        self.ret.append_value(ret);
+        let closed = ev.kind == Kind::NetClose;
+        let mut n = NetNumbers { ret, bytes_sent, bytes_received, bits: NetNumbers::RET, ..NetNumbers::default() };
+        if closed {
+            n.bits |= NetNumbers::BYTES;
+        }
         self.family.append(match family {
             2 => "inet",
             10 => "inet6",
@@ -384,36 +411,35 @@ impl NetCols {
         let mut size = 0;
         if family == 1 {
             self.local_ip.append_option(None);
-            self.local_port.append_null();
             self.remote_ip.append_option(None);
-            self.remote_port.append_null();
             size += self.unix_path.append(Some(unix_path));
         } else {
             let mut buf = [0u8; 48];
             self.local_ip.append(ip_str(&mut buf, family, &local.addr));
-            self.local_port.append_value(local.port);
             self.remote_ip.append(ip_str(&mut buf, family, &remote.addr));
-            self.remote_port.append_value(remote.port);
+            (n.local_port, n.remote_port) = (local.port, remote.port);
+            n.bits |= NetNumbers::PORTS;
             self.unix_path.append(None);
             size += 48;
         }
-        let closed = ev.kind == Kind::NetClose;
-        self.bytes_sent.append_option(closed.then_some(bytes_sent));
-        self.bytes_received.append_option(closed.then_some(bytes_received));
+        self.numbers.push(n);
         size
     }
 
     fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
-        finish(&mut self.ret, out);
+        let r = &self.numbers;
+        let has = NetNumbers::has;
+        out.push(optional::<Int64Type, _>(r, has(NetNumbers::RET), |n| n.ret));
         groups.strings(&mut self.family, out);
         groups.strings(&mut self.protocol, out);
         groups.strings(&mut self.local_ip, out);
-        finish(&mut self.local_port, out);
+        out.push(optional::<UInt16Type, _>(r, has(NetNumbers::PORTS), |n| n.local_port));
         groups.strings(&mut self.remote_ip, out);
-        finish(&mut self.remote_port, out);
+        out.push(optional::<UInt16Type, _>(r, has(NetNumbers::PORTS), |n| n.remote_port));
         groups.bytes(&mut self.unix_path, out);
-        finish(&mut self.bytes_sent, out);
-        finish(&mut self.bytes_received, out);
+        out.push(optional::<UInt64Type, _>(r, has(NetNumbers::BYTES), |n| n.bytes_sent));
+        out.push(optional::<UInt64Type, _>(r, has(NetNumbers::BYTES), |n| n.bytes_received));
+        self.numbers.clear();
     }
 }
 

@@ -13,6 +13,7 @@ mod identity;
 mod keyed;
 mod lineage;
 pub mod maintain;
+mod numbers;
 mod ownership;
 mod schema;
 mod sink;

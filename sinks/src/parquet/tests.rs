@@ -226,6 +226,35 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         .collect();
     let (e, o, s, d, m) = (exec.as_event(), open.as_event(), summary.as_event(), dns.as_event(), mount.as_event());
     let (v, b, x) = (env.as_event(), bare.as_event(), odd.as_event());
+    // Each kind's numbers, and nulls for the numbers of other kinds.
+    let of = |k: Kind| events.iter().find(|e| e.kind == k).unwrap().as_event();
+    let (fork, exit, rename, chown, close) =
+        (of(Kind::Fork), of(Kind::Exit), of(Kind::FileRename), of(Kind::FileChown), of(Kind::NetClose));
+    let numbers = [
+        value(Table::ProcessActivity, &e, "exe_ino", json!(5)),
+        value(Table::ProcessActivity, &e, "child_pid", Value::Null),
+        value(Table::ProcessActivity, &fork, "child_pid", json!(fork.subject.pid + 1)),
+        value(Table::ProcessActivity, &fork, "child_start_ns", json!(5)),
+        value(Table::ProcessActivity, &fork, "exe_ino", Value::Null),
+        value(Table::ProcessActivity, &fork, "fileless", Value::Null),
+        value(Table::ProcessActivity, &exit, "exit_code", json!(1)),
+        value(Table::ProcessActivity, &exit, "signal", json!(9)),
+        value(Table::ProcessActivity, &exit, "core_dump", json!(false)),
+        value(Table::ProcessActivity, &exit, "cmdline", Value::Null),
+        value(Table::FileActivity, &rename, "rename_flags", json!(0o101)),
+        value(Table::FileActivity, &rename, "path2", json!(hex(b"/etc/passwd.new"))),
+        value(Table::FileActivity, &rename, "open_flags", Value::Null),
+        value(Table::FileActivity, &rename, "ino", Value::Null),
+        value(Table::FileActivity, &chown, "owner_uid", json!(0)),
+        value(Table::FileActivity, &chown, "mode", Value::Null),
+        value(Table::FileActivity, &o, "mode", json!(0o644)),
+        value(Table::FileActivity, &o, "ino", json!(99)),
+        value(Table::FileActivity, &o, "ret", json!(3)),
+        value(Table::NetworkActivity, &close, "bytes_sent", json!(10)),
+        value(Table::NetworkActivity, &close, "bytes_received", json!(20)),
+        value(Table::NetworkActivity, &close, "local_port", json!(40000)),
+        value(Table::DnsActivity, &d, "bytes_sent", Value::Null),
+    ];
     let values = vec![
         value(Table::ProcessActivity, &v, "args", json!([hex(b"env"), hex(b""), hex("A=\u{e9}".as_bytes())])),
         value(Table::ProcessActivity, &v, "cmdline", json!(hex("env  A=\u{e9}".as_bytes()))),
@@ -278,6 +307,7 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         value(Table::KernelActivity, &m, "mount_flags", json!(4096)),
         value(Table::KernelActivity, &m, "class_uid", json!(1003)),
     ];
+    let values: Vec<Value> = values.into_iter().chain(numbers).collect();
     events.extend([exec, env, bare, open, odd, summary, dns, mount]);
     let id = identity();
     for ev in &events {
