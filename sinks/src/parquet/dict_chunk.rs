@@ -30,6 +30,7 @@ use ::parquet::file::properties::WriterProperties;
 use ::parquet::file::statistics::Statistics;
 use ::parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use ::parquet::schema::types::ColumnDescPtr;
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -217,6 +218,7 @@ pub(crate) fn encode(
     zstd: &mut Zstd,
     values: &Values,
     keys: &[u32],
+    seen: &mut SeenKeys,
 ) -> Result<Option<(Bytes, ColumnCloseResult)>, ParquetError> {
     let path = descr.path().clone();
     let (max_def, max_rep) = (descr.max_def_level().max(0) as u32, descr.max_rep_level());
@@ -265,26 +267,21 @@ pub(crate) fn encode(
     };
     // The values the rows use: their keys, or the items of their keys' lists (a plain loop over the rows,
     // then one over the keys: a chain of ranges per row and column was 5 % of `lake/write_steady`).
-    let mut used = vec![false; values.len()];
-    let mut out_of_range = false;
-    for &k in keys {
-        // A key past the values is a bug of the batch builder: its row stays null rather than panic.
-        match used.get_mut(k as usize) {
-            Some(u) => *u = true,
-            None => out_of_range = true,
-        }
-    }
-    if lists.is_some() {
-        let mut items_used = vec![false; bytes.len()];
-        for k in (0..used.len() as u32).filter(|&k| used[k as usize]) {
-            for i in items(k) {
-                if let Some(u) = items_used.get_mut(i) {
-                    *u = true;
+    let (keys_used, out_of_range) = seen.of(keys, values.len());
+    let used: Cow<'_, [bool]> = match lists {
+        None => Cow::Borrowed(keys_used),
+        Some(_) => {
+            let mut items_used = vec![false; bytes.len()];
+            for k in (0..keys_used.len() as u32).filter(|&k| keys_used[k as usize]) {
+                for i in items(k) {
+                    if let Some(u) = items_used.get_mut(i) {
+                        *u = true;
+                    }
                 }
             }
+            Cow::Owned(items_used)
         }
-        used = items_used;
-    }
+    };
     let Some(dict) = Dict::of_used(&bytes, &used) else { return Ok(None) };
     // A flat column whose rows all have a value (most keyed columns): its indices are its keys remapped, in
     // one pass, and its definition levels one run; no level per row.
@@ -683,6 +680,37 @@ fn truncated_max(v: Vec<u8>, cut: Option<usize>) -> (Vec<u8>, bool) {
 
 fn is_continuation(b: u8) -> bool {
     b & 0xc0 == 0x80
+}
+
+/// Which keys the rows of a chunk use, kept for the next column: the columns of a key group (the ~20
+/// identity columns, the 11 process columns) share their keys, and marking them was a third of `encode`'s own
+/// time when each column did it again.
+#[derive(Default)]
+pub(crate) struct SeenKeys {
+    /// The keys (address and length) and value count it was computed for.
+    of: Option<(usize, usize, usize)>,
+    used: Vec<bool>,
+    /// A key past the values: a bug of the batch builder, whose rows stay null rather than panic.
+    out_of_range: bool,
+}
+
+impl SeenKeys {
+    fn of(&mut self, keys: &[u32], values: usize) -> (&[bool], bool) {
+        let this = Some((keys.as_ptr() as usize, keys.len(), values));
+        if self.of != this {
+            self.used.clear();
+            self.used.resize(values, false);
+            self.out_of_range = false;
+            for &k in keys {
+                match self.used.get_mut(k as usize) {
+                    Some(u) => *u = true,
+                    None => self.out_of_range = true,
+                }
+            }
+            self.of = this;
+        }
+        (&self.used, self.out_of_range)
+    }
 }
 
 /// Bits needed for values up to `max` (at least 1: some readers mishandle width 0).

@@ -263,7 +263,7 @@ fn encode_file(
         }
     }
     let (mut start, mut group) = (0, 0);
-    let mut zstd = dict_chunk::Zstd::default();
+    let (mut zstd, mut seen) = (dict_chunk::Zstd::default(), dict_chunk::SeenKeys::default());
     while start < batch.num_rows() {
         let len = group_rows.min(batch.num_rows() - start);
         let mut slots = Vec::with_capacity(field_leaves.len());
@@ -279,7 +279,7 @@ fn encode_file(
                 let encoded = match (d.ids(i, rows.clone())?, d.column(i, rows)?) {
                     (Some(ids), _) => Some(id_chunk::encode(descr, &props, &mut zstd, ids)?),
                     (None, Some((values, keys))) => {
-                        let chunk = dict_chunk::encode(descr, &props, &mut zstd, values, keys)?;
+                        let chunk = dict_chunk::encode(descr, &props, &mut zstd, values, keys, &mut seen)?;
                         if chunk.is_none() {
                             // No row has a value: the Arrow writer writes that (the batch has a placeholder).
                             column = values.gather(keys).map_err(|e| ParquetError::External(Box::new(e)))?;
