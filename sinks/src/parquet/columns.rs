@@ -7,10 +7,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, GenericByteBuilder, Int32Builder, ListBuilder,
-    PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt64Array, UInt64Builder,
+    Array, ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, GenericByteBuilder, ListBuilder, PrimitiveBuilder,
+    StringBuilder, UInt64Array,
 };
-use arrow::datatypes::{ArrowPrimitiveType, ByteArrayType, DataType, Field};
+use arrow::datatypes::{
+    ArrowPrimitiveType, ByteArrayType, DataType, Field, Int32Type, TimestampNanosecondType, UInt64Type,
+};
 use arrow::error::ArrowError;
 use tracelake_model::json::{Identity, JsonContext, event_id};
 use tracelake_model::{Body, Event, flags};
@@ -20,6 +22,7 @@ use super::id_chunk;
 use super::identity::{ID_COLUMNS, IdentityColumns};
 use super::keyed::{KeyedBytes, KeyedStrings};
 use super::lineage::LineageColumns;
+use super::numbers::{optional, optional_array, optional_bool};
 use super::schema::{list_of, ocsf_class_uid, ts_type};
 use super::subject::{SUBJECT_U32, SubjectColumns};
 
@@ -71,10 +74,6 @@ impl<T: Refill> Refill for ListBuilder<T> {
     }
 }
 
-fn ts_builder() -> TimestampNanosecondBuilder {
-    TimestampNanosecondBuilder::new().with_timezone("UTC")
-}
-
 fn wall(ctx: &JsonContext<'_>, ktime_ns: u64) -> i64 {
     i64::try_from(ctx.clock.wall_ns(ktime_ns)).unwrap_or(i64::MAX)
 }
@@ -100,20 +99,50 @@ pub(crate) fn split_args(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     raw.split(|&b| b == 0).filter(move |_| !raw.is_empty())
 }
 
+/// A row's own columns (beside its keyed ones).
+#[derive(Clone, Copy, Debug)]
+struct CommonRow {
+    time: i64,
+    /// `first_time`, `last_time` of a summary.
+    first: i64,
+    last: i64,
+    count: u64,
+    class_uid: i32,
+    flags: u32,
+    summary: bool,
+}
+
+/// A `time`-typed column (UTC nanoseconds) of `rows`, null where `has` does not hold.
+fn timestamps(rows: &[CommonRow], has: impl Fn(&CommonRow) -> bool, value: impl Fn(&CommonRow) -> i64) -> ArrayRef {
+    Arc::new(optional_array::<TimestampNanosecondType, _>(rows, has, value).with_timezone("UTC"))
+}
+
+/// `flags` of `rows`: each row's set flags by name (most rows have none).
+fn flag_lists(rows: &[CommonRow]) -> ArrayRef {
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    for r in rows {
+        if r.flags != 0 {
+            for (bit, name) in flags::NAMES {
+                if r.flags & bit != 0 {
+                    lists.values().append_value(name);
+                }
+            }
+        }
+        lists.append(true);
+    }
+    Arc::new(lists.finish())
+}
+
 /// Columns every event table starts with.
 #[derive(Debug)]
 pub(crate) struct Common {
-    time: TimestampNanosecondBuilder,
+    /// `time`, `class_uid`, `count`, `summary`, `first_time`, `last_time`, `flags`: one plain struct per row,
+    /// the columns built at `finish` (`numbers.rs`).
+    rows: Vec<CommonRow>,
     /// Kept as numbers: formatted at `finish`, or by the Parquet writer (`id_chunk`).
     event_id: Vec<u64>,
     node: KeyedStrings,
     kind: KeyedStrings,
-    class_uid: Int32Builder,
-    count: UInt64Builder,
-    summary: BooleanBuilder,
-    first_time: TimestampNanosecondBuilder,
-    last_time: TimestampNanosecondBuilder,
-    flags: ListBuilder<StringBuilder>,
     ids: IdentityColumns,
     /// `cgroup_id` ... `mntns`.
     subject: SubjectColumns,
@@ -125,16 +154,10 @@ pub(crate) struct Common {
 impl Default for Common {
     fn default() -> Self {
         Common {
-            time: ts_builder(),
+            rows: Vec::new(),
             event_id: Vec::new(),
             node: KeyedStrings::default(),
             kind: KeyedStrings::default(),
-            class_uid: Int32Builder::new(),
-            count: UInt64Builder::new(),
-            summary: BooleanBuilder::new(),
-            first_time: ts_builder(),
-            last_time: ts_builder(),
-            flags: ListBuilder::new(StringBuilder::new()),
             ids: Default::default(),
             subject: SubjectColumns::default(),
             comm: KeyedBytes::default(),
@@ -181,21 +204,19 @@ impl Common {
     pub(crate) fn append(&mut self, ctx: &JsonContext<'_>, ev: &Event<'_>, id: &Identity<'_>) -> usize {
         let s = &ev.subject;
         let mut size = ROW_BYTES;
-        self.time.append_value(wall(ctx, s.ktime_ns));
+        let (first, last) = ev.aggregate.map_or((0, 0), |a| (wall(ctx, a.first_ns), wall(ctx, a.last_ns)));
+        self.rows.push(CommonRow {
+            time: wall(ctx, s.ktime_ns),
+            first,
+            last,
+            count: ev.count,
+            class_uid: ocsf_class_uid(ev.kind),
+            flags: ev.flags,
+            summary: ev.aggregate.is_some(),
+        });
         self.event_id.push(event_id(ctx.node_salt, ev));
         self.node.append(ctx.node);
         self.kind.append(ev.kind.name());
-        self.class_uid.append_value(ocsf_class_uid(ev.kind));
-        self.count.append_value(ev.count);
-        self.summary.append_value(ev.aggregate.is_some());
-        self.first_time.append_option(ev.aggregate.map(|a| wall(ctx, a.first_ns)));
-        self.last_time.append_option(ev.aggregate.map(|a| wall(ctx, a.last_ns)));
-        for (bit, name) in flags::NAMES {
-            if ev.flags & bit != 0 {
-                self.flags.values().append_value(name);
-            }
-        }
-        self.flags.append(true);
         size += self.ids.append(id);
         self.subject.append(s, id.container_id.is_some(), id.partial);
         size += self.comm.append(Some(s.comm()));
@@ -220,7 +241,8 @@ impl Common {
         keyed: Option<&ArrayRef>,
     ) -> Result<Option<Dictionaries>, ArrowError> {
         let rows = self.len();
-        finish(&mut self.time, out);
+        let r = &self.rows;
+        out.push(timestamps(r, |_| true, |c| c.time));
         let numbers = UInt64Array::from(std::mem::replace(&mut self.event_id, Vec::with_capacity(rows)));
         let event_ids = match keyed {
             Some(placeholder) => {
@@ -235,12 +257,13 @@ impl Common {
         // Every builder is emptied even if one fails, so later batches stay aligned.
         let node = self.node.finish(out, keyed);
         let kind = self.kind.finish(out, keyed);
-        finish(&mut self.class_uid, out);
-        finish(&mut self.count, out);
-        finish(&mut self.summary, out);
-        finish(&mut self.first_time, out);
-        finish(&mut self.last_time, out);
-        finish(&mut self.flags, out);
+        out.push(optional::<Int32Type, _>(r, |_| true, |c| c.class_uid));
+        out.push(optional::<UInt64Type, _>(r, |_| true, |c| c.count));
+        out.push(optional_bool(r, |_| true, |c| c.summary));
+        out.push(timestamps(r, |c| c.summary, |c| c.first));
+        out.push(timestamps(r, |c| c.summary, |c| c.last));
+        out.push(flag_lists(r));
+        self.rows.clear();
         let ids = self.ids.finish(out, keyed);
         let subject = self.subject.finish(out, keyed.is_some());
         let comm = self.comm.finish(out, keyed);
@@ -255,6 +278,6 @@ impl Common {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.event_id.len()
+        self.rows.len()
     }
 }

@@ -15,8 +15,17 @@ pub(crate) fn optional<T: ArrowPrimitiveType, R>(
     has: impl Fn(&R) -> bool,
     value: impl Fn(&R) -> T::Native,
 ) -> ArrayRef {
+    Arc::new(optional_array::<T, R>(rows, has, value))
+}
+
+/// As `optional`, typed (a timestamp then takes its time zone).
+pub(crate) fn optional_array<T: ArrowPrimitiveType, R>(
+    rows: &[R],
+    has: impl Fn(&R) -> bool,
+    value: impl Fn(&R) -> T::Native,
+) -> PrimitiveArray<T> {
     let values: ScalarBuffer<T::Native> = rows.iter().map(value).collect();
-    Arc::new(PrimitiveArray::<T>::new(values, validity(rows, has)))
+    PrimitiveArray::<T>::new(values, validity(rows, has))
 }
 
 /// As `optional`, for a boolean column.
