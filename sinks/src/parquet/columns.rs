@@ -134,7 +134,7 @@ fn flag_lists(rows: &[CommonRow]) -> ArrayRef {
 }
 
 /// Columns every event table starts with.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Common {
     /// `time`, `class_uid`, `count`, `summary`, `first_time`, `last_time`, `flags`: one plain struct per row,
     /// the columns built at `finish` (`numbers.rs`).
@@ -149,22 +149,6 @@ pub(crate) struct Common {
     comm: KeyedBytes,
     exe: KeyedBytes,
     lineage: LineageColumns,
-}
-
-impl Default for Common {
-    fn default() -> Self {
-        Common {
-            rows: Vec::new(),
-            event_id: Vec::new(),
-            node: KeyedStrings::default(),
-            kind: KeyedStrings::default(),
-            ids: Default::default(),
-            subject: SubjectColumns::default(),
-            comm: KeyedBytes::default(),
-            exe: KeyedBytes::default(),
-            lineage: LineageColumns::default(),
-        }
-    }
 }
 
 impl Common {

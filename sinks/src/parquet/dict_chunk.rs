@@ -29,7 +29,7 @@ use ::parquet::file::metadata::{ColumnChunkMetaData, ColumnIndexBuilder, OffsetI
 use ::parquet::file::properties::WriterProperties;
 use ::parquet::file::statistics::Statistics;
 use ::parquet::file::writer::{SerializedPageWriter, TrackedWrite};
-use ::parquet::schema::types::ColumnDescPtr;
+use ::parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
@@ -314,6 +314,27 @@ pub(crate) fn encode(
     // One value on every row (a node, a namespace, an image): each page is one run of index 0.
     let constant = dense && dict.sorted.len() == 1;
     let page_rows = props.data_page_row_count_limit().clamp(1, 1 << 20);
+    let bounds_of = |lo: u32, hi: u32| {
+        let (lo, hi) = (plain(dict.sorted[lo as usize]), plain(dict.sorted[hi as usize]));
+        match physical {
+            PhysicalType::BYTE_ARRAY => {
+                let cut = props.column_index_truncate_length();
+                (truncated_min(lo, cut).0, truncated_max(hi, cut).0)
+            }
+            _ => (lo, hi),
+        }
+    };
+    // A column of the same key group whose keys map to the same indices as the last one's (`pod`,
+    // `container_id`, `pod_uid`: one value per identity, sorting alike) has the same index pages, compressed
+    // once.
+    if dense && let Some(same) = seen.pages_like(&dict.remap, max_def) {
+        for p in same {
+            let bounds = Some(bounds_of(p.lo, p.hi));
+            pages.data_compressed(p.buf.clone(), p.raw_len, Encoding::RLE_DICTIONARY, (p.rows, p.rows, 0), bounds)?;
+        }
+        return close(pages, descr, props, &path, &dict, physical, plain).map(Some);
+    }
+    let mut kept = Vec::new();
     let mut ids = Vec::with_capacity(page_rows.min(keys.len()));
     let (mut defs, mut reps) = (Vec::with_capacity(page_rows.min(keys.len())), Vec::new());
     for rows in keys.chunks(page_rows) {
@@ -378,20 +399,29 @@ pub(crate) fn encode(
             // One pass that vectorizes, where `min` and `max` of an iterator were two that did not.
             ids.iter().fold((u32::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)))
         };
-        let bounds = (present > 0).then(|| {
-            let (lo, hi) = (plain(dict.sorted[lo as usize]), plain(dict.sorted[hi as usize]));
-            match physical {
-                PhysicalType::BYTE_ARRAY => {
-                    let cut = props.column_index_truncate_length();
-                    (truncated_min(lo, cut).0, truncated_max(hi, cut).0)
-                }
-                _ => (lo, hi),
-            }
-        });
-        pages.data(&scratch, Encoding::RLE_DICTIONARY, (rows.len(), levels, nulls), bounds)?;
+        let bounds = (present > 0).then(|| bounds_of(lo, hi));
+        let buf = pages.data(&scratch, Encoding::RLE_DICTIONARY, (rows.len(), levels, nulls), bounds)?;
+        if dense {
+            kept.push(SeenPage { buf, raw_len: scratch.len(), rows: rows.len(), lo, hi });
+        }
     }
+    if dense {
+        seen.keep_pages(dict.remap.clone(), max_def, kept);
+    }
+    close(pages, descr, props, &path, &dict, physical, plain).map(Some)
+}
 
-    let bloom_filter = match props.bloom_filter_properties(&path) {
+/// The chunk's bloom filter and statistics, and its bytes and metadata.
+fn close(
+    pages: Pages<'_>,
+    descr: ColumnDescPtr,
+    props: &WriterProperties,
+    path: &ColumnPath,
+    dict: &Dict<'_>,
+    physical: PhysicalType,
+    plain: impl Fn(&[u8]) -> Vec<u8>,
+) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+    let bloom_filter = match props.bloom_filter_properties(path) {
         Some(bp) => {
             let mut sbbf = Sbbf::new_with_ndv_fpp(dict.sorted.len() as u64, bp.fpp())?;
             for v in &dict.sorted {
@@ -425,7 +455,7 @@ pub(crate) fn encode(
         }
     };
     let encodings = vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY];
-    pages.close(descr, encodings, stats, bloom_filter).map(Some)
+    pages.close(descr, encodings, stats, bloom_filter)
 }
 
 /// A column chunk written page by page (zstd-compressed), with its offset index and column index: the
@@ -477,6 +507,10 @@ impl<'z> Pages<'z> {
     /// Compresses `raw` into the page `page` makes of it and writes it; returns its offset.
     fn write(&mut self, raw: &[u8], page: impl FnOnce(Bytes) -> Page) -> Result<i64, ParquetError> {
         let page = compress(self.zstd, raw, page)?;
+        self.put(page)
+    }
+
+    fn put(&mut self, page: CompressedPage) -> Result<i64, ParquetError> {
         let dictionary = page.page_type() == ::parquet::basic::PageType::DICTIONARY_PAGE;
         let spec = SerializedPageWriter::new(&mut self.sink).write_page(page)?;
         self.compressed += spec.compressed_size as u64;
@@ -499,15 +533,30 @@ impl<'z> Pages<'z> {
         encoding: Encoding,
         (rows, levels, nulls): (usize, usize, u64),
         bounds: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Bytes, ParquetError> {
+        let buf = Bytes::from(self.zstd.compress(raw).map_err(|e| ParquetError::External(Box::new(e)))?);
+        self.data_compressed(buf.clone(), raw.len(), encoding, (rows, levels, nulls), bounds)?;
+        Ok(buf)
+    }
+
+    /// As `data`, compressed already (`buf`, of `raw_len` bytes uncompressed).
+    pub(crate) fn data_compressed(
+        &mut self,
+        buf: Bytes,
+        raw_len: usize,
+        encoding: Encoding,
+        (rows, levels, nulls): (usize, usize, u64),
+        bounds: Option<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), ParquetError> {
-        self.write(raw, |buf| Page::DataPage {
+        let page = Page::DataPage {
             buf,
             num_values: levels as u32,
             encoding,
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,
             statistics: None,
-        })?;
+        };
+        self.put(CompressedPage::new(page, raw_len))?;
         self.offset_index.append_row_count(rows as i64);
         match bounds {
             Some((lo, hi)) => self.column_index.append(false, lo, hi, nulls as i64),
@@ -692,6 +741,19 @@ pub(crate) struct SeenKeys {
     used: Vec<bool>,
     /// A key past the values: a bug of the batch builder, whose rows stay null rather than panic.
     out_of_range: bool,
+    /// The data pages of the last dense column of these keys: its keys' indices, maximum definition level
+    /// and pages.
+    pages: Option<(Vec<u32>, u32, Vec<SeenPage>)>,
+}
+
+/// A data page of a dense column, compressed: all a column with the same indices needs.
+struct SeenPage {
+    buf: Bytes,
+    raw_len: usize,
+    rows: usize,
+    /// The page's smallest and largest index.
+    lo: u32,
+    hi: u32,
 }
 
 impl SeenKeys {
@@ -708,8 +770,21 @@ impl SeenKeys {
                 }
             }
             self.of = this;
+            self.pages = None;
         }
         (&self.used, self.out_of_range)
+    }
+
+    /// The pages of the last dense column of these keys, when `remap` gives its keys the same indices.
+    fn pages_like(&self, remap: &[u32], max_def: u32) -> Option<&[SeenPage]> {
+        match &self.pages {
+            Some((r, d, pages)) if r.as_slice() == remap && *d == max_def => Some(pages),
+            _ => None,
+        }
+    }
+
+    fn keep_pages(&mut self, remap: Vec<u32>, max_def: u32, pages: Vec<SeenPage>) {
+        self.pages = Some((remap, max_def, pages));
     }
 }
 

@@ -31,20 +31,20 @@ struct Keys {
 struct Distinct {
     data: Vec<u8>,
     /// Per value: its bytes' range in `data`.
-    spans: Vec<Option<(u32, u32)>>,
+    spans: Vec<Option<(usize, usize)>>,
 }
 
 impl Distinct {
     fn get(&self, k: u32) -> Option<&[u8]> {
         let (a, b) = self.spans.get(k as usize).copied().flatten()?;
-        Some(self.data.get(a as usize..b as usize).unwrap_or_default())
+        Some(self.data.get(a..b).unwrap_or_default())
     }
 
     fn push(&mut self, v: Option<&[u8]>) -> u32 {
         let span = v.map(|v| {
-            let start = self.data.len() as u32;
+            let start = self.data.len();
             self.data.extend_from_slice(v);
-            (start, self.data.len() as u32)
+            (start, self.data.len())
         });
         self.spans.push(span);
         self.spans.len() as u32 - 1

@@ -269,7 +269,10 @@ impl LakeSink {
                 } else {
                     // A retry writes it without its dictionaries: its keyed columns are placeholders until
                     // gathered.
-                    let batch = dicts.map_or_else(|| batch.clone(), |d| d.materialize(&batch, 0));
+                    let batch = match dicts {
+                        Some(d) => d.materialize(&batch, 0),
+                        None => batch,
+                    };
                     self.keep(table, batch);
                 }
             }
