@@ -324,9 +324,9 @@ pub(crate) fn encode(
             _ => (lo, hi),
         }
     };
-    // A column of the same key group whose keys map to the same indices as the last one's (`pod`,
-    // `container_id`, `pod_uid`: one value per identity, sorting alike) has the same index pages, compressed
-    // once.
+    // A column of the same key group whose keys map to the same indices as the last one's has the same index
+    // pages, compressed once: `tid` beside `pid` (a process's main thread), identity columns whose values
+    // sort alike.
     if dense && let Some(same) = seen.pages_like(&dict.remap, max_def) {
         for p in same {
             let bounds = Some(bounds_of(p.lo, p.hi));
