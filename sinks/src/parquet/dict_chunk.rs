@@ -411,6 +411,46 @@ pub(crate) fn encode(
     close(pages, descr, props, &path, &dict, physical, plain).map(Some)
 }
 
+/// The chunk of a flat optional column none of whose `rows` rows has a value (`first_time` beside events
+/// that are not summaries, `*_raw` beside UTF-8, `child_pid` beside execs: most files have a dozen): pages
+/// of definition levels that are one run of 0, no values. The Arrow writer computed a level per row and
+/// column for them.
+pub(crate) fn nulls(
+    descr: ColumnDescPtr,
+    props: &WriterProperties,
+    zstd: &mut Zstd,
+    rows: usize,
+) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+    let path = descr.path().clone();
+    if descr.max_rep_level() != 0 || descr.max_def_level() != 1 {
+        return Err(ParquetError::General(format!("{path}: not a flat optional column")));
+    }
+    let mut pages = Pages::new(&descr, props, zstd)?;
+    let page_rows = props.data_page_row_count_limit().clamp(1, 1 << 20);
+    let mut raw = Vec::new();
+    let mut left = rows;
+    while left > 0 {
+        let n = left.min(page_rows);
+        raw.clear();
+        constant_levels(n, 0, &mut raw);
+        pages.data(&raw, Encoding::PLAIN, (n, n, n as u64), None)?;
+        left -= n;
+    }
+    let bloom_filter = match props.bloom_filter_properties(&path) {
+        Some(bp) => Some(Sbbf::new_with_ndv_fpp(bp.ndv(), bp.fpp())?),
+        None => None,
+    };
+    let nulls = Some(rows as u64);
+    let stats = match descr.physical_type() {
+        PhysicalType::BOOLEAN => Statistics::boolean(None, None, None, nulls, false),
+        PhysicalType::INT32 => Statistics::int32(None, None, None, nulls, false),
+        PhysicalType::INT64 => Statistics::int64(None, None, None, nulls, false),
+        PhysicalType::BYTE_ARRAY => Statistics::byte_array(None, None, None, nulls, false),
+        other => return Err(ParquetError::General(format!("{path}: no null chunks of {other}"))),
+    };
+    pages.close(descr, vec![Encoding::PLAIN, Encoding::RLE], stats, bloom_filter)
+}
+
 /// The chunk's bloom filter and statistics, and its bytes and metadata.
 fn close(
     pages: Pages<'_>,

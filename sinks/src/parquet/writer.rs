@@ -19,7 +19,7 @@ use ::parquet::file::writer::SerializedFileWriter;
 use ::parquet::schema::types::ColumnPath;
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray, UInt32Array};
 use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
-use arrow::datatypes::{FieldRef, Schema};
+use arrow::datatypes::{DataType, FieldRef, Schema};
 use arrow::error::ArrowError;
 use bytes::Bytes;
 
@@ -215,7 +215,12 @@ impl LakeWriter {
     }
 }
 
-/// One column of a row group: encoded from a dictionary, or left to the Arrow writer.
+fn field_type(schema: &Schema, i: usize) -> Option<&DataType> {
+    schema.fields().get(i).map(|f| f.data_type())
+}
+
+/// One column of a row group: encoded here (from a dictionary, ids, or all nulls), or left to the Arrow
+/// writer.
 enum Chunk {
     Keyed(Bytes, Box<ColumnCloseResult>),
     Arrow(ArrayRef),
@@ -292,6 +297,14 @@ fn encode_file(
                     slots.push(Chunk::Keyed(bytes, Box::new(close)));
                     continue;
                 }
+            }
+            let flat = field_leaves[i] == 1 && !matches!(field_type(&schema, i), Some(DataType::List(_)));
+            if flat && len > 0 && column.null_count() == len {
+                let descr = leaves.get(first_leaf).cloned();
+                let descr = descr.ok_or_else(|| ParquetError::General(format!("no leaf for column {i}")))?;
+                let (bytes, close) = dict_chunk::nulls(descr, &props, &mut zstd, len)?;
+                slots.push(Chunk::Keyed(bytes, Box::new(close)));
+                continue;
             }
             slots.push(Chunk::Arrow(column));
         }

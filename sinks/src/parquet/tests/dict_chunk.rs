@@ -444,3 +444,72 @@ fn long_values_are_cut_in_statistics_as_the_arrow_writer_cuts_them() {
         }
     }
 }
+
+/// Columns without a value in a file (`child_pid` beside execs, `*_raw` beside UTF-8, the addresses of unix
+/// sockets) are written as runs of null levels: they read back null, with the statistics, page index and bloom
+/// filters parquet-rs's own writer gives them.
+#[test]
+fn columns_without_a_value_read_back_null_as_the_arrow_writer_writes_them() {
+    let mut b = BatchBuilder::for_event_table(Table::NetworkActivity);
+    let c = ctx(1_709_208_000_000_000_000);
+    for i in 0..3000u64 {
+        let mut ev = event_of(Kind::NetConnect, i * 1000, 7);
+        let local = Endpoint { addr: [0; 16], port: 0 };
+        ev.body =
+            OwnedBody::Net { ret: 0, family: 1, protocol: 0, local, remote: local, bytes_sent: 0, bytes_received: 0 };
+        ev.strings[0] = format!("/run/app-{}.sock", i % 3).into_bytes();
+        b.append(&c, &ev.as_event(), &Identity::default());
+    }
+    let (batch, dicts) = b.finish_keyed(true).unwrap();
+    let batch = dicts.unwrap().materialize(&batch, 0);
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let c = LakeConfig { row_group_rows: 1000, ..cfg(ours.path()) };
+    LakeWriter::new(&c).unwrap().write(Table::NetworkActivity, &batch).unwrap();
+    let ours = files_under(ours.path()).into_iter().find(|p| p.extension().is_some_and(|e| e == "parquet")).unwrap();
+    let theirs = theirs.path().join("arrow-writer.parquet");
+    let props = ::parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1000))
+        .set_statistics_enabled(::parquet::file::properties::EnabledStatistics::Page)
+        .set_bloom_filter_enabled(true)
+        .build();
+    let mut w =
+        ::parquet::arrow::ArrowWriter::try_new(File::create(&theirs).unwrap(), batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let ((ob, om), (_, tm)) = (read(&ours), read(&theirs));
+    assert_eq!(ob.columns(), batch.columns(), "rows differ");
+    let opts = ReadOptionsBuilder::new()
+        .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
+        .build();
+    let file = SerializedFileReader::new_with_options(File::open(&ours).unwrap(), opts).unwrap();
+    let mut checked = Vec::new();
+    for (col, field) in batch.schema().fields().iter().enumerate() {
+        if batch.column(col).null_count() != batch.num_rows()
+            || matches!(field.data_type(), arrow::datatypes::DataType::List(_))
+        {
+            continue;
+        }
+        checked.push(field.name().clone());
+        for rg in 0..om.num_row_groups() {
+            let stats = |m: &ParquetMetaData| {
+                let s = m.row_group(rg).column(col).statistics().unwrap().clone();
+                (s.null_count_opt(), s.min_bytes_opt().is_some(), s.max_bytes_opt().is_some())
+            };
+            assert_eq!(stats(&om), stats(&tm), "{} statistics", field.name());
+            let nulls = |m: &ParquetMetaData| {
+                let index = &m.column_index().unwrap()[rg][col];
+                (0..index.num_pages())
+                    .map(|p| (index.is_null_page(p as usize), index.null_count(p as usize)))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(nulls(&om), nulls(&tm), "{} page index", field.name());
+            if Table::NetworkActivity.bloom_columns().contains(&field.name().as_str()) {
+                let bloom = file.get_row_group(rg).unwrap().get_column_bloom_filter(col).cloned();
+                assert!(bloom.is_some_and(|b| !b.check(&b"10.0.0.1"[..])), "{}: an empty bloom filter", field.name());
+            }
+        }
+    }
+    for name in ["local_ip", "remote_ip", "unix_path_raw", "bytes_sent", "first_time", "comm_raw"] {
+        assert!(checked.iter().any(|c| c == name), "{name} has values: {checked:?}");
+    }
+}
