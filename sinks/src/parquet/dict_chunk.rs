@@ -420,11 +420,20 @@ pub(crate) fn nulls(
     props: &WriterProperties,
     zstd: &mut Zstd,
     rows: usize,
-) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+) -> Result<Option<(Bytes, ColumnCloseResult)>, ParquetError> {
     let path = descr.path().clone();
-    if descr.max_rep_level() != 0 || descr.max_def_level() != 1 {
-        return Err(ParquetError::General(format!("{path}: not a flat optional column")));
-    }
+    let nulls = Some(rows as u64);
+    // Other shapes and types (none in the lake's tables) are left to the Arrow writer.
+    let stats = match descr.physical_type() {
+        _ if descr.max_rep_level() != 0 || descr.max_def_level() != 1 => return Ok(None),
+        PhysicalType::BOOLEAN => Statistics::boolean(None, None, None, nulls, false),
+        PhysicalType::INT32 => Statistics::int32(None, None, None, nulls, false),
+        PhysicalType::INT64 => Statistics::int64(None, None, None, nulls, false),
+        PhysicalType::BYTE_ARRAY => Statistics::byte_array(None, None, None, nulls, false),
+        PhysicalType::INT96 | PhysicalType::FLOAT | PhysicalType::DOUBLE | PhysicalType::FIXED_LEN_BYTE_ARRAY => {
+            return Ok(None);
+        }
+    };
     let mut pages = Pages::new(&descr, props, zstd)?;
     let page_rows = props.data_page_row_count_limit().clamp(1, 1 << 20);
     let mut raw = Vec::new();
@@ -440,15 +449,7 @@ pub(crate) fn nulls(
         Some(bp) => Some(Sbbf::new_with_ndv_fpp(bp.ndv(), bp.fpp())?),
         None => None,
     };
-    let nulls = Some(rows as u64);
-    let stats = match descr.physical_type() {
-        PhysicalType::BOOLEAN => Statistics::boolean(None, None, None, nulls, false),
-        PhysicalType::INT32 => Statistics::int32(None, None, None, nulls, false),
-        PhysicalType::INT64 => Statistics::int64(None, None, None, nulls, false),
-        PhysicalType::BYTE_ARRAY => Statistics::byte_array(None, None, None, nulls, false),
-        other => return Err(ParquetError::General(format!("{path}: no null chunks of {other}"))),
-    };
-    pages.close(descr, vec![Encoding::PLAIN, Encoding::RLE], stats, bloom_filter)
+    pages.close(descr, vec![Encoding::PLAIN, Encoding::RLE], stats, bloom_filter).map(Some)
 }
 
 /// The chunk's bloom filter and statistics, and its bytes and metadata.

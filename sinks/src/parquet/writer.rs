@@ -302,9 +302,10 @@ fn encode_file(
             if flat && len > 0 && column.null_count() == len {
                 let descr = leaves.get(first_leaf).cloned();
                 let descr = descr.ok_or_else(|| ParquetError::General(format!("no leaf for column {i}")))?;
-                let (bytes, close) = dict_chunk::nulls(descr, &props, &mut zstd, len)?;
-                slots.push(Chunk::Encoded(bytes, Box::new(close)));
-                continue;
+                if let Some((bytes, close)) = dict_chunk::nulls(descr, &props, &mut zstd, len)? {
+                    slots.push(Chunk::Encoded(bytes, Box::new(close)));
+                    continue;
+                }
             }
             slots.push(Chunk::Arrow(column));
         }
