@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringBuilder};
 use bytes::Bytes;
 
-use super::dict_chunk::{Pages, Zstd, uleb128};
+use super::pages::{Pages, Zstd, uleb128};
 
 /// `v` as 16 lower-case hex digits.
 pub(crate) fn hex16(v: u64) -> [u8; 16] {

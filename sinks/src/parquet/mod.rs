@@ -15,6 +15,7 @@ mod lineage;
 pub mod maintain;
 mod numbers;
 mod ownership;
+mod pages;
 mod schema;
 mod sink;
 mod subject;

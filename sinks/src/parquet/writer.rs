@@ -26,6 +26,7 @@ use bytes::Bytes;
 use super::LakeConfig;
 use super::dict_chunk::{self, Dictionaries};
 use super::id_chunk;
+use super::pages;
 use super::schema::Table;
 
 /// Why the lake could not write or maintain files.
@@ -268,7 +269,7 @@ fn encode_file(
         }
     }
     let (mut start, mut group) = (0, 0);
-    let (mut zstd, mut seen) = (dict_chunk::Zstd::default(), dict_chunk::SeenKeys::default());
+    let (mut zstd, mut seen) = (pages::Zstd::default(), dict_chunk::SeenKeys::default());
     while start < batch.num_rows() {
         let len = group_rows.min(batch.num_rows() - start);
         let mut slots = Vec::with_capacity(field_leaves.len());
@@ -302,7 +303,7 @@ fn encode_file(
             if flat && len > 0 && column.null_count() == len {
                 let descr = leaves.get(first_leaf).cloned();
                 let descr = descr.ok_or_else(|| ParquetError::General(format!("no leaf for column {i}")))?;
-                if let Some((bytes, close)) = dict_chunk::nulls(descr, &props, &mut zstd, len)? {
+                if let Some((bytes, close)) = pages::nulls(descr, &props, &mut zstd, len)? {
                     slots.push(Chunk::Encoded(bytes, Box::new(close)));
                     continue;
                 }
