@@ -149,8 +149,8 @@ impl ProcessCols {
     }
 
     fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
-        groups.args(&mut self.argv, out);
-        groups.bytes(&mut self.cwd, out);
+        groups.finish(&mut self.argv, out);
+        groups.finish(&mut self.cwd, out);
         let r = &self.numbers;
         let (exe, fork, exit) = (
             ProcNumbers::has(ProcNumbers::EXE),
@@ -272,8 +272,8 @@ impl FileCols {
         let r = &self.numbers;
         let has = FileNumbers::has;
         out.push(optional::<Int64Type, _>(r, has(FileNumbers::RET), |n| n.ret));
-        groups.bytes(&mut self.path, out);
-        groups.bytes(&mut self.path2, out);
+        groups.finish(&mut self.path, out);
+        groups.finish(&mut self.path2, out);
         out.push(optional::<UInt64Type, _>(r, has(FileNumbers::INODE), |n| n.ino));
         out.push(optional::<UInt32Type, _>(r, has(FileNumbers::INODE), |n| n.dev));
         for bit in [FileNumbers::OPEN_FLAGS, FileNumbers::RENAME_FLAGS, FileNumbers::UNLINK_FLAGS] {
@@ -430,13 +430,13 @@ impl NetCols {
         let r = &self.numbers;
         let has = NetNumbers::has;
         out.push(optional::<Int64Type, _>(r, has(NetNumbers::RET), |n| n.ret));
-        groups.strings(&mut self.family, out);
-        groups.strings(&mut self.protocol, out);
-        groups.strings(&mut self.local_ip, out);
+        groups.finish(&mut self.family, out);
+        groups.finish(&mut self.protocol, out);
+        groups.finish(&mut self.local_ip, out);
         out.push(optional::<UInt16Type, _>(r, has(NetNumbers::PORTS), |n| n.local_port));
-        groups.strings(&mut self.remote_ip, out);
+        groups.finish(&mut self.remote_ip, out);
         out.push(optional::<UInt16Type, _>(r, has(NetNumbers::PORTS), |n| n.remote_port));
-        groups.bytes(&mut self.unix_path, out);
+        groups.finish(&mut self.unix_path, out);
         out.push(optional::<UInt64Type, _>(r, has(NetNumbers::BYTES), |n| n.bytes_sent));
         out.push(optional::<UInt64Type, _>(r, has(NetNumbers::BYTES), |n| n.bytes_received));
         self.numbers.clear();
@@ -564,7 +564,7 @@ impl KernelCols {
         finish(&mut self.ret, out);
         finish(&mut self.syscall_args, out);
         for b in &mut self.strings {
-            groups.bytes(b, out);
+            groups.finish(b, out);
         }
         for b in &mut self.numbers {
             finish(b, out);

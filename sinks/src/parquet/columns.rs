@@ -3,7 +3,7 @@
 //! the builders' buffers only: nothing is allocated per event beyond their
 //! amortised growth.
 
-use std::fmt::Write as _;
+use std::fmt::Write;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -20,7 +20,7 @@ use tracelake_model::{Body, Event, flags};
 use super::dict_chunk::Dictionaries;
 use super::id_chunk;
 use super::identity::{ID_COLUMNS, IdentityColumns};
-use super::keyed::{KeyedBytes, KeyedStrings};
+use super::keyed::{KeyedBytes, KeyedColumn, KeyedStrings};
 use super::lineage::LineageColumns;
 use super::numbers::{optional, optional_array, optional_bool};
 use super::schema::{list_of, ocsf_class_uid, ts_type};
@@ -78,8 +78,8 @@ fn wall(ctx: &JsonContext<'_>, ktime_ns: u64) -> i64 {
     i64::try_from(ctx.clock.wall_ns(ktime_ns)).unwrap_or(i64::MAX)
 }
 
-/// Writes `v` into the builder's current value, invalid UTF-8 as U+FFFD.
-pub(crate) fn lossy_into(b: &mut StringBuilder, v: &[u8]) {
+/// Writes `v` into `b` (a builder's current value, a string), invalid UTF-8 as U+FFFD.
+pub(crate) fn lossy_into(b: &mut impl Write, v: &[u8]) {
     // Almost always valid: one check, one copy.
     if let Ok(s) = std::str::from_utf8(v) {
         let _ = b.write_str(s);
@@ -90,6 +90,17 @@ pub(crate) fn lossy_into(b: &mut StringBuilder, v: &[u8]) {
         if !chunk.invalid().is_empty() {
             let _ = b.write_char('\u{fffd}');
         }
+    }
+}
+
+/// An argv (NUL-separated) as a command line: its arguments joined by spaces, invalid UTF-8 as U+FFFD
+/// (`cmdline`, `parent_cmdline`).
+pub(crate) fn cmdline_into(b: &mut impl Write, argv: &[u8]) {
+    for (i, arg) in split_args(argv).enumerate() {
+        if i > 0 {
+            let _ = b.write_char(' ');
+        }
+        lossy_into(b, arg);
     }
 }
 

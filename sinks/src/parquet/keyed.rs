@@ -4,14 +4,13 @@
 //! Parquet writer encodes the column from the keys (`dict_chunk`) instead of hashing every value into its
 //! dictionary again.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BinaryBuilder, ListBuilder, StringArray, StringBuilder, UInt32Array};
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 
-use super::columns::{finish, lossy_into, split_args};
+use super::columns::{cmdline_into, finish, lossy_into, split_args};
 use super::dict_chunk::{KeyGroup, Values, empty_lists};
 use super::identity::gather;
 use crate::hash::{FingerprintIndex, content_fingerprint};
@@ -120,13 +119,11 @@ impl KeyedStrings {
     pub(crate) fn append_option(&mut self, v: Option<&str>) {
         self.0.append(v.map(str::as_bytes));
     }
+}
 
+impl KeyedColumn for KeyedStrings {
     /// The column of the rows appended so far, or with `keyed` its placeholder and the keys.
-    pub(crate) fn finish(
-        &mut self,
-        out: &mut Vec<ArrayRef>,
-        keyed: Option<&ArrayRef>,
-    ) -> Result<Option<KeyGroup>, ArrowError> {
+    fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: Option<&ArrayRef>) -> Result<Option<KeyGroup>, ArrowError> {
         self.0.finish(out, keyed)
     }
 }
@@ -165,13 +162,11 @@ impl KeyedBytes {
             }
         }
     }
+}
 
+impl KeyedColumn for KeyedBytes {
     /// `<name>` (or with `keyed` its placeholder and the keys) and `<name>_raw`.
-    pub(crate) fn finish(
-        &mut self,
-        out: &mut Vec<ArrayRef>,
-        keyed: Option<&ArrayRef>,
-    ) -> Result<Option<KeyGroup>, ArrowError> {
+    fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: Option<&ArrayRef>) -> Result<Option<KeyGroup>, ArrowError> {
         let text = self.text.finish(out, keyed);
         self.utf8.clear();
         finish(&mut self.raw, out);
@@ -204,13 +199,11 @@ impl KeyedArgs {
         }
         3 * v.map_or(0, <[u8]>::len)
     }
+}
 
+impl KeyedColumn for KeyedArgs {
     /// `cmdline`, `args` (or with `keyed` their placeholders and the keys) and `args_raw`; starts over empty.
-    pub(crate) fn finish(
-        &mut self,
-        out: &mut Vec<ArrayRef>,
-        keyed: Option<&ArrayRef>,
-    ) -> Result<Option<KeyGroup>, ArrowError> {
+    fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: Option<&ArrayRef>) -> Result<Option<KeyGroup>, ArrowError> {
         let first = out.len();
         let keys = self.argv.take_keys();
         let d = &self.argv.distinct;
@@ -222,11 +215,8 @@ impl KeyedArgs {
                 args.append(false);
                 continue;
             };
-            for (i, arg) in split_args(raw).enumerate() {
-                if i > 0 {
-                    let _ = cmdline.write_char(' ');
-                }
-                lossy_into(&mut cmdline, arg);
+            cmdline_into(&mut cmdline, raw);
+            for arg in split_args(raw) {
                 let item = args.values();
                 lossy_into(item, arg);
                 item.append_value("");
@@ -256,6 +246,13 @@ impl KeyedArgs {
     }
 }
 
+/// A column (or columns) held as keys into distinct values until `finish`.
+pub(crate) trait KeyedColumn {
+    /// Its columns (with `keyed`, placeholders, and the key group the writer encodes them from); starts over
+    /// empty.
+    fn finish(&mut self, out: &mut Vec<ArrayRef>, keyed: Option<&ArrayRef>) -> Result<Option<KeyGroup>, ArrowError>;
+}
+
 /// Finishes keyed columns one after another, collecting their key groups (with `keyed`) and the first error:
 /// every column is emptied even after one fails, so later batches stay aligned.
 pub(crate) struct Groups<'p> {
@@ -269,17 +266,8 @@ impl<'p> Groups<'p> {
         Groups { keyed, groups: Vec::new(), error: None }
     }
 
-    pub(crate) fn strings(&mut self, column: &mut KeyedStrings, out: &mut Vec<ArrayRef>) {
-        let r = column.finish(out, self.keyed);
-        self.add(r);
-    }
-
-    pub(crate) fn args(&mut self, column: &mut KeyedArgs, out: &mut Vec<ArrayRef>) {
-        let r = column.finish(out, self.keyed);
-        self.add(r);
-    }
-
-    pub(crate) fn bytes(&mut self, column: &mut KeyedBytes, out: &mut Vec<ArrayRef>) {
+    /// Finishes `column` into `out`, keeping its key group.
+    pub(crate) fn finish(&mut self, column: &mut impl KeyedColumn, out: &mut Vec<ArrayRef>) {
         let r = column.finish(out, self.keyed);
         self.add(r);
     }
@@ -308,7 +296,7 @@ mod tests {
 
     use arrow::array::{Array, AsArray, RecordBatch};
 
-    use super::{KeyedBytes, KeyedStrings};
+    use super::{KeyedBytes, KeyedColumn, KeyedStrings};
     use crate::parquet::dict_chunk::{Dictionaries, placeholder};
 
     #[test]

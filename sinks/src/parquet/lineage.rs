@@ -9,7 +9,7 @@ use arrow::array::{Array, ArrayRef, ListBuilder, StringArray, StringBuilder, UIn
 use arrow::error::ArrowError;
 use tracelake_model::json::{Ancestor, Identity};
 
-use super::columns::split_args;
+use super::columns::cmdline_into;
 use super::dict_chunk::{KeyGroup, Values, empty_lists};
 use super::identity::gather;
 use crate::hash::{FingerprintIndex, address_fingerprint, mix};
@@ -127,12 +127,7 @@ impl Lineages {
         let len = self.ancestors.len() as u32 - first;
         let parent = ancestors[0].map(|p| {
             let start = self.text.len();
-            for (i, arg) in split_args(p.args).enumerate() {
-                if i > 0 {
-                    self.text.push(' ');
-                }
-                self.text.push_str(&String::from_utf8_lossy(arg));
-            }
+            cmdline_into(&mut self.text, p.args);
             (self.ancestors[first as usize].exe, Span::of(start, self.text.len() - start))
         });
         self.entries.push(Entry { parent, first, len });

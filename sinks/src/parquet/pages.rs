@@ -213,9 +213,9 @@ fn compress(
 }
 
 /// The chunk of a flat optional column none of whose `rows` rows has a value (`first_time` beside events
-/// that are not summaries, `*_raw` beside UTF-8, `child_pid` beside execs: most files have a dozen): pages
-/// of definition levels that are one run of 0, no values. The Arrow writer computed a level per row and
-/// column for them.
+/// that are not summaries, `*_raw` beside UTF-8, `child_pid` beside execs: 11 columns of the bench's process
+/// files): pages of definition levels that are one run of 0, no values, in place of a level per row through
+/// the Arrow writer.
 pub(crate) fn nulls(
     descr: ColumnDescPtr,
     props: &WriterProperties,
