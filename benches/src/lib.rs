@@ -4,4 +4,5 @@
 //! lay them out, so the decode benchmark measures the reader on realistic
 //! input without a kernel. The overhead harness is `src/bin/overhead.rs`.
 
+pub mod lake;
 pub mod records;

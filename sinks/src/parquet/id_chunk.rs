@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringBuilder};
 use bytes::Bytes;
 
-use super::pages::{Pages, Zstd, uleb128};
+use super::pages::{Pages, Zstd, zero_deltas};
 
 /// `v` as 16 lower-case hex digits.
 pub(crate) fn hex16(v: u64) -> [u8; 16] {
@@ -59,7 +59,8 @@ pub(crate) fn encode(
     let mut raw = Vec::with_capacity(page_rows.min(ids.len()) * 16 + 64);
     for page in ids.chunks(page_rows) {
         raw.clear();
-        constant_lengths(16, page.len(), &mut raw);
+        // Every length is 16: a constant run of lengths.
+        zero_deltas(16, page.len(), &mut raw);
         for &id in page {
             raw.extend_from_slice(&hex16(id));
         }
@@ -81,18 +82,4 @@ pub(crate) fn encode(
     let (lo, hi) = (hex16(min).to_vec(), hex16(max).to_vec());
     let stats = Statistics::byte_array(Some(lo.into()), Some(hi.into()), None, Some(0), false);
     pages.close(descr, vec![Encoding::DELTA_LENGTH_BYTE_ARRAY], stats, bloom_filter)
-}
-
-/// `n` lengths all equal to `len`, `DELTA_BINARY_PACKED` (blocks of 128 values in 4 miniblocks, as
-/// parquet-rs writes them): the header with the first value, then per block a zero minimum delta and four
-/// zero bit widths, with no packed bits at all.
-fn constant_lengths(len: u64, n: usize, out: &mut Vec<u8>) {
-    uleb128(128, out);
-    uleb128(4, out);
-    uleb128(n as u64, out);
-    // Zigzag of a non-negative value.
-    uleb128(len << 1, out);
-    for _ in 0..n.saturating_sub(1).div_ceil(128) {
-        out.extend_from_slice(&[0; 5]);
-    }
 }

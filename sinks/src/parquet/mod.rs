@@ -7,6 +7,7 @@ pub(crate) mod batch;
 mod classes;
 mod columns;
 mod config;
+mod constant_chunk;
 mod dict_chunk;
 mod id_chunk;
 mod identity;

@@ -357,6 +357,7 @@ fn config_rejects_unknown_fields_and_zero_sizes() {
     assert!(matches!(LakeSink::open(&bad, ctx(0)), Err(LakeError::Config(_))));
 }
 
+mod constant_chunk;
 mod dict_chunk;
 mod durability;
 

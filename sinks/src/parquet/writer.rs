@@ -24,6 +24,7 @@ use arrow::error::ArrowError;
 use bytes::Bytes;
 
 use super::LakeConfig;
+use super::constant_chunk;
 use super::dict_chunk::{self, Dictionaries};
 use super::id_chunk;
 use super::pages;
@@ -300,10 +301,15 @@ fn encode_file(
                 }
             }
             let flat = field_leaves[i] == 1 && !matches!(field_type(&schema, i), Some(DataType::List(_)));
-            if flat && len > 0 && column.null_count() == len {
+            if flat && len > 0 {
                 let descr = leaves.get(first_leaf).cloned();
                 let descr = descr.ok_or_else(|| ParquetError::General(format!("no leaf for column {i}")))?;
-                if let Some((bytes, close)) = pages::nulls(descr, &props, &mut zstd, len)? {
+                let encoded = if column.null_count() == len {
+                    pages::nulls(descr, &props, &mut zstd, len)?
+                } else {
+                    constant_chunk::encode(descr, &props, &mut zstd, &column)?
+                };
+                if let Some((bytes, close)) = encoded {
                     slots.push(Chunk::Encoded(bytes, Box::new(close)));
                     continue;
                 }

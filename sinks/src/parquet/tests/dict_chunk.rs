@@ -85,7 +85,7 @@ fn write(dir: &Path, batch: &RecordBatch, dicts: Option<&Dictionaries>) -> Vec<P
     files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect()
 }
 
-fn read(path: &Path) -> (RecordBatch, std::sync::Arc<ParquetMetaData>) {
+pub(super) fn read(path: &Path) -> (RecordBatch, std::sync::Arc<ParquetMetaData>) {
     let opts = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
     let b = ParquetRecordBatchReaderBuilder::try_new_with_options(File::open(path).unwrap(), opts).unwrap();
     let meta = b.metadata().clone();
