@@ -1,8 +1,5 @@
 //! The columns of each event class, after the common ones (see `columns`).
 
-use std::io::Write as _;
-use std::net::Ipv6Addr;
-
 use arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, UInt32Builder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow::error::ArrowError;
@@ -10,7 +7,7 @@ use tracelake_model::{Body, Event, Kind};
 
 use super::columns::finish;
 use super::dict_chunk::KeyGroup;
-use super::keyed::{Groups, KeyedArgs, KeyedBytes, KeyedStrings};
+use super::keyed::{Groups, KeyedArgs, KeyedBytes, KeyedIps, KeyedStrings};
 use super::numbers::{optional, optional_bool};
 use super::schema::{Table, list_of};
 
@@ -290,8 +287,8 @@ impl FileCols {
 pub(crate) struct NetCols {
     family: KeyedStrings,
     protocol: KeyedStrings,
-    local_ip: KeyedStrings,
-    remote_ip: KeyedStrings,
+    local_ip: KeyedIps,
+    remote_ip: KeyedIps,
     unix_path: KeyedBytes,
     /// `ret`, the ports, the byte counts.
     numbers: Vec<NetNumbers>,
@@ -318,54 +315,6 @@ impl NetNumbers {
     }
 }
 
-/// Formats an address into a stack buffer (no allocation). IPv4 by hand: `Ipv4Addr`'s `Display` goes through
-/// the formatting machinery, about 3 % of the Kafka agent's profile.
-fn ip_str<'b>(buf: &'b mut [u8; 48], family: u16, addr: &[u8; 16]) -> &'b str {
-    let len = if family == 10 {
-        let mut cur = &mut buf[..];
-        let _ = write!(cur, "{}", Ipv6Addr::from(*addr));
-        48 - cur.len()
-    } else {
-        let mut n = 0;
-        for (i, &o) in addr[..4].iter().enumerate() {
-            if i > 0 {
-                buf[n] = b'.';
-                n += 1;
-            }
-            if o >= 100 {
-                buf[n] = b'0' + o / 100;
-                n += 1;
-            }
-            if o >= 10 {
-                buf[n] = b'0' + o / 10 % 10;
-                n += 1;
-            }
-            buf[n] = b'0' + o % 10;
-            n += 1;
-        }
-        n
-    };
-    std::str::from_utf8(&buf[..len]).unwrap_or_default()
-}
-
-#[cfg(test)]
-#[test]
-fn ipv4_by_hand_matches_display() {
-    let mut buf = [0u8; 48];
-    for o in 0..=255u8 {
-        for at in 0..4 {
-            let mut addr = [0u8; 16];
-            addr[..4].copy_from_slice(&[10, 200, 7, 99]);
-            addr[at] = o;
-            let want = std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string();
-            assert_eq!(ip_str(&mut buf, 2, &addr), want);
-        }
-    }
-    let mut v6 = [0u8; 16];
-    (v6[0], v6[15]) = (0xfd, 9);
-    assert_eq!(ip_str(&mut buf, 10, &v6), "fd00::9");
-}
-
 impl NetCols {
     fn fields(f: &mut Vec<Field>) {
         use DataType::{Int64, UInt16, UInt64, Utf8};
@@ -385,8 +334,8 @@ impl NetCols {
         let Body::Net { ret, family, protocol, local, remote, unix_path, bytes_sent, bytes_received } = ev.body else {
             self.family.append_option(None);
             self.protocol.append_option(None);
-            self.local_ip.append_option(None);
-            self.remote_ip.append_option(None);
+            self.local_ip.append_null();
+            self.remote_ip.append_null();
             self.unix_path.append(None);
             self.numbers.push(NetNumbers::default());
             return 0;
@@ -396,27 +345,26 @@ impl NetCols {
         if closed {
             n.bits |= NetNumbers::BYTES;
         }
-        self.family.append(match family {
+        self.family.append_static(match family {
             2 => "inet",
             10 => "inet6",
             1 => "unix",
             _ => "other",
         });
-        self.protocol.append_option(match protocol {
-            6 => Some("tcp"),
-            17 => Some("udp"),
-            0 => None,
-            _ => Some("other"),
-        });
+        match protocol {
+            0 => self.protocol.append_option(None),
+            6 => self.protocol.append_static("tcp"),
+            17 => self.protocol.append_static("udp"),
+            _ => self.protocol.append_static("other"),
+        }
         let mut size = 0;
         if family == 1 {
-            self.local_ip.append_option(None);
-            self.remote_ip.append_option(None);
+            self.local_ip.append_null();
+            self.remote_ip.append_null();
             size += self.unix_path.append(Some(unix_path));
         } else {
-            let mut buf = [0u8; 48];
-            self.local_ip.append(ip_str(&mut buf, family, &local.addr));
-            self.remote_ip.append(ip_str(&mut buf, family, &remote.addr));
+            self.local_ip.append(family, &local.addr);
+            self.remote_ip.append(family, &remote.addr);
             (n.local_port, n.remote_port) = (local.port, remote.port);
             n.bits |= NetNumbers::PORTS;
             self.unix_path.append(None);

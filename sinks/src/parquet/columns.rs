@@ -211,7 +211,7 @@ impl Common {
         });
         self.event_id.push(event_id(ctx.node_salt, ev));
         self.node.append(ctx.node);
-        self.kind.append(ev.kind.name());
+        self.kind.append_static(ev.kind.name());
         size += self.ids.append(id);
         self.subject.append(s, id.container_id.is_some(), id.partial);
         size += self.comm.append(Some(s.comm()));

@@ -14,7 +14,7 @@ use arrow::error::ArrowError;
 use tracelake_model::json::Identity;
 
 use super::dict_chunk::{KeyGroup, Values};
-use crate::hash::{FingerprintIndex, address_fingerprint, mix};
+use crate::hash::{FingerprintIndex, address_fingerprint, mix, same_bytes};
 
 /// Identity string columns, in schema order. The peer columns are set on
 /// network events only (null elsewhere costs next to nothing in Parquet).
@@ -91,18 +91,6 @@ fn same(arena: &str, entry: &[Span; N], v: &[Option<&str>; N]) -> bool {
     });
     lengths
         && entry.iter().zip(v).all(|(span, s)| s.is_none_or(|s| same_bytes(get(arena, *span).as_bytes(), s.as_bytes())))
-}
-
-/// `a == b` for slices of equal length, a word at a time, without a call: the tail of a string of 8 bytes or
-/// more is its last word (overlapping), a shorter one is compared byte by byte.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().min(b.len());
-    let word =
-        |s: &[u8], at: usize| s.get(at..at + 8).map_or(0, |w| u64::from_ne_bytes(w.try_into().unwrap_or_default()));
-    if n < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    (0..n / 8).all(|i| word(a, 8 * i) == word(b, 8 * i)) && word(a, n - 8) == word(b, n - 8)
 }
 
 fn intern(arena: &mut String, entries: &mut Vec<[Span; N]>, v: &[Option<&str>; N]) -> u32 {
@@ -238,20 +226,6 @@ pub(crate) fn gather(values: &dyn Array, keys: &UInt32Array) -> Result<ArrayRef,
         return Ok(new_null_array(values.data_type(), keys.len()));
     }
     take(values, keys, None)
-}
-
-#[cfg(test)]
-#[test]
-fn same_bytes_sees_a_difference_anywhere() {
-    for n in 0..40usize {
-        let a: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(37)).collect();
-        assert!(same_bytes(&a, &a.clone()), "{n}");
-        for at in 0..n {
-            let mut b = a.clone();
-            b[at] ^= 0x40;
-            assert!(!same_bytes(&a, &b), "{n} bytes, differing at {at}");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tracelake_model::json::{Ancestor, Identity};
 use super::columns::cmdline_into;
 use super::dict_chunk::{KeyGroup, Values, empty_lists};
 use super::identity::gather;
-use crate::hash::{FingerprintIndex, address_fingerprint, mix};
+use crate::hash::{FingerprintIndex, address_fingerprint, mix, same_bytes};
 
 #[derive(Clone, Copy, Debug)]
 struct Span {
@@ -99,9 +99,9 @@ impl Lineages {
         let known = &self.ancestors[entry.first as usize..(entry.first + entry.len) as usize];
         let mut given = ancestors.iter().map_while(Option::as_ref);
         known.iter().all(|k| {
-            given
-                .next()
-                .is_some_and(|a| k.pid == a.pid && self.raw(k.exe_raw) == a.exe && self.raw(k.args_raw) == a.args)
+            given.next().is_some_and(|a| {
+                k.pid == a.pid && same_bytes(self.raw(k.exe_raw), a.exe) && same_bytes(self.raw(k.args_raw), a.args)
+            })
         }) && given.next().is_none()
     }
 
