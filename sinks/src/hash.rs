@@ -76,10 +76,16 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     let word =
         |s: &[u8], at: usize| s.get(at..at + 8).map_or(0, |w| u64::from_ne_bytes(w.try_into().unwrap_or_default()));
-    if n < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
+    let half =
+        |s: &[u8], at: usize| s.get(at..at + 4).map_or(0, |w| u32::from_ne_bytes(w.try_into().unwrap_or_default()));
+    match n {
+        0 => true,
+        // The first, middle and last byte are all of them.
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        // Two overlapping halves (`/bin/sh`, `shim`).
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => (0..n / 8).all(|i| word(a, 8 * i) == word(b, 8 * i)) && word(a, n - 8) == word(b, n - 8),
     }
-    (0..n / 8).all(|i| word(a, 8 * i) == word(b, 8 * i)) && word(a, n - 8) == word(b, n - 8)
 }
 
 /// One step of the fingerprints below.

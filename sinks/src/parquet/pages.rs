@@ -292,7 +292,8 @@ fn bit_packed(values: &[u32], width: u8, out: &mut Vec<u8>) {
     for run in values.chunks(8 << 16) {
         let groups = run.len().div_ceil(8);
         uleb128(((groups as u64) << 1) | 1, out);
-        out.reserve(groups * w);
+        // Room for the last group's whole register too (`pack8`).
+        out.reserve(groups * w + 16);
         let mut whole = run.chunks_exact(8);
         for g in whole.by_ref() {
             pack8(g, w, out);
@@ -310,12 +311,17 @@ fn bit_packed(values: &[u32], width: u8, out: &mut Vec<u8>) {
 /// 65,536 values, every level) in one register's shifts and one copy; a byte at a time beyond.
 fn pack8(g: &[u32], w: usize, out: &mut Vec<u8>) {
     let mask = if w >= 32 { u32::MAX } else { (1u32 << w) - 1 };
+    let len = out.len();
+    // The whole register is copied (a fixed size: no call to memcpy, which a copy of `w` bytes was), then
+    // cut to the `w` bytes that hold the values.
     if w <= 8 {
         let acc = g.iter().enumerate().fold(0u64, |acc, (j, &v)| acc | (u64::from(v & mask) << (j * w)));
-        out.extend_from_slice(&acc.to_le_bytes()[..w]);
+        out.extend_from_slice(&acc.to_le_bytes());
+        out.truncate(len + w);
     } else if w <= 16 {
         let acc = g.iter().enumerate().fold(0u128, |acc, (j, &v)| acc | (u128::from(v & mask) << (j * w)));
-        out.extend_from_slice(&acc.to_le_bytes()[..w]);
+        out.extend_from_slice(&acc.to_le_bytes());
+        out.truncate(len + w);
     } else {
         let (mut acc, mut bits) = (0u64, 0);
         for &v in g {
