@@ -94,15 +94,25 @@ impl Lineages {
         self.text.get(start..start + s.len as usize).unwrap_or_default()
     }
 
+    /// Every row checks its lineage this way: one pass over the known ancestors beside the given ones, the
+    /// lengths before the bytes.
     fn same(&self, e: u32, ancestors: &[Option<Ancestor<'_>>]) -> bool {
-        let entry = self.entries[e as usize];
-        let known = &self.ancestors[entry.first as usize..(entry.first + entry.len) as usize];
-        let mut given = ancestors.iter().map_while(Option::as_ref);
-        known.iter().all(|k| {
-            given.next().is_some_and(|a| {
-                k.pid == a.pid && same_bytes(self.raw(k.exe_raw), a.exe) && same_bytes(self.raw(k.args_raw), a.args)
+        let Some(entry) = self.entries.get(e as usize) else { return false };
+        let (first, len) = (entry.first as usize, entry.len as usize);
+        let Some(known) = self.ancestors.get(first..first + len) else { return false };
+        // As many given as known: the next one given (if any) is None.
+        if ancestors.get(len).is_some_and(Option::is_some) {
+            return false;
+        }
+        known.iter().zip(ancestors).all(|(k, a)| {
+            a.is_some_and(|a| {
+                k.pid == a.pid
+                    && k.exe_raw.len as usize == a.exe.len()
+                    && k.args_raw.len as usize == a.args.len()
+                    && same_bytes(self.raw(k.exe_raw), a.exe)
+                    && same_bytes(self.raw(k.args_raw), a.args)
             })
-        }) && given.next().is_none()
+        }) && ancestors.len() >= len
     }
 
     fn push_raw(&mut self, v: &[u8]) -> Span {
@@ -192,4 +202,32 @@ impl LineageColumns {
         ];
         result.map(|()| keyed.map(|_| KeyGroup { keys, columns }))
     }
+}
+
+#[cfg(test)]
+#[test]
+fn a_lineage_is_the_same_only_with_every_ancestor() {
+    let (a, b, c) = (
+        Ancestor { pid: 7, exe: b"/bin/sh", args: b"sh\0-c\0x\0" },
+        Ancestor { pid: 1, exe: b"/usr/bin/containerd-shim-runc-v2", args: b"shim\0" },
+        Ancestor { pid: 0, exe: b"init", args: b"" },
+    );
+    let mut s = Lineages::default();
+    let mut given: [Option<Ancestor<'_>>; 8] = [None; 8];
+    (given[0], given[1]) = (Some(a), Some(b));
+    let e = s.intern(&given);
+    assert!(s.same(e, &given));
+    let mut other = given;
+    other[1] = None;
+    assert!(!s.same(e, &other), "a prefix");
+    other = given;
+    other[2] = Some(c);
+    assert!(!s.same(e, &other), "one more");
+    other = given;
+    other[1] = Some(Ancestor { pid: 2, ..b });
+    assert!(!s.same(e, &other), "another pid");
+    other[1] = Some(Ancestor { args: b"shin\0", ..b });
+    assert!(!s.same(e, &other), "other bytes, same length");
+    assert!(!s.same(e, &given[..1]), "fewer given than known");
+    assert!(!s.same(e + 1, &given), "no such entry");
 }
