@@ -124,11 +124,12 @@ fn lake(c: &mut Criterion) {
                         }
                         if i % 65_536 == 65_535 || i + 1 == evs.len() {
                             for b in det.iter_mut().filter(|b| !b.is_empty()) {
-                                let batch = b.finish().expect("batch");
+                                // As the live detector does: with `shared`, the batch and its keys.
                                 if shared {
-                                    sink.push_built(b.table(), batch);
+                                    let (batch, keys) = b.finish_with_keys().expect("batch");
+                                    sink.push_built_keyed(b.table(), black_box(batch), keys);
                                 } else {
-                                    black_box(batch);
+                                    black_box(b.finish().expect("batch"));
                                 }
                             }
                         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
-use tracelake_sinks::parquet::{BatchBuilder, LakeConfig, LakeWriter, Table, error_chain};
+use tracelake_sinks::parquet::{BatchBuilder, BatchKeys, LakeConfig, LakeWriter, Table, error_chain};
 
 use crate::config::DetectionsConfig;
 use crate::engine::RuleEngine;
@@ -245,7 +245,7 @@ pub struct LiveDetector {
     events_dropped: u64,
     /// Hand every batch back too (`take_built`), for a sink that then need not build the rows again.
     share: bool,
-    built: Vec<(Table, RecordBatch)>,
+    built: Vec<(Table, RecordBatch, BatchKeys)>,
 }
 
 fn run_thread(
@@ -371,7 +371,8 @@ impl LiveDetector {
     }
 
     /// The batches built since the last call (only with `share_batches`).
-    pub fn take_built(&mut self) -> Vec<(Table, RecordBatch)> {
+    /// Each comes with the keys of its string and process columns, which the lake encodes them from.
+    pub fn take_built(&mut self) -> Vec<(Table, RecordBatch, BatchKeys)> {
         std::mem::take(&mut self.built)
     }
 
@@ -398,16 +399,21 @@ impl LiveDetector {
             if b.is_empty() {
                 continue;
             }
-            match b.finish() {
+            let built = if self.share {
+                // Array data is shared, not copied.
+                b.finish_with_keys().map(|(batch, keys)| {
+                    self.built.push((b.table(), batch.clone(), keys));
+                    batch
+                })
+            } else {
+                b.finish()
+            };
+            match built {
                 Ok(batch) => batches.push((b.table(), batch)),
                 Err(e) => tracing::error!(error = %error_chain(&e), "detections: cannot build a batch"),
             }
         }
         let rows = std::mem::take(&mut self.rows);
-        if self.share {
-            // Array data is shared, not copied.
-            self.built.extend(batches.iter().cloned());
-        }
         let Some(tx) = &self.tx else { return };
         match tx.try_send(batches) {
             Ok(()) => {}

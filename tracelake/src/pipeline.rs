@@ -88,8 +88,8 @@ impl<W: Write> EventHandler for SinkHandler<W> {
 impl<W: Write> SinkHandler<W> {
     fn lake_takes_built(&mut self) {
         if let (Some(d), Some(l)) = (&mut self.detect, &mut self.lake) {
-            for (table, batch) in d.take_built() {
-                l.push_built(table, batch);
+            for (table, batch, keys) in d.take_built() {
+                l.push_built_keyed(table, batch, keys);
             }
         }
     }

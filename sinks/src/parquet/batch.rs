@@ -66,6 +66,19 @@ impl BatchBuilder {
         self.finish_keyed(false).map(|(batch, _)| batch)
     }
 
+    /// As `finish`, with the keys its string and process columns were built from: a `LakeSink` given both
+    /// (`push_built_keyed`) encodes those columns from the keys, as it does its own rows, rather than
+    /// through the Arrow writer (the live detector shares its batches with the lake this way).
+    pub fn finish_with_keys(&mut self) -> Result<(RecordBatch, BatchKeys), LakeError> {
+        let (batch, dicts) = self.finish_keyed(true)?;
+        // Keyed, `finish_keyed` always gives the keys: without them the batch holds only placeholders.
+        let dicts = dicts.ok_or_else(|| LakeError::Arrow {
+            table: self.table.name(),
+            source: ArrowError::InvalidArgumentError("no keys for a keyed batch".into()),
+        })?;
+        Ok((dicts.materialize(&batch, 0), BatchKeys(dicts)))
+    }
+
     /// As `finish`; with `keyed`, also the identity columns as keys into their distinct values, from which
     /// `LakeWriter` encodes them without re-interning every row.
     pub(crate) fn finish_keyed(&mut self, keyed: bool) -> Result<(RecordBatch, Option<Dictionaries>), LakeError> {
@@ -91,6 +104,10 @@ impl BatchBuilder {
         Ok((RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)?, dicts))
     }
 }
+
+/// The keys of a batch's keyed columns (`BatchBuilder::finish_with_keys`); opaque outside the lake.
+#[derive(Clone, Debug)]
+pub struct BatchKeys(pub(crate) Dictionaries);
 
 /// Bytes of the values a batch holds. Not `get_array_memory_size`: that counts every buffer's whole
 /// allocation, and the columns of a decoded Arrow IPC message all share the message's, so a 20 KiB message

@@ -142,6 +142,55 @@ impl Dictionaries {
         Dictionaries { groups: groups.collect(), ids: ids.collect() }
     }
 
+    /// The keys of batches built one after another by the same builder, as those of the batches concatenated
+    /// in that order: each batch's keys move past the values of the batches before it. None when a batch has
+    /// no keys or its keyed columns are not the first's.
+    pub(crate) fn concat(parts: &[&Dictionaries]) -> Option<Dictionaries> {
+        let first = parts.first()?;
+        let same_shape = |d: &&Dictionaries| {
+            d.groups.len() == first.groups.len()
+                && d.ids.iter().map(|(c, _)| c).eq(first.ids.iter().map(|(c, _)| c))
+                && d.groups.iter().zip(&first.groups).all(|(g, f)| {
+                    g.columns.len() == f.columns.len()
+                        && g.columns.iter().zip(&f.columns).all(|((c, v), (fc, fv))| {
+                            c == fc && std::mem::discriminant(v) == std::mem::discriminant(fv)
+                        })
+                })
+        };
+        if !parts.iter().all(same_shape) {
+            return None;
+        }
+        let mut groups = Vec::with_capacity(first.groups.len());
+        for (i, f) in first.groups.iter().enumerate() {
+            let mut keys = Vec::with_capacity(parts.iter().map(|d| d.groups[i].keys.len()).sum());
+            let mut offset = 0u32;
+            for d in parts {
+                let g = &d.groups[i];
+                let n = g.columns.first().map_or(0, |(_, v)| v.len()) as u32;
+                // A key past its batch's values (a bug of the builder) stays a null row, not another's value.
+                keys.extend(g.keys.values().iter().map(|&k| if k < n { k + offset } else { NO_VALUE }));
+                offset += n;
+            }
+            let mut columns = Vec::with_capacity(f.columns.len());
+            for (j, (c, v)) in f.columns.iter().enumerate() {
+                let arrays: Vec<&dyn Array> = parts.iter().map(|d| d.groups[i].columns[j].1.array()).collect();
+                let all = arrow::compute::concat(&arrays).ok()?;
+                let values = match v {
+                    Values::Strings(_) => Values::Strings(all.as_string_opt::<i32>()?.clone()),
+                    Values::Numbers(_) => Values::Numbers(all),
+                    Values::Lists(_) => Values::Lists(all.as_list_opt::<i32>()?.clone()),
+                };
+                columns.push((*c, values));
+            }
+            groups.push(KeyGroup { keys: keys.into(), columns });
+        }
+        let ids = first.ids.iter().enumerate().map(|(i, (c, _))| {
+            let all: Vec<u64> = parts.iter().flat_map(|d| d.ids[i].1.values().iter().copied()).collect();
+            (*c, UInt64Array::from(all))
+        });
+        Some(Dictionaries { groups, ids: ids.collect() })
+    }
+
     /// The distinct values of `column` and the keys of rows `rows`, when the column is keyed. An error when
     /// it is keyed but the keys do not cover the rows: its column in the batch is only a placeholder.
     pub(crate) fn column(&self, column: usize, rows: Range<usize>) -> Result<Option<(&Values, &[u32])>, ParquetError> {

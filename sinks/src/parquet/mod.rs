@@ -24,7 +24,7 @@ mod subject;
 mod tests;
 mod writer;
 
-pub use batch::BatchBuilder;
+pub use batch::{BatchBuilder, BatchKeys};
 pub use config::LakeConfig;
 pub use maintain::MaintenanceReport;
 pub use ownership::{OwnershipRow, ownership_batch};

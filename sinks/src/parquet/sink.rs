@@ -8,7 +8,7 @@ use tracelake_model::Event;
 use tracelake_model::json::{Identity, JsonContext};
 
 use super::LakeConfig;
-use super::batch::{BatchBuilder, data_bytes};
+use super::batch::{BatchBuilder, BatchKeys, data_bytes};
 use super::dict_chunk::Dictionaries;
 use super::maintain::{self, MaintenanceReport};
 use super::schema::Table;
@@ -36,8 +36,9 @@ pub struct LakeStats {
 #[derive(Debug)]
 struct Buffer {
     rows: BatchBuilder,
-    /// Batches of this table another part of the node built already (the live detector's), in order.
-    built: Vec<RecordBatch>,
+    /// Batches of this table another part of the node built already (the live detector's), in order, with
+    /// their keys when the builder gave them.
+    built: Vec<(RecordBatch, Option<Dictionaries>)>,
     /// Estimated bytes of both.
     bytes: usize,
     /// When the oldest buffered row arrived.
@@ -46,26 +47,36 @@ struct Buffer {
 
 impl Buffer {
     fn rows(&self) -> usize {
-        self.rows.rows() + self.built.iter().map(RecordBatch::num_rows).sum::<usize>()
+        self.rows.rows() + self.built.iter().map(|(b, _)| b.num_rows()).sum::<usize>()
     }
 
     /// The buffered rows as one batch; when they are all this builder's, with its dictionaries.
     fn take_batch(&mut self) -> Result<(RecordBatch, Option<Dictionaries>), LakeError> {
         self.bytes = 0;
         self.since = None;
-        let mut batches = std::mem::take(&mut self.built);
-        if batches.is_empty() {
+        let mut parts = std::mem::take(&mut self.built);
+        if parts.is_empty() {
             return self.rows.finish_keyed(true);
         }
         if !self.rows.is_empty() {
-            batches.push(self.rows.finish()?);
+            parts.push(self.rows.finish_keyed(true)?);
         }
-        match batches.len() {
-            1 => Ok((batches.swap_remove(0), None)),
-            _ => arrow::compute::concat_batches(&self.rows.table().schema(), &batches)
-                .map(|b| (b, None))
-                .map_err(|source| LakeError::Arrow { table: self.rows.table().name(), source }),
+        if parts.len() == 1 {
+            return Ok(parts.swap_remove(0));
         }
+        let table = self.rows.table();
+        let arrow = |source| LakeError::Arrow { table: table.name(), source };
+        // Every part with its keys (the detector's batches and this builder's rows): one batch whose keyed
+        // columns the writer encodes from the keys merged, whatever the batch holds there.
+        let keys: Option<Vec<&Dictionaries>> = parts.iter().map(|(_, d)| d.as_ref()).collect();
+        if let Some(merged) = keys.and_then(|k| Dictionaries::concat(&k)) {
+            let batch = arrow::compute::concat_batches(&table.schema(), parts.iter().map(|(b, _)| b));
+            return batch.map(|b| (b, Some(merged))).map_err(arrow);
+        }
+        // Otherwise each part's rows as they are.
+        let batches: Vec<RecordBatch> =
+            parts.iter().map(|(b, d)| d.as_ref().map_or_else(|| b.clone(), |d| d.materialize(b, 0))).collect();
+        arrow::compute::concat_batches(&table.schema(), &batches).map(|b| (b, None)).map_err(arrow)
     }
 }
 
@@ -173,6 +184,16 @@ impl LakeSink {
     /// Buffers an event batch the node built already (the live detector shares its batches, so rows are built
     /// once) like pushed events: written with the table's next file, by size or age.
     pub fn push_built(&mut self, table: Table, batch: RecordBatch) {
+        self.push_built_with(table, batch, None);
+    }
+
+    /// As `push_built`, with the keys the batch was built from (`BatchBuilder::finish_with_keys`): its keyed
+    /// columns are then encoded from the keys, as the sink's own rows are.
+    pub fn push_built_keyed(&mut self, table: Table, batch: RecordBatch, keys: BatchKeys) {
+        self.push_built_with(table, batch, Some(keys.0));
+    }
+
+    fn push_built_with(&mut self, table: Table, batch: RecordBatch, keys: Option<Dictionaries>) {
         let i = slot(table);
         if i >= self.buffers.len() || batch.num_rows() == 0 {
             self.push_batch(table, batch);
@@ -182,7 +203,7 @@ impl LakeSink {
         buf.since.get_or_insert_with(Instant::now);
         buf.bytes += data_bytes(&batch);
         self.stats.rows_buffered += batch.num_rows() as u64;
-        buf.built.push(batch);
+        buf.built.push((batch, keys));
         if buf.bytes >= self.cfg.rotate_bytes {
             self.flush_slot(i);
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tracelake_model::json::{Ancestor, Identity, JsonContext, event_id};
-use tracelake_model::{Aggregate, BootClock, Endpoint, Event, Kind, OwnedBody, OwnedEvent, Subject, flags};
+use tracelake_model::{Aggregate, Body, BootClock, Endpoint, Event, Kind, OwnedBody, OwnedEvent, Subject, flags};
 
 use super::ownership::{OwnershipRow, ownership_batch};
 use super::*;
@@ -470,21 +470,35 @@ fn interleaved_identities_read_back_per_row() {
 }
 
 /// Batches built elsewhere (the live detector's) and rows pushed one by one share a table's next file: every
-/// event is written once, read back by pyarrow with its own values, and the file is sorted by time.
+/// event is written once, read back by pyarrow with its own values, and the file is sorted by time. The
+/// batches come with their keys (as the detector hands them over: their keyed columns encoded from the keys
+/// merged with the pushed rows') or without.
 #[test]
 fn built_batches_and_pushed_rows_share_the_next_file() {
+    for keyed in [true, false] {
+        built_and_pushed(keyed);
+    }
+}
+
+fn built_and_pushed(keyed: bool) {
     let dir = tempfile::tempdir().unwrap();
     let base = 1_709_206_200_000_000_000i128;
     let c = cfg(dir.path());
     let context = ctx(base);
     let mut sink = LakeSink::open(&c, context).unwrap();
     let mut builders: Vec<BatchBuilder> = Table::EVENT_TABLES.into_iter().filter_map(BatchBuilder::new).collect();
-    let id = identity();
+    let pods: Vec<String> = (0..5).map(|i| format!("pod-{i}")).collect();
     let mut events = Vec::new();
     let mut values = Vec::new();
     for i in 0..2000u64 {
         // Descending times: the file must still come out sorted.
-        let ev = event_of(Kind::ALL[i as usize % Kind::ALL.len()], (2000 - i) * 1_000_000, 1000 + (i % 50) as u32);
+        let mut ev = event_of(Kind::ALL[i as usize % Kind::ALL.len()], (2000 - i) * 1_000_000, 1000 + (i % 50) as u32);
+        if let OwnedBody::File { .. } = ev.body {
+            ev.strings[0] = format!("/srv/data-{}", i % 7).into_bytes();
+        }
+        let mut id = identity();
+        // Each batch holds some pods the others do not: merged keys must not mix them up.
+        id.pod = Some(pods[(i as usize / 300 + i as usize % 2) % pods.len()].as_str());
         let e = ev.as_event();
         let table = Table::of(&e);
         if i % 3 == 0 {
@@ -492,12 +506,22 @@ fn built_batches_and_pushed_rows_share_the_next_file() {
         } else {
             builders.iter_mut().find(|b| b.table() == table).unwrap().append(&context, &e, &id);
         }
-        if i % 97 == 0 {
+        if i % 7 == 0 {
             values.push(value(table, &e, "pod", json!(hex(id.pod.unwrap().as_bytes()))));
+            values.push(value(table, &e, "pid", json!(e.subject.pid)));
+            values.push(value(table, &e, "kind", json!(hex(e.kind.name().as_bytes()))));
+            if let Body::File { path, .. } = e.body {
+                values.push(value(table, &e, "path", json!(hex(path))));
+            }
         }
         if i % 500 == 499 {
             for b in builders.iter_mut().filter(|b| !b.is_empty()) {
-                sink.push_built(b.table(), b.finish().unwrap());
+                if keyed {
+                    let (batch, keys) = b.finish_with_keys().unwrap();
+                    sink.push_built_keyed(b.table(), batch, keys);
+                } else {
+                    sink.push_built(b.table(), b.finish().unwrap());
+                }
             }
         }
         events.push(ev);
