@@ -23,7 +23,8 @@ use super::stats::{ConsumerStats, add};
 use super::wire;
 use super::{KafkaConfig, KafkaError, LakeServiceConfig, TopicKeeper};
 use crate::parquet::batch::data_bytes;
-use crate::parquet::{BatchBuilder, LakeConfig, LakeWriter, Table, error_chain, maintain};
+use crate::parquet::dict_chunk::Dictionaries;
+use crate::parquet::{BatchBuilder, BatchKeys, LakeConfig, LakeWriter, Table, error_chain, maintain};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -73,7 +74,8 @@ impl Recent {
 struct Pending {
     table: Table,
     topic: String,
-    batches: Vec<RecordBatch>,
+    /// With the keys of their keyed columns, for the rows of records messages.
+    batches: Vec<(RecordBatch, Option<Dictionaries>)>,
     rows: usize,
     bytes: usize,
     since: Option<Instant>,
@@ -394,8 +396,8 @@ impl State {
         let table = self.tables[i].table;
         match decode(table, msg, &mut self.tables[i].builder) {
             Ok(batches) => {
-                for b in batches {
-                    self.append(i, &b);
+                for (b, keys) in batches {
+                    self.append(i, &b, keys.map(|k| k.0));
                 }
             }
             Err(why) => self.reject(msg, &why),
@@ -407,8 +409,8 @@ impl State {
         }
     }
 
-    /// Appends the rows whose event id is new.
-    fn append(&mut self, i: usize, b: &RecordBatch) {
+    /// Appends the rows whose event id is new (and their keys).
+    fn append(&mut self, i: usize, b: &RecordBatch, keys: Option<Dictionaries>) {
         let p = &mut self.tables[i];
         add(&self.stats.rows_in, b.num_rows() as u64);
         let Some(ids) =
@@ -419,22 +421,23 @@ impl State {
         let keep: BooleanArray =
             (0..ids.len()).map(|r| Some(ids.is_null(r) || p.recent.insert(parse_id(ids.value(r))))).collect();
         let dups = keep.false_count();
-        let b = if dups == 0 {
-            b.clone()
+        let (b, keys) = if dups == 0 {
+            (b.clone(), keys)
         } else {
             add(&self.stats.duplicates, dups as u64);
             match filter_record_batch(b, &keep) {
-                Ok(f) => f,
+                // Rows whose keys cannot follow are written as the batch holds them (gathered already).
+                Ok(f) => (f, keys.and_then(|k| k.filter(&keep))),
                 Err(e) => {
                     tracing::error!(error = %e, "lake: cannot filter duplicates; keeping all rows");
-                    b.clone()
+                    (b.clone(), keys)
                 }
             }
         };
         if b.num_rows() > 0 {
             p.rows += b.num_rows();
             p.bytes += data_bytes(&b);
-            p.batches.push(b);
+            p.batches.push((b, keys));
         }
     }
 
@@ -489,14 +492,19 @@ impl State {
     fn flush(&mut self, i: usize, consumer: &BaseConsumer<LakeContext>) {
         let p = &mut self.tables[i];
         if p.rows > 0 {
-            let batch = match concat_batches(&p.table.schema(), &p.batches) {
+            let batch = match concat_batches(&p.table.schema(), p.batches.iter().map(|(b, _)| b)) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, table = p.table.name(), "lake: cannot join batches");
                     return;
                 }
             };
-            match self.writer.write(p.table, &batch) {
+            // Every batch with its keys (records messages): the keyed columns are encoded from them, as
+            // `tracelake run` encodes its own. The batches hold those columns gathered too, so rows without
+            // keys (Arrow IPC messages, a retry) are written as they are.
+            let keys: Option<Vec<&Dictionaries>> = p.batches.iter().map(|(_, k)| k.as_ref()).collect();
+            let keys = keys.and_then(|k| Dictionaries::concat(&k));
+            match self.writer.write_with(p.table, &batch, keys.as_ref(), &[]) {
                 Ok(files) => {
                     self.own_files.extend(files.iter().map(|f| f.path.clone()));
                     add(&self.stats.files_written, files.len() as u64);
@@ -512,7 +520,7 @@ impl State {
                     tracing::error!(error = %error_chain(&partial.error), table = p.table.name(), "lake: write failed, will retry");
                     p.rows = partial.unwritten.num_rows();
                     p.bytes = data_bytes(&partial.unwritten);
-                    p.batches = vec![partial.unwritten];
+                    p.batches = vec![(partial.unwritten, None)];
                     return;
                 }
             }
@@ -559,7 +567,7 @@ fn decode(
     table: Table,
     msg: &BorrowedMessage<'_>,
     rows: &mut Option<BatchBuilder>,
-) -> Result<Vec<RecordBatch>, String> {
+) -> Result<Vec<(RecordBatch, Option<BatchKeys>)>, String> {
     let header = |name: &str| -> Option<String> {
         let h = msg.headers()?;
         h.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
@@ -570,7 +578,7 @@ fn decode(
     }
     let version = header(wire::HEADER_SCHEMA).unwrap_or_default();
     let node = header(wire::HEADER_NODE).unwrap_or_default();
-    wire::decode_message(table, &version, &node, msg.payload().unwrap_or_default(), rows)
+    wire::decode_message_keyed(table, &version, &node, msg.payload().unwrap_or_default(), rows)
 }
 
 fn parse_id(hex: &str) -> u64 {

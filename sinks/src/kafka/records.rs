@@ -15,7 +15,7 @@ use tracelake_model::{Aggregate, Body, BootClock, Endpoint, Event, Kind, Subject
 use arrow::array::RecordBatch;
 
 use crate::hash::{FingerprintIndex, address_fingerprint, mix};
-use crate::parquet::{BatchBuilder, Table, error_chain};
+use crate::parquet::{BatchBuilder, BatchKeys, Table, error_chain};
 
 const MAGIC: &[u8; 4] = b"TLR1";
 /// The `tracelake-schema-version` header of a records message: the lake builds the rows itself, so what
@@ -563,6 +563,27 @@ pub fn to_batch(
     node: &str,
     payload: &[u8],
 ) -> Result<RecordBatch, String> {
+    build(rows, table, node, payload, false).map(|(batch, _)| batch)
+}
+
+/// As `to_batch`, with the keys of the rows' keyed columns, which the lake writes them from (as
+/// `tracelake run` writes its own).
+pub fn to_keyed_batch(
+    rows: &mut Option<BatchBuilder>,
+    table: Table,
+    node: &str,
+    payload: &[u8],
+) -> Result<(RecordBatch, Option<BatchKeys>), String> {
+    build(rows, table, node, payload, true)
+}
+
+fn build(
+    rows: &mut Option<BatchBuilder>,
+    table: Table,
+    node: &str,
+    payload: &[u8],
+    keyed: bool,
+) -> Result<(RecordBatch, Option<BatchKeys>), String> {
     let msg = Records::parse(payload).map_err(|e| e.to_string())?;
     let b = match rows {
         Some(b) if b.table() == table => b,
@@ -580,7 +601,11 @@ pub fn to_batch(
             wrong = Some(ev.kind);
         }
     });
-    let batch = b.finish().map_err(|e| error_chain(&e));
+    let batch = match keyed {
+        true => b.finish_with_keys().map(|(batch, keys)| (batch, Some(keys))),
+        false => b.finish().map(|batch| (batch, None)),
+    };
+    let batch = batch.map_err(|e| error_chain(&e));
     read.map_err(|e| e.to_string())?;
     if let Some(kind) = wrong {
         return Err(format!("a {} event in a message of table {}", kind.name(), table.name()));

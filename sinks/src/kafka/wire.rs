@@ -9,7 +9,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use tracelake_model::json::Identity;
 
-use crate::parquet::{BatchBuilder, Table};
+use crate::parquet::{BatchBuilder, BatchKeys, Table};
 
 pub const HEADER_TABLE: &str = "tracelake-table";
 pub const HEADER_SCHEMA: &str = "tracelake-schema-version";
@@ -64,8 +64,21 @@ pub fn decode_message(
     payload: &[u8],
     rows: &mut Option<BatchBuilder>,
 ) -> Result<Vec<RecordBatch>, String> {
+    let batches = decode_message_keyed(table, version, node, payload, rows)?;
+    Ok(batches.into_iter().map(|(b, _)| b).collect())
+}
+
+/// As `decode_message`, with the keys of a records message's rows (`records::to_keyed_batch`; Arrow IPC
+/// rows have none).
+pub fn decode_message_keyed(
+    table: Table,
+    version: &str,
+    node: &str,
+    payload: &[u8],
+    rows: &mut Option<BatchBuilder>,
+) -> Result<Vec<(RecordBatch, Option<BatchKeys>)>, String> {
     if version == super::records::VERSION {
-        return super::records::to_batch(rows, table, node, payload).map(|b| vec![b]);
+        return super::records::to_keyed_batch(rows, table, node, payload).map(|b| vec![b]);
     }
     if version != schema_version(table) {
         return Err(format!(
@@ -79,7 +92,7 @@ pub fn decode_message(
     if batches.iter().any(|b| b.schema().fields() != schema.fields()) {
         return Err("columns differ from the table's".into());
     }
-    Ok(batches)
+    Ok(batches.into_iter().map(|b| (b, None)).collect())
 }
 
 /// Which workload an event belongs to: the message key, so one workload's

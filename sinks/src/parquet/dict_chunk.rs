@@ -33,8 +33,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array, new_empty_array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    new_empty_array, new_null_array,
 };
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::take;
@@ -140,6 +140,20 @@ impl Dictionaries {
             }
         });
         Dictionaries { groups: groups.collect(), ids: ids.collect() }
+    }
+
+    /// The keys of the rows `keep` keeps (a batch filtered with the same mask: the lake service drops the
+    /// rows of events it has written already). None when the mask does not cover the keys.
+    pub(crate) fn filter(&self, keep: &BooleanArray) -> Option<Dictionaries> {
+        let groups = self.groups.iter().map(|g| {
+            let keys = arrow::compute::filter(&g.keys, keep).ok()?;
+            Some(KeyGroup { keys: keys.as_primitive_opt::<UInt32Type>()?.clone(), columns: g.columns.clone() })
+        });
+        let ids = self.ids.iter().map(|(c, ids)| {
+            let ids = arrow::compute::filter(ids, keep).ok()?;
+            Some((*c, ids.as_primitive_opt::<UInt64Type>()?.clone()))
+        });
+        Some(Dictionaries { groups: groups.collect::<Option<_>>()?, ids: ids.collect::<Option<_>>()? })
     }
 
     /// The keys of batches built one after another by the same builder, as those of the batches concatenated

@@ -8,7 +8,7 @@ mod classes;
 mod columns;
 mod config;
 mod constant_chunk;
-mod dict_chunk;
+pub(crate) mod dict_chunk;
 mod id_chunk;
 mod identity;
 mod keyed;

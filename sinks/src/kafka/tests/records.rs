@@ -159,6 +159,9 @@ fn records_give_the_lake_exactly_the_rows_run_builds() {
         assert!(rows > 0 && rows == want.num_rows(), "{}: {rows} rows", table.name());
         let got = records::to_batch(&mut None, table, ctx.node, &msg).unwrap();
         assert_eq!(got, want, "{}", table.name());
+        let (keyed, keys) = records::to_keyed_batch(&mut None, table, ctx.node, &msg).unwrap();
+        assert_eq!(keyed, want, "{}: with keys", table.name());
+        assert!(keys.is_some(), "{}", table.name());
         // A second message from the same writer starts clean: no identity of the first leaks in.
         let (_, again) = through_records(table, &evs, &ctx);
         assert_eq!(again, msg);
@@ -220,4 +223,50 @@ fn an_oversized_message_splits_into_halves_with_the_same_rows() {
     let first = evs.iter().find(|e| Table::of(&e.as_event()) == table).unwrap();
     w.append(&first.as_event(), &identity(0));
     assert!(records::split(&w.finish(&ctx)).unwrap().is_none(), "one event cannot be split");
+}
+
+/// The lake service's path for records messages: each message's rows with their keys, duplicates filtered out
+/// of rows and keys alike, several messages' keys merged, the file encoded from them. Read back by parquet-rs,
+/// it holds exactly the rows kept, with their values.
+#[test]
+fn filtered_and_merged_keys_write_the_rows_kept() {
+    use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use arrow::array::{BooleanArray, RecordBatch};
+    use arrow::compute::{SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch};
+    use std::sync::Arc;
+
+    use crate::parquet::dict_chunk::Dictionaries;
+    use crate::parquet::{LakeConfig, LakeWriter};
+
+    // The two messages hold the same events (the same ids) from two nodes.
+    let by_id = |b: &RecordBatch| {
+        let columns = ["event_id", "node", "time"]
+            .map(|c| SortColumn { values: Arc::clone(b.column_by_name(c).unwrap()), options: None });
+        take_record_batch(b, &lexsort_to_indices(&columns, None).unwrap()).unwrap()
+    };
+    let evs = events();
+    let ctx = ctx();
+    for table in Table::EVENT_TABLES {
+        let (_, msg) = through_records(table, &evs, &ctx);
+        // Two messages of other nodes (other event ids, other node names): the second's keys follow the first's.
+        let mut rows = None;
+        let (a, ka) = records::to_keyed_batch(&mut rows, table, "node-a", &msg).unwrap();
+        let (b, kb) = records::to_keyed_batch(&mut rows, table, "node-b", &msg).unwrap();
+        let keep: BooleanArray = (0..a.num_rows()).map(|r| Some(r % 3 != 1)).collect();
+        let a = filter_record_batch(&a, &keep).unwrap();
+        let ka = ka.unwrap().0.filter(&keep).unwrap();
+        let kb = kb.unwrap().0;
+        let keys = Dictionaries::concat(&[&ka, &kb]).unwrap();
+        let batch = concat_batches(&table.schema(), [&a, &b]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LakeConfig { dir: dir.path().to_path_buf(), ..LakeConfig::default() };
+        let files = LakeWriter::new(&cfg).unwrap().write_with(table, &batch, Some(&keys), &[]).unwrap();
+        let mut read = Vec::new();
+        for f in &files {
+            let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f.path).unwrap()).unwrap();
+            read.extend(r.build().unwrap().map(Result::unwrap));
+        }
+        let read = concat_batches(&table.schema(), &read).unwrap();
+        assert_eq!(by_id(&read), by_id(&batch), "{}", table.name());
+    }
 }
