@@ -7,7 +7,8 @@
 //! - `lake/append_steady`: the same into one sink kept across iterations, each iteration's
 //!   file written (untimed) before the next: the steady state of a running sink.
 //! - `lake_service/{arrow_ipc,records}`: the lake service's side of the Kafka messages of those events,
-//!   Arrow IPC decoded against rows built from records.
+//!   Arrow IPC decoded against rows built from records; `lake_service/records_written_{unkeyed,keyed}`: those
+//!   rows written into Parquet too, without and with their keys.
 //! - `lake/write_mixed`: push, then sort, zstd-encode and write files (fsync and rename included)
 //!   into a directory under /dev/shm, so the disk's speed is not what is measured. A new sink each time.
 //! - `lake/write_steady`: the same into one sink kept across iterations (a running `tracelake run`).
@@ -176,6 +177,32 @@ fn lake(c: &mut Criterion) {
                             black_box(wire::decode(ipc).expect("rows"));
                         }
                     }
+                    cpu += thread_cpu() - t0;
+                }
+                cpu
+            })
+        });
+    }
+    // The lake service's messages into Parquet: rows built from the records and written, as gathered
+    // columns (`unkeyed`, what the service did before) or with their keys (`keyed`, what it does now).
+    for keyed in [false, true] {
+        g.bench_function(if keyed { "records_written_keyed" } else { "records_written_unkeyed" }, |b| {
+            b.iter_custom(|iters| {
+                let mut cpu = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut sink = LakeSink::open(&cfg(shm.path()), ctx()).expect("lake");
+                    let mut rows = None;
+                    let t0 = thread_cpu();
+                    for (t, rec, _) in &messages {
+                        if keyed {
+                            let (batch, keys) =
+                                records::to_keyed_batch(&mut rows, *t, context.node, rec).expect("rows");
+                            sink.push_built_keyed(*t, batch, keys.expect("records have keys"));
+                        } else {
+                            sink.push_built(*t, records::to_batch(&mut rows, *t, context.node, rec).expect("rows"));
+                        }
+                    }
+                    sink.close(0, Duration::ZERO).expect("written");
                     cpu += thread_cpu() - t0;
                 }
                 cpu

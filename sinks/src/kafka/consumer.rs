@@ -413,30 +413,45 @@ impl State {
     fn append(&mut self, i: usize, b: &RecordBatch, keys: Option<Dictionaries>) {
         let p = &mut self.tables[i];
         add(&self.stats.rows_in, b.num_rows() as u64);
-        let Some(ids) =
-            b.column_by_name(super::id_column(p.table)).and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        else {
-            return;
+        let column = b.schema().index_of(super::id_column(p.table)).ok();
+        // A records message's ids are in its keys, as numbers (its batch holds placeholders there).
+        let numbers = match (&keys, column) {
+            (Some(k), Some(c)) => k.ids(c, 0..b.num_rows()).ok().flatten(),
+            _ => None,
         };
-        let keep: BooleanArray =
-            (0..ids.len()).map(|r| Some(ids.is_null(r) || p.recent.insert(parse_id(ids.value(r))))).collect();
+        let keep: BooleanArray = match numbers {
+            Some(ids) => ids.iter().map(|&id| Some(p.recent.insert(id))).collect(),
+            None => {
+                let Some(ids) = column.and_then(|c| b.column(c).as_any().downcast_ref::<StringArray>()) else {
+                    return;
+                };
+                (0..ids.len()).map(|r| Some(ids.is_null(r) || p.recent.insert(parse_id(ids.value(r))))).collect()
+            }
+        };
         let dups = keep.false_count();
         let (b, keys) = if dups == 0 {
             (b.clone(), keys)
         } else {
             add(&self.stats.duplicates, dups as u64);
-            match filter_record_batch(b, &keep) {
-                // Rows whose keys cannot follow are written as the batch holds them (gathered already).
-                Ok(f) => (f, keys.and_then(|k| k.filter(&keep))),
+            // A batch with keys holds placeholders for its keyed columns: filtered only together with its keys,
+            // else gathered first.
+            let kept = keys.as_ref().and_then(|k| k.filter(&keep));
+            let whole = match (&keys, &kept) {
+                (Some(k), None) => k.materialize(b, 0),
+                _ => b.clone(),
+            };
+            match filter_record_batch(&whole, &keep) {
+                Ok(f) => (f, kept),
                 Err(e) => {
                     tracing::error!(error = %e, "lake: cannot filter duplicates; keeping all rows");
-                    (b.clone(), keys)
+                    let keys = if kept.is_some() { keys } else { None };
+                    (whole, keys)
                 }
             }
         };
         if b.num_rows() > 0 {
             p.rows += b.num_rows();
-            p.bytes += data_bytes(&b);
+            p.bytes += data_bytes(&b) + keys.as_ref().map_or(0, Dictionaries::gathered_bytes);
             p.batches.push((b, keys));
         }
     }
@@ -492,18 +507,26 @@ impl State {
     fn flush(&mut self, i: usize, consumer: &BaseConsumer<LakeContext>) {
         let p = &mut self.tables[i];
         if p.rows > 0 {
-            let batch = match concat_batches(&p.table.schema(), p.batches.iter().map(|(b, _)| b)) {
+            // Every batch with its keys (records messages): the keyed columns are encoded from the keys merged,
+            // as `tracelake run` encodes its own. Otherwise (Arrow IPC messages, rows kept after a failed
+            // write) the keyed batches are gathered first: they hold placeholders there.
+            let keys: Option<Vec<&Dictionaries>> = p.batches.iter().map(|(_, k)| k.as_ref()).collect();
+            let keys = keys.and_then(|k| Dictionaries::concat(&k));
+            let parts: Vec<RecordBatch> = p
+                .batches
+                .iter()
+                .map(|(b, k)| match (&keys, k) {
+                    (None, Some(k)) => k.materialize(b, 0),
+                    _ => b.clone(),
+                })
+                .collect();
+            let batch = match concat_batches(&p.table.schema(), &parts) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, table = p.table.name(), "lake: cannot join batches");
                     return;
                 }
             };
-            // Every batch with its keys (records messages): the keyed columns are encoded from them, as
-            // `tracelake run` encodes its own. The batches hold those columns gathered too, so rows without
-            // keys (Arrow IPC messages, a retry) are written as they are.
-            let keys: Option<Vec<&Dictionaries>> = p.batches.iter().map(|(_, k)| k.as_ref()).collect();
-            let keys = keys.and_then(|k| Dictionaries::concat(&k));
             match self.writer.write_with(p.table, &batch, keys.as_ref(), &[]) {
                 Ok(files) => {
                     self.own_files.extend(files.iter().map(|f| f.path.clone()));

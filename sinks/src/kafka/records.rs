@@ -567,7 +567,9 @@ pub fn to_batch(
 }
 
 /// As `to_batch`, with the keys of the rows' keyed columns, which the lake writes them from (as
-/// `tracelake run` writes its own).
+/// `tracelake run` writes its own). The keyed columns are left as placeholders (gathering them for every
+/// message was most of the service's cost): hand the batch only to a `LakeSink` with its keys
+/// (`push_built_keyed`), which gathers them where anything else needs the rows.
 pub fn to_keyed_batch(
     rows: &mut Option<BatchBuilder>,
     table: Table,
@@ -602,7 +604,7 @@ fn build(
         }
     });
     let batch = match keyed {
-        true => b.finish_with_keys().map(|(batch, keys)| (batch, Some(keys))),
+        true => b.finish_unmaterialized().map(|(batch, keys)| (batch, Some(keys))),
         false => b.finish().map(|batch| (batch, None)),
     };
     let batch = batch.map_err(|e| error_chain(&e));

@@ -70,13 +70,9 @@ impl BatchBuilder {
     /// (`push_built_keyed`) encodes those columns from the keys, as it does its own rows, rather than
     /// through the Arrow writer (the live detector shares its batches with the lake this way).
     pub fn finish_with_keys(&mut self) -> Result<(RecordBatch, BatchKeys), LakeError> {
-        let (batch, dicts) = self.finish_keyed(true)?;
         // Keyed, `finish_keyed` always gives the keys: without them the batch holds only placeholders.
-        let dicts = dicts.ok_or_else(|| LakeError::Arrow {
-            table: self.table.name(),
-            source: ArrowError::InvalidArgumentError("no keys for a keyed batch".into()),
-        })?;
-        Ok((dicts.materialize(&batch, 0), BatchKeys(dicts)))
+        let (batch, keys) = self.finish_unmaterialized()?;
+        Ok((keys.0.materialize(&batch, 0), keys))
     }
 
     /// As `finish`; with `keyed`, also the identity columns as keys into their distinct values, from which
@@ -102,6 +98,20 @@ impl BatchBuilder {
             d.groups.extend(extra);
         }
         Ok((RecordBatch::try_new(self.table.schema(), cols).map_err(arrow)?, dicts))
+    }
+}
+
+impl BatchBuilder {
+    /// As `finish_with_keys`, without gathering the keyed columns: the batch holds placeholders there, so
+    /// only the lake's writer, given the keys, may read it (the lake service, which needs only the event ids,
+    /// and those are in the keys as numbers).
+    pub(crate) fn finish_unmaterialized(&mut self) -> Result<(RecordBatch, BatchKeys), LakeError> {
+        let (batch, dicts) = self.finish_keyed(true)?;
+        let dicts = dicts.ok_or_else(|| LakeError::Arrow {
+            table: self.table.name(),
+            source: ArrowError::InvalidArgumentError("no keys for a keyed batch".into()),
+        })?;
+        Ok((batch, BatchKeys(dicts)))
     }
 }
 

@@ -142,6 +142,16 @@ impl Dictionaries {
         Dictionaries { groups: groups.collect(), ids: ids.collect() }
     }
 
+    /// About the bytes the keyed columns take once gathered (each value's average size per row), for the
+    /// memory bounds of a batch that holds placeholders in their place.
+    pub(crate) fn gathered_bytes(&self) -> usize {
+        let groups = self.groups.iter().map(|g| {
+            let per_value = |v: &Values| v.array().get_array_memory_size() / v.len().max(1);
+            g.columns.iter().map(|(_, v)| per_value(v)).sum::<usize>() * g.keys.len()
+        });
+        groups.sum::<usize>() + self.ids.iter().map(|(_, ids)| 16 * ids.len()).sum::<usize>()
+    }
+
     /// The keys of the rows `keep` keeps (a batch filtered with the same mask: the lake service drops the
     /// rows of events it has written already). None when the mask does not cover the keys.
     pub(crate) fn filter(&self, keep: &BooleanArray) -> Option<Dictionaries> {
