@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
-use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::compute::filter_record_batch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
@@ -413,39 +413,36 @@ impl State {
     fn append(&mut self, i: usize, b: &RecordBatch, keys: Option<Dictionaries>) {
         let p = &mut self.tables[i];
         add(&self.stats.rows_in, b.num_rows() as u64);
-        let column = b.schema().index_of(super::id_column(p.table)).ok();
-        // A records message's ids are in its keys, as numbers (its batch holds placeholders there).
-        let numbers = match (&keys, column) {
-            (Some(k), Some(c)) => k.ids(c, 0..b.num_rows()).ok().flatten(),
-            _ => None,
+        let Some(column) = b.schema().index_of(super::id_column(p.table)).ok() else { return };
+        // A records message's ids are in its keys, as numbers (its batch holds placeholders there). Keys
+        // without them: the rows are gathered first, so no placeholder id is ever taken for a duplicate.
+        let (b, keys) = match keys {
+            Some(k) if !matches!(k.ids(column, 0..b.num_rows()), Ok(Some(_))) => (k.materialize(b, 0), None),
+            keys => (b.clone(), keys),
         };
-        let keep: BooleanArray = match numbers {
+        let keep: BooleanArray = match keys.as_ref().and_then(|k| k.ids(column, 0..b.num_rows()).ok().flatten()) {
             Some(ids) => ids.iter().map(|&id| Some(p.recent.insert(id))).collect(),
             None => {
-                let Some(ids) = column.and_then(|c| b.column(c).as_any().downcast_ref::<StringArray>()) else {
-                    return;
-                };
+                let Some(ids) = b.column(column).as_any().downcast_ref::<StringArray>() else { return };
                 (0..ids.len()).map(|r| Some(ids.is_null(r) || p.recent.insert(parse_id(ids.value(r))))).collect()
             }
         };
         let dups = keep.false_count();
         let (b, keys) = if dups == 0 {
-            (b.clone(), keys)
+            (b, keys)
         } else {
             add(&self.stats.duplicates, dups as u64);
-            // A batch with keys holds placeholders for its keyed columns: filtered only together with its keys,
-            // else gathered first.
+            // The keyed columns are placeholders: filtered only together with the keys, else gathered first.
             let kept = keys.as_ref().and_then(|k| k.filter(&keep));
             let whole = match (&keys, &kept) {
-                (Some(k), None) => k.materialize(b, 0),
-                _ => b.clone(),
+                (Some(k), None) => k.materialize(&b, 0),
+                _ => b,
             };
             match filter_record_batch(&whole, &keep) {
                 Ok(f) => (f, kept),
                 Err(e) => {
                     tracing::error!(error = %e, "lake: cannot filter duplicates; keeping all rows");
-                    let keys = if kept.is_some() { keys } else { None };
-                    (whole, keys)
+                    (whole, if kept.is_some() { keys } else { None })
                 }
             }
         };
@@ -507,21 +504,10 @@ impl State {
     fn flush(&mut self, i: usize, consumer: &BaseConsumer<LakeContext>) {
         let p = &mut self.tables[i];
         if p.rows > 0 {
-            // Every batch with its keys (records messages): the keyed columns are encoded from the keys merged,
-            // as `tracelake run` encodes its own. Otherwise (Arrow IPC messages, rows kept after a failed
-            // write) the keyed batches are gathered first: they hold placeholders there.
-            let keys: Option<Vec<&Dictionaries>> = p.batches.iter().map(|(_, k)| k.as_ref()).collect();
-            let keys = keys.and_then(|k| Dictionaries::concat(&k));
-            let parts: Vec<RecordBatch> = p
-                .batches
-                .iter()
-                .map(|(b, k)| match (&keys, k) {
-                    (None, Some(k)) => k.materialize(b, 0),
-                    _ => b.clone(),
-                })
-                .collect();
-            let batch = match concat_batches(&p.table.schema(), &parts) {
-                Ok(b) => b,
+            // Records messages' rows come with their keys: the keyed columns are encoded from them merged, as
+            // `tracelake run` encodes its own (`join` gathers them where a part has none).
+            let (batch, keys) = match Dictionaries::join(&p.table.schema(), &p.batches) {
+                Ok(joined) => joined,
                 Err(e) => {
                     tracing::error!(error = %e, table = p.table.name(), "lake: cannot join batches");
                     return;

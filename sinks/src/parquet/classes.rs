@@ -8,7 +8,7 @@ use tracelake_model::{Body, Event, Kind};
 use super::columns::finish;
 use super::dict_chunk::KeyGroup;
 use super::keyed::{Groups, KeyedArgs, KeyedBytes, KeyedIps, KeyedStrings};
-use super::numbers::{optional, optional_bool};
+use super::numbers::{Present, has, optional, optional_bool};
 use super::schema::{Table, list_of};
 
 /// The columns of one class, after the common ones.
@@ -97,9 +97,11 @@ impl ProcNumbers {
     const EXIT: u8 = 4;
     const FILELESS: u8 = 8;
     const CORE_DUMP: u8 = 16;
+}
 
-    fn has(bit: u8) -> impl Fn(&ProcNumbers) -> bool {
-        move |n| n.bits & bit != 0
+impl Present for ProcNumbers {
+    fn bits(&self) -> u8 {
+        self.bits
     }
 }
 
@@ -149,20 +151,16 @@ impl ProcessCols {
         groups.finish(&mut self.argv, out);
         groups.finish(&mut self.cwd, out);
         let r = &self.numbers;
-        let (exe, fork, exit) = (
-            ProcNumbers::has(ProcNumbers::EXE),
-            ProcNumbers::has(ProcNumbers::FORK),
-            ProcNumbers::has(ProcNumbers::EXIT),
-        );
+        let (exe, fork, exit) = (has(ProcNumbers::EXE), has(ProcNumbers::FORK), has(ProcNumbers::EXIT));
         out.push(optional::<UInt64Type, _>(r, &exe, |n| n.exe_ino));
         out.push(optional::<UInt32Type, _>(r, &exe, |n| n.exe_dev));
         out.push(optional::<UInt32Type, _>(r, &exe, |n| n.exe_nlink));
-        out.push(optional_bool(r, &exe, ProcNumbers::has(ProcNumbers::FILELESS)));
+        out.push(optional_bool(r, &exe, has(ProcNumbers::FILELESS)));
         out.push(optional::<UInt32Type, _>(r, &fork, |n| n.child_pid));
         out.push(optional::<UInt64Type, _>(r, &fork, |n| n.child_start_ns));
         out.push(optional::<UInt32Type, _>(r, &exit, |n| n.exit_code));
         out.push(optional::<UInt32Type, _>(r, &exit, |n| n.signal));
-        out.push(optional_bool(r, &exit, ProcNumbers::has(ProcNumbers::CORE_DUMP)));
+        out.push(optional_bool(r, &exit, has(ProcNumbers::CORE_DUMP)));
         self.numbers.clear();
     }
 }
@@ -196,9 +194,11 @@ impl FileNumbers {
     const UNLINK_FLAGS: u8 = 16;
     const MODE: u8 = 32;
     const OWNER: u8 = 64;
+}
 
-    fn has(bit: u8) -> impl Fn(&FileNumbers) -> bool {
-        move |n| n.bits & bit != 0
+impl Present for FileNumbers {
+    fn bits(&self) -> u8 {
+        self.bits
     }
 }
 
@@ -267,7 +267,6 @@ impl FileCols {
 
     fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
         let r = &self.numbers;
-        let has = FileNumbers::has;
         out.push(optional::<Int64Type, _>(r, has(FileNumbers::RET), |n| n.ret));
         groups.finish(&mut self.path, out);
         groups.finish(&mut self.path2, out);
@@ -309,9 +308,11 @@ impl NetNumbers {
     const RET: u8 = 1;
     const PORTS: u8 = 2;
     const BYTES: u8 = 4;
+}
 
-    fn has(bit: u8) -> impl Fn(&NetNumbers) -> bool {
-        move |n| n.bits & bit != 0
+impl Present for NetNumbers {
+    fn bits(&self) -> u8 {
+        self.bits
     }
 }
 
@@ -376,7 +377,6 @@ impl NetCols {
 
     fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
         let r = &self.numbers;
-        let has = NetNumbers::has;
         out.push(optional::<Int64Type, _>(r, has(NetNumbers::RET), |n| n.ret));
         groups.finish(&mut self.family, out);
         groups.finish(&mut self.protocol, out);

@@ -38,7 +38,7 @@ use arrow::array::{
 };
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
+use arrow::datatypes::{DataType, SchemaRef, UInt32Type, UInt64Type};
 use arrow::error::ArrowError;
 use bytes::Bytes;
 
@@ -164,6 +164,23 @@ impl Dictionaries {
             Some((*c, ids.as_primitive_opt::<UInt64Type>()?.clone()))
         });
         Some(Dictionaries { groups: groups.collect::<Option<_>>()?, ids: ids.collect::<Option<_>>()? })
+    }
+
+    /// Batches of one table, each with its keys when it has them, as one batch: with their keys merged
+    /// (`concat`) when every part has keys, else with the keyed parts gathered first (their keyed columns
+    /// may be placeholders). The lake sink's buffers and the lake service's pending rows both end here.
+    pub(crate) fn join(
+        schema: &SchemaRef,
+        parts: &[(RecordBatch, Option<Dictionaries>)],
+    ) -> Result<(RecordBatch, Option<Dictionaries>), ArrowError> {
+        let keys: Option<Vec<&Dictionaries>> = parts.iter().map(|(_, d)| d.as_ref()).collect();
+        if let Some(merged) = keys.and_then(|k| Dictionaries::concat(&k)) {
+            let batch = arrow::compute::concat_batches(schema, parts.iter().map(|(b, _)| b))?;
+            return Ok((batch, Some(merged)));
+        }
+        let batches: Vec<RecordBatch> =
+            parts.iter().map(|(b, d)| d.as_ref().map_or_else(|| b.clone(), |d| d.materialize(b, 0))).collect();
+        Ok((arrow::compute::concat_batches(schema, &batches)?, None))
     }
 
     /// The keys of batches built one after another by the same builder, as those of the batches concatenated

@@ -100,8 +100,8 @@ impl Lineages {
         let Some(entry) = self.entries.get(e as usize) else { return false };
         let (first, len) = (entry.first as usize, entry.len as usize);
         let Some(known) = self.ancestors.get(first..first + len) else { return false };
-        // As many given as known: the next one given (if any) is None.
-        if ancestors.get(len).is_some_and(Option::is_some) {
+        // As many given as known: at least `len`, and the next one given (if any) None.
+        if ancestors.len() < len || ancestors.get(len).is_some_and(Option::is_some) {
             return false;
         }
         known.iter().zip(ancestors).all(|(k, a)| {
@@ -112,7 +112,7 @@ impl Lineages {
                     && same_bytes(self.raw(k.exe_raw), a.exe)
                     && same_bytes(self.raw(k.args_raw), a.args)
             })
-        }) && ancestors.len() >= len
+        })
     }
 
     fn push_raw(&mut self, v: &[u8]) -> Span {

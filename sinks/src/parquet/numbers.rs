@@ -9,6 +9,16 @@ use arrow::array::{ArrayRef, BooleanArray, PrimitiveArray};
 use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::ArrowPrimitiveType;
 
+/// A row of numbers whose `bits` say which of them it has (an exec's inode, a fork's child).
+pub(crate) trait Present {
+    fn bits(&self) -> u8;
+}
+
+/// Whether a row has the numbers of `bit`: the rule a column's validity follows.
+pub(crate) fn has<R: Present>(bit: u8) -> impl Fn(&R) -> bool {
+    move |r| r.bits() & bit != 0
+}
+
 /// The column of `rows` whose row `i` is `value(rows[i])` where `has(rows[i])`, else null.
 pub(crate) fn optional<T: ArrowPrimitiveType, R>(
     rows: &[R],

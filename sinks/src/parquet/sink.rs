@@ -64,19 +64,9 @@ impl Buffer {
         if parts.len() == 1 {
             return Ok(parts.swap_remove(0));
         }
+        // The detector's batches and this builder's rows: their keyed columns encoded from the keys merged.
         let table = self.rows.table();
-        let arrow = |source| LakeError::Arrow { table: table.name(), source };
-        // Every part with its keys (the detector's batches and this builder's rows): one batch whose keyed
-        // columns the writer encodes from the keys merged, whatever the batch holds there.
-        let keys: Option<Vec<&Dictionaries>> = parts.iter().map(|(_, d)| d.as_ref()).collect();
-        if let Some(merged) = keys.and_then(|k| Dictionaries::concat(&k)) {
-            let batch = arrow::compute::concat_batches(&table.schema(), parts.iter().map(|(b, _)| b));
-            return batch.map(|b| (b, Some(merged))).map_err(arrow);
-        }
-        // Otherwise each part's rows as they are.
-        let batches: Vec<RecordBatch> =
-            parts.iter().map(|(b, d)| d.as_ref().map_or_else(|| b.clone(), |d| d.materialize(b, 0))).collect();
-        arrow::compute::concat_batches(&table.schema(), &batches).map(|b| (b, None)).map_err(arrow)
+        Dictionaries::join(&table.schema(), &parts).map_err(|source| LakeError::Arrow { table: table.name(), source })
     }
 }
 
