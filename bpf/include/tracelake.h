@@ -18,6 +18,7 @@
 #define TL_STR_MAX 256     /* mount source/target/fstype, memfd names */
 #define TL_PREFIX_MAX 256  /* bytes of a path an allow/deny prefix can match */
 #define TL_KIND_MAX 64     /* size of per-kind counter arrays */
+#define TL_CGROUP_PATH_MAX 256 /* a cgroup v2 path as tl_cgroup_paths keeps it */
 
 /* Event kinds. Fixed ids, never reused. */
 enum tl_kind {
@@ -211,6 +212,18 @@ struct tl_config {
 struct tl_prefix_key {
 	__u32 prefixlen; /* in bits */
 	__u8 data[TL_PREFIX_MAX];
+};
+
+/*
+ * Value of tl_cgroup_paths (cgroup v2 id -> path), written when a cgroup is
+ * created and read by user space on a lookup miss. A path that did not fit is
+ * flagged and never used: a prefix of a path is another cgroup's path.
+ */
+struct tl_cgroup_path {
+	__u64 created_ns;  /* CLOCK_BOOTTIME of the mkdir */
+	__u32 len;         /* bytes of path, without the NUL */
+	__u32 truncated;   /* 1: the path was longer than TL_CGROUP_PATH_MAX - 1 */
+	char path[TL_CGROUP_PATH_MAX];
 };
 
 /* Per-CPU counters (tl_stats, one entry). */

@@ -7,6 +7,7 @@ pub const ARGV_MAX: usize = 4096;
 pub const STR_MAX: usize = 256;
 pub const PREFIX_MAX: usize = 256;
 pub const KIND_MAX: usize = 64;
+pub const CGROUP_PATH_MAX: usize = 256;
 
 pub const CLASS_PROCESS: u32 = 1 << 0;
 pub const CLASS_FILE: u32 = 1 << 1;
@@ -217,6 +218,25 @@ impl Default for Stats {
     }
 }
 
+/// `struct tl_cgroup_path`: the value of `tl_cgroup_paths` (cgroup v2 id -> path).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CgroupPath {
+    pub created_ns: u64,
+    pub len: u32,
+    pub truncated: u32,
+    pub path: [u8; CGROUP_PATH_MAX],
+}
+
+impl CgroupPath {
+    /// The path, unless it was truncated or is not UTF-8 (then the caller
+    /// must resolve the id another way: a cut path names another cgroup).
+    pub fn path(&self) -> Option<&str> {
+        let bytes = self.path.get(..self.len as usize)?;
+        (self.truncated == 0).then(|| std::str::from_utf8(bytes).ok()).flatten()
+    }
+}
+
 /// Reads a `#[repr(C)]` record from the start of `bytes`, or None when the
 /// buffer is too short. Ring-buffer records are 8-byte aligned, but an
 /// unaligned read keeps this correct for any slice.
@@ -245,6 +265,7 @@ impl Record for AggValue {}
 impl Record for Config {}
 impl Record for PrefixKey {}
 impl Record for Stats {}
+impl Record for CgroupPath {}
 
 // SAFETY: every record above is #[repr(C)], made only of integers and byte
 // arrays with explicit padding fields, so any bit pattern is a valid value
@@ -261,4 +282,6 @@ mod pod {
     unsafe impl aya::Pod for Stats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for PrefixKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CgroupPath {}
 }

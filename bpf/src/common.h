@@ -160,6 +160,7 @@ struct tl_records {
 	struct tl_file file;
 	struct tl_net net;
 	struct tl_syscall syscall;
+	struct tl_cgroup_path cgroup_path;
 };
 
 struct {

@@ -12,5 +12,6 @@
 #include "file.h"
 #include "net.h"
 #include "priv.h"
+#include "cgroup.h"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -99,6 +99,7 @@ fn records_match_btf() {
     );
     check!(btf, "tl_prefix_key", PrefixKey, [prefixlen, data]);
     check!(btf, "tl_stats", Stats, [emitted, dropped, aggregated, agg_full, filtered]);
+    check!(btf, "tl_cgroup_path", CgroupPath, [created_ns, len, truncated, path]);
 }
 
 /// The kind ids in the header are the ones the Rust side decodes.

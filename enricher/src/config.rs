@@ -27,9 +27,18 @@ pub struct EnricherConfig {
     /// Live processes tracked (exits missed on ring overflow cannot grow it further).
     #[serde(default = "default_max_processes")]
     pub max_processes: usize,
-    /// containerd's API socket; container and pod metadata come from it when it exists.
+    /// The container runtime's API socket (containerd); container and pod metadata come from it. A socket
+    /// that is missing at start is waited for (retried every second), as is one that goes away.
     #[serde(default = "default_containerd_socket")]
     pub containerd_socket: PathBuf,
+    /// How long a new container's events wait for its runtime metadata (pod, namespace, workload) before
+    /// they are written without it (counted as `hold_expired`); 0 writes them at once.
+    #[serde(default = "default_hold_new_containers", with = "humantime_serde")]
+    pub hold_new_containers: Duration,
+    /// Events held at most while new containers' metadata is looked up; beyond it events go on at once
+    /// (counted as `hold_full`).
+    #[serde(default = "default_hold_max_events")]
+    pub hold_max_events: usize,
     /// Longest wait for one runtime lookup (events never wait for it).
     #[serde(default = "default_runtime_timeout", with = "humantime_serde")]
     pub runtime_timeout: Duration,
@@ -57,6 +66,12 @@ fn default_max_processes() -> usize {
 fn default_containerd_socket() -> PathBuf {
     PathBuf::from("/run/containerd/containerd.sock")
 }
+fn default_hold_new_containers() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_hold_max_events() -> usize {
+    50_000
+}
 fn default_runtime_timeout() -> Duration {
     Duration::from_secs(2)
 }
@@ -77,6 +92,8 @@ impl Default for EnricherConfig {
             lineage_depth: default_lineage_depth(),
             max_processes: default_max_processes(),
             containerd_socket: default_containerd_socket(),
+            hold_new_containers: default_hold_new_containers(),
+            hold_max_events: default_hold_max_events(),
             runtime_timeout: default_runtime_timeout(),
             state_dir: default_state_dir(),
             ip_history: IpHistoryConfig::default(),

@@ -8,20 +8,26 @@
 //! name (io.kubernetes.container.name).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use containerd_client::events::ContainerCreate;
 use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{GetContainerRequest, GetImageRequest};
-use containerd_client::tonic::Request;
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, SubscribeRequest};
 use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Request, Streaming};
+use containerd_client::types::Envelope;
 use moka::sync::Cache;
+use prost::Message;
 use tokio::sync::mpsc;
 
 use crate::kube::{Workload, infer};
 use crate::metrics::{self, CacheCounters};
+use crate::unresolved::{Reason, Unresolved};
 
 /// What containerd knows of one container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,11 +69,16 @@ impl ContainerMeta {
 #[derive(Debug)]
 pub struct ContainerdMeta {
     found: Cache<String, Arc<ContainerMeta>>,
-    /// Ids containerd did not know (or could not be asked about), briefly.
-    missing: Cache<String, ()>,
+    /// Ids containerd did not know (or could not be asked about), briefly, with the reason.
+    missing: Cache<String, Reason>,
     queued: Mutex<HashSet<String>>,
     tx: mpsc::UnboundedSender<(String, String)>,
     counters: Arc<CacheCounters>,
+    unresolved: Arc<Unresolved>,
+    /// The runtime answered the last connection attempt.
+    connected: AtomicBool,
+    /// Containers learned from the runtime's event stream before any event asked.
+    announced: AtomicU64,
 }
 
 /// Counts for metrics and tests.
@@ -77,56 +88,90 @@ pub struct LookupStats {
     pub misses: u64,
 }
 
+/// What is known of a container right now.
+#[derive(Debug, Clone)]
+pub enum MetaState {
+    /// The runtime's answer.
+    Found(Arc<ContainerMeta>),
+    /// A lookup is in flight: the answer is expected within the runtime timeout.
+    Pending,
+    /// No answer, for this reason (asked again after a few seconds).
+    Missing(Reason),
+}
+
+/// How [`ContainerdMeta`] reaches the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// The runtime's socket; waited for when it does not exist (yet).
+    pub socket: PathBuf,
+    /// Longest wait for one lookup.
+    pub timeout: Duration,
+    /// Containers kept.
+    pub capacity: u64,
+    /// How long metadata of removed containers is kept.
+    pub ttl: Duration,
+    /// Subscribe to the runtime's events, so containers are known before their first process runs.
+    pub watch_events: bool,
+    /// Where lookups that fail are counted.
+    pub unresolved: Arc<Unresolved>,
+}
+
+/// Between connection attempts while the runtime is away.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+/// How long a container the runtime could not tell of is not asked about again.
+const MISSING_TTL: Duration = Duration::from_secs(5);
+
 impl ContainerdMeta {
     /// Starts the background lookup task on the current tokio runtime.
     /// `ttl`: how long metadata of removed containers is kept.
     pub fn start(socket: PathBuf, timeout: Duration, capacity: u64, ttl: Duration) -> Arc<ContainerdMeta> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+        ContainerdMeta::start_with(RuntimeOptions {
+            socket,
+            timeout,
+            capacity,
+            ttl,
+            watch_events: true,
+            unresolved: Unresolved::new(),
+        })
+    }
+
+    /// Starts the background task: it connects (and reconnects, every
+    /// second while the socket is missing or refuses), follows the runtime's
+    /// container events, and answers lookups queued by [`ContainerdMeta::get`].
+    pub fn start_with(opts: RuntimeOptions) -> Arc<ContainerdMeta> {
+        let (tx, rx) = mpsc::unbounded_channel::<(String, String)>();
         let counters = Arc::<CacheCounters>::default();
         let me = Arc::new(ContainerdMeta {
             found: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_idle(ttl)
+                .max_capacity(opts.capacity)
+                .time_to_idle(opts.ttl)
                 .eviction_listener(metrics::listener(&counters))
                 .build(),
-            missing: Cache::builder().max_capacity(capacity).time_to_live(Duration::from_secs(5)).build(),
+            missing: Cache::builder().max_capacity(opts.capacity).time_to_live(MISSING_TTL).build(),
             queued: Mutex::new(HashSet::new()),
             tx,
             counters,
+            unresolved: Arc::clone(&opts.unresolved),
+            connected: AtomicBool::new(false),
+            announced: AtomicU64::new(0),
         });
-        let weak = Arc::downgrade(&me);
-        tokio::spawn(async move {
-            let mut client = None;
-            while let Some((namespace, id)) = rx.recv().await {
-                let Some(me) = weak.upgrade() else { break };
-                let result = tokio::time::timeout(timeout, lookup(&socket, &mut client, &namespace, &id)).await;
-                match result {
-                    Ok(Ok(Some(meta))) => {
-                        me.found.insert(id.clone(), Arc::new(meta));
-                    }
-                    Ok(Ok(None)) => me.missing.insert(id.clone(), ()),
-                    Ok(Err(e)) => {
-                        tracing::warn!(container = %id, error = %e, "containerd lookup failed");
-                        client = None;
-                        me.missing.insert(id.clone(), ());
-                    }
-                    Err(_) => {
-                        tracing::warn!(container = %id, ?timeout, "containerd lookup timed out");
-                        client = None;
-                        me.missing.insert(id.clone(), ());
-                    }
-                }
-                if let Ok(mut q) = me.queued.lock() {
-                    q.remove(&id);
-                }
-            }
-        });
+        tokio::spawn(follow(Arc::downgrade(&me), rx, opts));
         me
     }
 
     /// Hit, miss and eviction counts of the metadata cache.
     pub fn counters(&self) -> &Arc<CacheCounters> {
         &self.counters
+    }
+
+    /// Whether the runtime answered the last connection attempt.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Containers learned from the runtime's events before an event asked for them.
+    pub fn announced(&self) -> u64 {
+        self.announced.load(Ordering::Relaxed)
     }
 
     /// Seeds the cache with metadata learned elsewhere (a runtime event
@@ -142,36 +187,222 @@ impl ContainerdMeta {
 
     /// Cached metadata, or None (and a background lookup queued) on a miss.
     pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<ContainerMeta>> {
+        match self.state(namespace, id) {
+            MetaState::Found(m) => Some(m),
+            MetaState::Pending | MetaState::Missing(_) => None,
+        }
+    }
+
+    /// Cached metadata, or whether a lookup is in flight (one is queued on a
+    /// first miss) or why there is no answer.
+    pub fn state(&self, namespace: &str, id: &str) -> MetaState {
         if let Some(m) = self.found.get(id) {
             self.counters.hit();
-            return Some(m);
+            return MetaState::Found(m);
         }
         self.counters.miss();
-        if self.missing.contains_key(id) {
-            return None;
+        if let Some(reason) = self.missing.get(id) {
+            return MetaState::Missing(reason);
         }
         // Events of a container whose lookup is in flight find it queued
         // without allocating; only the first miss copies the id.
-        if let Ok(mut q) = self.queued.lock()
-            && !q.contains(id)
-        {
+        let Ok(mut q) = self.queued.lock() else { return MetaState::Missing(Reason::RuntimeUnreachable) };
+        if !q.contains(id) {
             q.insert(id.to_string());
-            let _ = self.tx.send((namespace.to_string(), id.to_string()));
+            if self.tx.send((namespace.to_string(), id.to_string())).is_err() {
+                q.remove(id);
+                return MetaState::Missing(Reason::RuntimeUnreachable);
+            }
         }
-        None
+        MetaState::Pending
+    }
+
+    fn done(&self, id: &str) {
+        if let Ok(mut q) = self.queued.lock() {
+            q.remove(id);
+        }
+    }
+
+    /// Stores a lookup's outcome.
+    fn settle(&self, socket: &Path, id: &str, outcome: Result<Option<ContainerMeta>, Reason>) {
+        match outcome {
+            Ok(Some(meta)) => self.found.insert(id.to_string(), Arc::new(meta)),
+            Ok(None) => self.missing.insert(id.to_string(), Reason::ContainerUnknown),
+            Err(reason) => {
+                self.unresolved.warn(
+                    reason,
+                    self.unresolved.get(reason),
+                    &format_args!("container {id}: no answer from the runtime at {}", socket.display()),
+                );
+                self.missing.insert(id.to_string(), reason);
+            }
+        }
+        self.done(id);
+    }
+}
+
+/// The background task's connection to the runtime.
+struct Link {
+    socket: PathBuf,
+    opts: RuntimeOptions,
+    channel: Option<Channel>,
+    events: Option<Streaming<Envelope>>,
+    ever_connected: bool,
+}
+
+impl Link {
+    /// Connects if not connected; false (warned, rate-limited) when the runtime does not answer.
+    async fn ensure(&mut self, me: &ContainerdMeta) -> bool {
+        if self.channel.is_some() {
+            return true;
+        }
+        let socket = &self.socket;
+        match tokio::time::timeout(self.opts.timeout, containerd_client::connect(socket)).await {
+            Ok(Ok(ch)) => {
+                if self.opts.watch_events {
+                    self.events = subscribe(ch.clone(), self.opts.timeout).await;
+                }
+                self.channel = Some(ch);
+                me.connected.store(true, Ordering::Relaxed);
+                // Answers given while the runtime was away are stale now.
+                me.missing.invalidate_all();
+                let again = if self.ever_connected { " again" } else { "" };
+                tracing::info!(
+                    socket = %socket.display(),
+                    events = self.events.is_some(),
+                    "container runtime reachable{again}"
+                );
+                self.ever_connected = true;
+                true
+            }
+            Ok(Err(e)) => {
+                me.connected.store(false, Ordering::Relaxed);
+                let what = format_args!(
+                    "container runtime socket {} unreachable ({e}); container and pod metadata wait for it, \
+                     retried every {RECONNECT_EVERY:?}",
+                    socket.display()
+                );
+                me.unresolved.warn(Reason::RuntimeUnreachable, me.unresolved.get(Reason::RuntimeUnreachable), &what);
+                false
+            }
+            Err(_) => {
+                me.connected.store(false, Ordering::Relaxed);
+                let what = format_args!(
+                    "container runtime at {} did not accept a connection within {:?}",
+                    socket.display(),
+                    self.opts.timeout
+                );
+                me.unresolved.warn(Reason::RuntimeTimeout, me.unresolved.get(Reason::RuntimeTimeout), &what);
+                false
+            }
+        }
+    }
+
+    fn lost(&mut self, me: &ContainerdMeta) {
+        me.connected.store(false, Ordering::Relaxed);
+        self.channel = None;
+        self.events = None;
+    }
+
+    /// Asks the runtime about one container, connecting first if needed.
+    async fn lookup(
+        &mut self,
+        me: &ContainerdMeta,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<ContainerMeta>, Reason> {
+        if !self.ensure(me).await {
+            return Err(Reason::RuntimeUnreachable);
+        }
+        let Some(ch) = self.channel.clone() else { return Err(Reason::RuntimeUnreachable) };
+        match tokio::time::timeout(self.opts.timeout, lookup(ch, namespace, id)).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => {
+                tracing::debug!(container = %id, error = %e, "containerd lookup failed");
+                self.lost(me);
+                Err(Reason::RuntimeUnreachable)
+            }
+            Err(_) => {
+                self.lost(me);
+                Err(Reason::RuntimeTimeout)
+            }
+        }
+    }
+}
+
+/// The background task: connection, event stream and lookups.
+async fn follow(me: Weak<ContainerdMeta>, mut rx: mpsc::UnboundedReceiver<(String, String)>, opts: RuntimeOptions) {
+    let mut link = Link { socket: opts.socket.clone(), opts, channel: None, events: None, ever_connected: false };
+    loop {
+        if link.channel.is_none() {
+            let Some(m) = me.upgrade() else { return };
+            link.ensure(&m).await;
+        }
+        tokio::select! {
+            req = rx.recv() => {
+                let Some((namespace, id)) = req else { return };
+                let Some(m) = me.upgrade() else { return };
+                let outcome = link.lookup(&m, &namespace, &id).await;
+                m.settle(&link.socket, &id, outcome);
+            }
+            ev = next_event(&mut link.events), if link.events.is_some() => {
+                let Some(m) = me.upgrade() else { return };
+                match ev {
+                    Some((namespace, id)) => {
+                        if m.found.contains_key(&id) {
+                            continue;
+                        }
+                        if let Ok(Some(meta)) = link.lookup(&m, &namespace, &id).await {
+                            m.announced.fetch_add(1, Ordering::Relaxed);
+                            m.found.insert(id.clone(), Arc::new(meta));
+                            m.missing.invalidate(&id);
+                        }
+                    }
+                    None => {
+                        // The stream ended: the runtime restarted or went away. Reconnect.
+                        tracing::warn!(socket = %link.socket.display(), "container runtime event stream closed; reconnecting");
+                        link.lost(&m);
+                    }
+                }
+            }
+            () = tokio::time::sleep(RECONNECT_EVERY), if link.channel.is_none() => {}
+        }
+    }
+}
+
+/// Subscribes to container creation: kubelet (and ctr) create a container
+/// with its labels before they start its task, so the answer is usually in
+/// the cache before the container's first process runs.
+async fn subscribe(ch: Channel, timeout: Duration) -> Option<Streaming<Envelope>> {
+    let req = SubscribeRequest { filters: vec![r#"topic=="/containers/create""#.to_string()] };
+    match tokio::time::timeout(timeout, EventsClient::new(ch).subscribe(req)).await {
+        Ok(Ok(resp)) => Some(resp.into_inner()),
+        Ok(Err(status)) => {
+            tracing::warn!(error = %status, "cannot follow the runtime's container events; containers are looked up on their first event");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// The next created container (namespace, id), or None when the stream ended.
+async fn next_event(events: &mut Option<Streaming<Envelope>>) -> Option<(String, String)> {
+    let stream = events.as_mut()?;
+    loop {
+        let env = stream.message().await.ok()??;
+        let Some(any) = env.event else { continue };
+        match ContainerCreate::decode(any.value.as_slice()) {
+            Ok(c) if !c.id.is_empty() => return Some((env.namespace, c.id)),
+            Ok(_) | Err(_) => continue,
+        }
     }
 }
 
 async fn lookup(
-    socket: &std::path::Path,
-    channel: &mut Option<Channel>,
+    ch: Channel,
     namespace: &str,
     id: &str,
 ) -> Result<Option<ContainerMeta>, Box<dyn std::error::Error + Send + Sync>> {
-    if channel.is_none() {
-        *channel = Some(containerd_client::connect(socket).await?);
-    }
-    let Some(ch) = channel.clone() else { return Ok(None) };
     let ns: containerd_client::tonic::metadata::MetadataValue<_> = namespace.parse()?;
     let mut req = Request::new(GetContainerRequest { id: id.to_string() });
     req.metadata_mut().insert("containerd-namespace", ns.clone());

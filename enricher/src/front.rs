@@ -28,6 +28,10 @@ pub(crate) struct Slot {
     pub pod: Option<Arc<PodInfo>>,
     /// Some source had no answer (yet): the events say so.
     pub partial: bool,
+    /// The runtime's answer is in flight.
+    pub pending: bool,
+    /// Why the answer is partial.
+    pub missing: Option<crate::unresolved::Reason>,
     /// Asked again after `recheck_ns`: partial answers, and cgroups not
     /// found. Complete answers never change (cgroup ids are not reused
     /// within a boot, nor are container ids).

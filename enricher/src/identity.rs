@@ -10,13 +10,14 @@ use tracelake_model::json::{Ancestor, Identity, MAX_ANCESTORS, Source, Stamp};
 use tracelake_model::{Body, BootClock, Event, Kind};
 
 use crate::cgroup::{ContainerRef, Runtime, parse_cgroup_path};
-use crate::cgroup_index::{CgroupIndex, IndexError};
-use crate::containerd::{ContainerMeta, ContainerdMeta};
+use crate::cgroup_index::{CgroupIndex, CgroupPaths, IndexError};
+use crate::containerd::{ContainerMeta, ContainerdMeta, MetaState};
 use crate::front::{Front, RECHECK_NS, Slot};
 use crate::iphistory::{IpHistory, NodeObserver, Owner};
 use crate::kube::{KubeMeta, PodInfo, ServiceInfo};
 use crate::metrics::{self, CacheCounters};
 use crate::process::{ProcessInfo, ProcessTable};
+use crate::unresolved::{Reason, Unresolved};
 
 /// What a cgroup id resolves to.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +36,7 @@ pub struct Enricher {
     counters: Arc<CacheCounters>,
     front: Front,
     ips: Option<IpSource>,
+    unresolved: Arc<Unresolved>,
 }
 
 /// The IP history and what feeds it from this node.
@@ -57,6 +59,11 @@ pub struct Resolved {
     /// A container whose runtime metadata was asked for but is not known
     /// (yet), or a pod the Kubernetes API does not know (yet).
     pub partial: bool,
+    /// The runtime's answer is on its way: a caller that can wait briefly
+    /// (the pipeline's hold of a new container's events) asks again.
+    pub pending: bool,
+    /// Why the identity is partial (or the cgroup unknown), when it is.
+    pub missing: Option<Reason>,
     /// Network events: who held the remote IP at the event's time.
     pub peer: Option<Arc<Owner>>,
     /// The Service whose ClusterIP the peer address is (from the API watch), when no pod held it.
@@ -205,7 +212,30 @@ impl Enricher {
             front: Front::default(),
             ips: None,
             kube: None,
+            unresolved: Unresolved::new(),
         })
+    }
+
+    /// Counts unresolved identities into `unresolved` (shared with the runtime lookups).
+    pub fn with_unresolved(mut self, unresolved: Arc<Unresolved>) -> Enricher {
+        self.unresolved = unresolved;
+        self
+    }
+
+    /// The unresolved-identity counters.
+    pub fn unresolved(&self) -> &Arc<Unresolved> {
+        &self.unresolved
+    }
+
+    /// Resolves cgroup ids from `recorded` first (the sensor's record of created cgroups).
+    pub fn with_recorded_cgroups(mut self, recorded: Arc<dyn CgroupPaths>) -> Enricher {
+        self.index = self.index.with_recorded(recorded);
+        self
+    }
+
+    /// Whether open_by_handle_at was refused (no CAP_DAC_READ_SEARCH).
+    pub fn handles_denied(&self) -> bool {
+        self.index.handles_denied()
     }
 
     /// The counters of every cache behind this enricher, by cache name.
@@ -272,20 +302,35 @@ impl Enricher {
                 pod: slot.pod.clone(),
                 chain: Default::default(),
                 partial: slot.partial,
+                pending: slot.pending,
+                missing: slot.missing,
                 peer: None,
                 peer_service: None,
                 pod_ip: None,
             };
         }
-        let cgroup = self.cgroup(cgroup_id);
+        let (cgroup, mut missing) = match self.cgroup_or_reason(cgroup_id) {
+            Ok(c) => (Some(c), None),
+            Err(reason) => (None, Some(reason)),
+        };
         let container = cgroup.as_ref().and_then(|c| c.container.as_ref());
+        let mut pending = false;
         let (meta, mut partial) = match (&self.containerd, container) {
             (Some(src), Some(c)) => {
                 // CRI containers live in kubelet's namespace; others say theirs in the path.
                 let ns = c.namespace.as_deref().unwrap_or("k8s.io");
-                let meta = src.get(ns, &c.container_id);
-                let partial = meta.is_none();
-                (meta, partial)
+                match src.state(ns, &c.container_id) {
+                    MetaState::Found(m) => (Some(m), false),
+                    MetaState::Pending => {
+                        pending = true;
+                        missing = Some(Reason::RuntimeTimeout);
+                        (None, true)
+                    }
+                    MetaState::Missing(reason) => {
+                        missing = Some(reason);
+                        (None, true)
+                    }
+                }
             }
             _ => (None, false),
         };
@@ -299,7 +344,10 @@ impl Enricher {
                 (None, None) => return None,
             };
             // A pod is expected here: the API server has not told of it (yet).
-            partial |= pod.is_none();
+            if pod.is_none() {
+                partial = true;
+                missing = missing.or(Some(Reason::PodUnknown));
+            }
             pod
         });
         let slot = Slot {
@@ -307,11 +355,25 @@ impl Enricher {
             meta: meta.clone(),
             pod: pod.clone(),
             partial,
+            pending,
+            missing,
             incomplete: partial || cgroup.is_none(),
-            recheck_ns: now_ns.saturating_add(RECHECK_NS),
+            // A pending answer is asked for on every event: it arrives within milliseconds.
+            recheck_ns: if pending { 0 } else { now_ns.saturating_add(RECHECK_NS) },
         };
         self.front.insert(cgroup_id, slot);
-        Resolved { cgroup, meta, pod, chain: Default::default(), partial, peer: None, peer_service: None, pod_ip: None }
+        Resolved {
+            cgroup,
+            meta,
+            pod,
+            chain: Default::default(),
+            partial,
+            pending,
+            missing,
+            peer: None,
+            peer_service: None,
+            pod_ip: None,
+        }
     }
 
     /// `resolve` plus the process and up to `depth` ancestors from `table`.
@@ -338,21 +400,45 @@ impl Enricher {
         r
     }
 
+    /// Resolves again the identity of an event held while its runtime answer
+    /// was pending: cgroup, container, pod and pod IP are replaced, the
+    /// lineage and peer found when it arrived are kept.
+    pub fn refresh(&mut self, ev: &Event<'_>, held: &mut Resolved) {
+        let fresh = self.resolve(ev.subject.cgroup_id, ev.subject.ktime_ns);
+        held.cgroup = fresh.cgroup;
+        held.meta = fresh.meta;
+        held.pod = fresh.pod;
+        held.partial = fresh.partial;
+        held.pending = fresh.pending;
+        held.missing = fresh.missing;
+        if let Some(ips) = &self.ips
+            && held.pod_ip.is_none()
+            && held.cgroup.as_ref().is_some_and(|c| c.container.is_some())
+        {
+            held.pod_ip = ips.observer.as_ref().and_then(|o| o.pod_ip(ev.subject.cgroup_id));
+        }
+    }
+
     /// The identity behind a cgroup id, or None when the cgroup is unknown
     /// (gone before it was ever seen): the event then goes on partially enriched.
     pub fn cgroup(&self, cgroup_id: u64) -> Option<Arc<CgroupIdentity>> {
+        self.cgroup_or_reason(cgroup_id).ok()
+    }
+
+    /// The identity behind a cgroup id, or why it is unknown.
+    pub fn cgroup_or_reason(&self, cgroup_id: u64) -> Result<Arc<CgroupIdentity>, Reason> {
         self.counters.miss();
         if let Some(hit) = self.by_cgroup.get(&cgroup_id) {
-            return Some(hit);
+            return Ok(hit);
         }
-        let path = self.index.path(cgroup_id)?;
+        let path = self.index.path_or_reason(cgroup_id)?;
         let container = parse_cgroup_path(&path);
         let ident = Arc::new(CgroupIdentity { path, container });
         self.by_cgroup.insert(cgroup_id, Arc::clone(&ident));
         if let Some(o) = self.ips.as_ref().and_then(|i| i.observer.as_ref()) {
             o.seen(cgroup_id, &ident);
         }
-        Some(ident)
+        Ok(ident)
     }
 
     /// Borrowed JSON identity fields for one event.

@@ -13,7 +13,7 @@ pub mod stats;
 pub mod tracefs;
 
 pub use config::SensorConfig;
-pub use sensor::{RunSummary, Sensor};
+pub use sensor::{RecordedCgroups, RunSummary, Sensor};
 pub use stats::SensorStats;
 use tracelake_model::Event;
 

@@ -23,11 +23,34 @@ pub struct Attached {
 /// Loads `object` (the sensor, or the no-op floor) with map sizes from cfg.
 pub fn load_object(object: &[u8], cfg: &SensorConfig) -> Result<Ebpf, SensorError> {
     tracefs::ensure_mounted()?;
+    raise_memlock_on_old_kernels();
     let mut loader = EbpfLoader::new();
     loader.map_max_entries("tl_events", cfg.ring_buffer_bytes);
     loader.map_max_entries("tl_agg_a", cfg.aggregation.table_entries);
     loader.map_max_entries("tl_agg_b", cfg.aggregation.table_entries);
     loader.load(object).map_err(|e| SensorError::Load(Box::new(e)))
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK (later ones to the memory cgroup): there the limit is
+/// raised, which needs CAP_SYS_RESOURCE. The agent's DaemonSet does not grant it, as the kernels it targets do
+/// not need it; on an older kernel the warning says what to add.
+fn raise_memlock_on_old_kernels() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) >= (5, 11) {
+        return;
+    }
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads a valid rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::warn!(
+            kernel = release.trim(),
+            error = %std::io::Error::last_os_error(),
+            "this kernel charges BPF maps to RLIMIT_MEMLOCK and the limit cannot be raised: grant CAP_SYS_RESOURCE \
+             if loading fails (docs/deploy.md)"
+        );
+    }
 }
 
 /// The kernel-side configuration record for cfg.
@@ -105,6 +128,31 @@ where
 {
     let map = ebpf.map_mut(name).ok_or(SensorError::MissingMap(name))?;
     T::try_from(map).map_err(|e| SensorError::map(name, e))
+}
+
+/// The program that records every cgroup v2 directory's path at creation
+/// (`tl_cgroup_paths`): attached whatever the classes, since every event's
+/// identity stands on it.
+pub const CGROUP_RECORD: Hook =
+    Hook { program: "tl_cgroup_mkdir", attach: Attach::BtfTracePoint("cgroup_mkdir"), class: ClassName::Process };
+
+/// Attaches [`CGROUP_RECORD`]; false (with a warning) where this kernel lacks it.
+pub fn attach_cgroup_record(ebpf: &mut Ebpf) -> Result<bool, SensorError> {
+    let btf = Btf::from_sys_fs().map_err(|e| SensorError::Btf(Box::new(e)))?;
+    let Attach::BtfTracePoint(name) = CGROUP_RECORD.attach else { return Ok(false) };
+    let prog = ebpf.program_mut(CGROUP_RECORD.program).ok_or(SensorError::MissingProgram(CGROUP_RECORD.program))?;
+    let tp: &mut BtfTracePoint = prog.try_into().map_err(|e| SensorError::program(CGROUP_RECORD.program, e))?;
+    match tp.load(name, &btf).and_then(|()| tp.attach().map(|_| ())) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::warn!(
+                hook = %format!("tp_btf/{name}"),
+                error = %e,
+                "cannot record cgroup creation: new containers' cgroups resolve only with CAP_DAC_READ_SEARCH or by walking the tree"
+            );
+            Ok(false)
+        }
+    }
 }
 
 /// Attaches every hook of an enabled class. A hook this kernel lacks is a

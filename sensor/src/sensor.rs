@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aya::Ebpf;
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -28,6 +28,29 @@ pub struct Sensor {
     counters: Arc<ReaderCounters>,
     latest: Arc<Mutex<SensorStats>>,
     attached: Attached,
+    cgroups: Option<Arc<RecordedCgroups>>,
+}
+
+/// The kernel's record of every cgroup v2 directory created since the sensor
+/// started (`tl_cgroup_paths`): id -> path, readable without any capability
+/// beyond those that loaded it, and kept after the cgroup is removed.
+pub struct RecordedCgroups {
+    map: BpfHashMap<MapData, u64, abi::CgroupPath>,
+}
+
+impl std::fmt::Debug for RecordedCgroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordedCgroups").finish_non_exhaustive()
+    }
+}
+
+impl RecordedCgroups {
+    /// The path of cgroup `id` relative to the cgroup2 root, if recorded
+    /// whole (a truncated path would name another cgroup).
+    pub fn path(&self, id: u64) -> Option<String> {
+        let v = self.map.get(&id, 0).ok()?;
+        v.path().map(str::to_owned)
+    }
 }
 
 impl std::fmt::Debug for Sensor {
@@ -72,6 +95,13 @@ impl Sensor {
             .map_err(|e| SensorError::Io { what: "register the ring buffer with tokio", source: e.into() })?;
         let attached = loader::attach(&mut ebpf, cfg)?;
         tracing::info!(hooks = attached.hooks.len(), missing = ?attached.missing, "sensor attached");
+        let cgroups = if loader::attach_cgroup_record(&mut ebpf)? {
+            let map = ebpf.take_map("tl_cgroup_paths").ok_or(SensorError::MissingMap("tl_cgroup_paths"))?;
+            let map = BpfHashMap::try_from(map).map_err(|e| SensorError::map("tl_cgroup_paths", e))?;
+            Some(Arc::new(RecordedCgroups { map }))
+        } else {
+            None
+        };
         let latest = Arc::new(Mutex::new(SensorStats::default()));
         stats::register_metrics(Arc::clone(&latest));
         Ok(Sensor {
@@ -83,7 +113,13 @@ impl Sensor {
             counters: Arc::default(),
             latest,
             attached,
+            cgroups,
         })
+    }
+
+    /// The record of created cgroups, when this kernel could attach it.
+    pub fn recorded_cgroups(&self) -> Option<Arc<RecordedCgroups>> {
+        self.cgroups.clone()
     }
 
     /// Converts the kernel's CLOCK_BOOTTIME stamps to wall-clock time.

@@ -16,24 +16,24 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
-mod image;
+pub(crate) mod image;
 mod net;
 mod rootfs;
 pub use image::{IMAGE_REF, LabImage};
 use net::{Attachment, LabNet};
 use rootfs::{build_rootfs, find_busybox};
 
-const CTR_TIMEOUT: Duration = Duration::from_secs(30);
-const START_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const CTR_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(15);
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Prepended to PATH so `containerd`, the shim and `runc` (in /usr/sbin) are
 /// found even when tests run with a non-login PATH.
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// `ctr run --rootfs` has no image config, so without this the container has
 /// no environment at all and runc cannot even resolve `sleep`.
-const CONTAINER_PATH: &str = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
-const BUSYBOX_CANDIDATES: [&str; 3] = ["/bin/busybox", "/usr/bin/busybox", "/usr/sbin/busybox"];
+pub(crate) const CONTAINER_PATH: &str = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
+pub(crate) const BUSYBOX_CANDIDATES: [&str; 3] = ["/bin/busybox", "/usr/bin/busybox", "/usr/sbin/busybox"];
 const TOOLS: [&str; 4] = ["containerd", "ctr", "containerd-shim-runc-v2", "runc"];
 
 /// CRI would go looking for CNI and kubelet config, "opt" creates
@@ -129,7 +129,7 @@ pub enum LabError {
     InvalidSpec(String),
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LabError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LabError {
     let what = what.into();
     move |source| LabError::Io { what, source }
 }
@@ -595,7 +595,7 @@ impl Drop for Container {
 /// `ctr run` returns once runc told the init to proceed, which can be
 /// before its execve finished (seen as comm `runc:[2:INIT]`); tests watching
 /// exec events or comm want it done. execve switches `exe` before `comm`.
-fn wait_for_exec(pid: u32) {
+pub(crate) fn wait_for_exec(pid: u32) {
     poll(Duration::from_secs(5), || {
         let (exe, comm) = (fs::read_link(format!("/proc/{pid}/exe")), fs::read_to_string(format!("/proc/{pid}/comm")));
         let (Ok(exe), Ok(comm)) = (exe, comm) else { return true }; // exited already
@@ -604,7 +604,7 @@ fn wait_for_exec(pid: u32) {
 }
 
 /// Calls `done` until it returns true or `timeout` passes; says which.
-fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !done() {
         if Instant::now() >= deadline {
@@ -615,7 +615,7 @@ fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<Output, LabError> {
+pub(crate) fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<Output, LabError> {
     let words: Vec<_> = std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect();
     let command = words.join(" ");
     let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
@@ -635,12 +635,12 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<Output, LabEr
     }
 }
 
-fn checked(out: Output, command: &str) -> Result<Output, LabError> {
+pub(crate) fn checked(out: Output, command: &str) -> Result<Output, LabError> {
     let (status, stderr) = (out.status, String::from_utf8_lossy(&out.stderr).trim().to_owned());
     if status.success() { Ok(out) } else { Err(LabError::CommandFailed { command: command.into(), status, stderr }) }
 }
 
-fn search_path() -> OsString {
+pub(crate) fn search_path() -> OsString {
     let mut path = OsString::from(SYSTEM_PATH);
     path.extend(std::env::var_os("PATH").map(|p| [":".into(), p]).into_iter().flatten());
     path
@@ -648,7 +648,7 @@ fn search_path() -> OsString {
 
 /// Hybrid hosts mount cgroup2 at /sys/fs/cgroup/unified, pure v2 hosts at
 /// /sys/fs/cgroup; only a cgroup2 root has `cgroup.controllers`.
-fn unified_root() -> Option<PathBuf> {
+pub fn unified_root() -> Option<PathBuf> {
     let roots = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"].map(PathBuf::from);
     roots.into_iter().find(|p| p.join("cgroup.controllers").exists())
 }

@@ -2,4 +2,5 @@
 //! parts of this machine (containerd, runc, the kernel), nothing is mocked.
 
 pub mod broker;
+pub mod cri_lab;
 pub mod lab;

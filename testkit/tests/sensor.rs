@@ -263,3 +263,26 @@ async fn ring_buffer_overflow_is_counted_not_silent() {
     assert!(dropped > 0, "a 4 KiB ring and a stalled reader must overflow");
     assert_eq!(delivered + dropped, N, "delivered {delivered} + dropped {dropped}");
 }
+
+/// The sensor records every cgroup v2 directory's path when it is made, and keeps it after the directory is
+/// gone: what names a container's cgroup without CAP_DAC_READ_SEARCH, before its first process runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_cgroups_are_recorded_by_id_and_outlive_their_directory() {
+    use std::os::unix::fs::MetadataExt;
+    let root = tracelake_testkit::lab::unified_root().unwrap();
+    let sensor = tracelake_sensor::Sensor::start(&SensorConfig::default()).unwrap();
+    let recorded = sensor.recorded_cgroups().expect("tp_btf/cgroup_mkdir attaches on this kernel");
+    let name = format!("tracelake-record-{}", std::process::id());
+    let dir = root.join(&name);
+    let child = dir.join("kubepods-besteffort-pod1234.slice");
+    std::fs::create_dir_all(&child).unwrap();
+    let (id, child_id) = (std::fs::metadata(&dir).unwrap().ino(), std::fs::metadata(&child).unwrap().ino());
+    std::fs::remove_dir(&child).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    assert_eq!(recorded.path(id).as_deref(), Some(format!("/{name}").as_str()));
+    assert_eq!(recorded.path(child_id).as_deref(), Some(format!("/{name}/kubepods-besteffort-pod1234.slice").as_str()));
+    // A cgroup made before the sensor started is not in the record (the enricher walks the tree for those).
+    let own = tracelake_testkit::lab::unified_cgroup(std::process::id()).unwrap().1;
+    assert_eq!(recorded.path(own), None);
+    drop(sensor);
+}

@@ -8,8 +8,21 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracelake_enricher::iphistory::{IpHistory, NodeObserver, ObserverOptions, kube_feed, now_ns};
 use tracelake_enricher::kube::KubeMode;
-use tracelake_enricher::{CacheCounters, ContainerdMeta, Enricher, EnricherConfig, KubeMeta, ProcessTable};
-use tracelake_sensor::Sensor;
+use tracelake_enricher::{
+    CacheCounters, CgroupPaths, ContainerdMeta, Enricher, EnricherConfig, KubeMeta, ProcessTable, RuntimeOptions,
+    Unresolved,
+};
+use tracelake_sensor::{RecordedCgroups, Sensor};
+
+/// The sensor's record of created cgroups, as the enricher asks for paths.
+#[derive(Debug)]
+struct SensorCgroups(Arc<RecordedCgroups>);
+
+impl CgroupPaths for SensorCgroups {
+    fn path(&self, id: u64) -> Option<String> {
+        self.0.path(id)
+    }
+}
 
 /// What the pipeline holds of the enricher.
 #[derive(Debug)]
@@ -24,18 +37,34 @@ pub struct Enrichment {
 }
 
 /// Builds the enricher for `node`. Needs a tokio runtime (background lookups).
-pub fn build(e: &EnricherConfig, node: &str) -> anyhow::Result<Enrichment> {
-    let mut enricher =
-        Enricher::new(&e.cgroup_root(), e.cache_entries, e.tombstone_ttl).context("cannot start the enricher")?;
-    let containerd = if e.containerd_socket.exists() {
-        let meta =
-            ContainerdMeta::start(e.containerd_socket.clone(), e.runtime_timeout, e.cache_entries, e.tombstone_ttl);
-        enricher = enricher.with_containerd(Arc::clone(&meta));
-        Some(meta)
-    } else {
-        tracing::info!(socket = %e.containerd_socket.display(), "no containerd socket: container metadata off");
-        None
-    };
+/// `recorded`: the sensor's record of created cgroups, when it could attach it.
+pub fn build(e: &EnricherConfig, node: &str, recorded: Option<Arc<RecordedCgroups>>) -> anyhow::Result<Enrichment> {
+    let unresolved = Unresolved::new();
+    unresolved.register();
+    let mut enricher = Enricher::new(&e.cgroup_root(), e.cache_entries, e.tombstone_ttl)
+        .context("cannot start the enricher")?
+        .with_unresolved(Arc::clone(&unresolved));
+    if let Some(r) = recorded {
+        enricher = enricher.with_recorded_cgroups(Arc::new(SensorCgroups(r)));
+    }
+    // Started whether or not the socket exists yet: a runtime that starts (or restarts) after the agent is
+    // connected to as soon as its socket answers, and the wait is a warning, not silence.
+    if !e.containerd_socket.exists() {
+        tracing::warn!(
+            socket = %e.containerd_socket.display(),
+            "no container runtime socket (yet): container and pod metadata wait for it (enricher.containerd_socket)"
+        );
+    }
+    let meta = ContainerdMeta::start_with(RuntimeOptions {
+        socket: e.containerd_socket.clone(),
+        timeout: e.runtime_timeout,
+        capacity: e.cache_entries,
+        ttl: e.tombstone_ttl,
+        watch_events: true,
+        unresolved: Arc::clone(&unresolved),
+    });
+    enricher = enricher.with_containerd(Arc::clone(&meta));
+    let containerd = Some(meta);
     let mut history = None;
     if e.ip_history.enabled {
         let (h, observer) = ip_history(e, node, containerd.clone());

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod detect;
 mod enrich;
+mod hold;
 mod ip_export;
 mod lake;
 mod metrics;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arrow::array::RecordBatch;
-use tracelake_enricher::{Enricher, ProcessTable};
+use tracelake_enricher::{Enricher, ProcessTable, Resolved};
 use tracelake_model::Event;
 use tracelake_model::json::JsonContext;
 use tracelake_queries::live::LiveDetector;
@@ -19,6 +19,7 @@ use tracelake_sinks::stdout::JsonLinesSink;
 
 use crate::config::Config;
 use crate::enrich;
+use crate::hold::{Admit, Hold};
 use crate::ip_export::IpExport;
 use crate::metrics;
 
@@ -44,30 +45,24 @@ struct SinkHandler<W: Write> {
     lineage_depth: usize,
     ip_export: Option<IpExport>,
     node: &'static str,
+    /// New containers' events waiting for their identity.
+    hold: Hold,
 }
 
 impl<W: Write> EventHandler for SinkHandler<W> {
     fn handle(&mut self, ev: &Event<'_>) {
         self.processes.observe(ev);
-        let resolved = self.enricher.resolve_with_lineage(ev, &self.processes, self.lineage_depth);
-        let id = resolved.identity();
-        if let Some(s) = &mut self.stdout {
-            s.push_with(ev, &id);
+        let mut resolved = self.enricher.resolve_with_lineage(ev, &self.processes, self.lineage_depth);
+        if self.hold.admit(ev, &mut resolved) == Admit::Pass {
+            self.emit(ev, &resolved);
         }
-        if let Some(k) = &mut self.kafka {
-            k.push_with(ev, &id);
+        if self.hold.due() {
+            self.release_held(false);
         }
-        // The rows the detector builds reach the lake as its batches: built once, not twice.
-        let shared = self.detect.as_mut().is_some_and(|d| d.push(ev, &id));
-        if let Some(l) = &mut self.lake
-            && !shared
-        {
-            l.push_with(ev, &id);
-        }
-        self.lake_takes_built();
     }
 
     fn tick(&mut self) {
+        self.release_held(false);
         if let Some(l) = &mut self.lake {
             if let Some(x) = &mut self.ip_export {
                 x.export(l, false);
@@ -86,6 +81,35 @@ impl<W: Write> EventHandler for SinkHandler<W> {
 }
 
 impl<W: Write> SinkHandler<W> {
+    /// Hands held events on whose identity arrived (or whose wait is over; all of them with `all`).
+    fn release_held(&mut self, all: bool) {
+        for (ev, resolved) in self.hold.release(&mut self.enricher, all) {
+            self.emit(&ev.as_event(), &resolved);
+        }
+    }
+
+    /// Writes one enriched event to every sink.
+    fn emit(&mut self, ev: &Event<'_>, resolved: &Resolved) {
+        if let Some(reason) = resolved.missing {
+            self.enricher.unresolved().count(reason, 1, &reason.hint());
+        }
+        let id = resolved.identity();
+        if let Some(s) = &mut self.stdout {
+            s.push_with(ev, &id);
+        }
+        if let Some(k) = &mut self.kafka {
+            k.push_with(ev, &id);
+        }
+        // The rows the detector builds reach the lake as its batches: built once, not twice.
+        let shared = self.detect.as_mut().is_some_and(|d| d.push(ev, &id));
+        if let Some(l) = &mut self.lake
+            && !shared
+        {
+            l.push_with(ev, &id);
+        }
+        self.lake_takes_built();
+    }
+
     fn lake_takes_built(&mut self) {
         if let (Some(d), Some(l)) = (&mut self.detect, &mut self.lake) {
             for (table, batch, keys) in d.take_built() {
@@ -176,7 +200,8 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
             None
         };
         let e = &cfg.enricher;
-        let enrich::Enrichment { enricher, processes, history, containerd, caches } = enrich::build(e, node)?;
+        let enrich::Enrichment { enricher, processes, history, containerd, caches } =
+            enrich::build(e, node, sensor.recorded_cgroups())?;
         let (detect, findings) = match crate::detect::start(cfg, sinks.lake.as_ref(), kafka.is_some(), ctx, containerd)?
         {
             Some(l) => (Some(l.detector), l.to_kafka),
@@ -185,8 +210,20 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         let stdout = sinks.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
         let ip_export = history.filter(|_| lake.is_some()).map(IpExport::new);
-        let mut handler =
-            SinkHandler { stdout, lake, kafka, detect, findings, enricher, processes, lineage_depth, ip_export, node };
+        let hold = Hold::new(e.hold_new_containers, e.hold_max_events);
+        let mut handler = SinkHandler {
+            stdout,
+            lake,
+            kafka,
+            detect,
+            findings,
+            enricher,
+            processes,
+            lineage_depth,
+            ip_export,
+            node,
+            hold,
+        };
         if let (Some(d), Some(_)) = (handler.detect.as_mut(), handler.lake.as_ref()) {
             d.share_batches();
         }
@@ -195,6 +232,23 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
             tracing::info!(processes = n, "reported running processes");
         }
         let summary = sensor.run(&mut handler, shutdown(run_for)).await.context("sensor stopped")?;
+        handler.release_held(true);
+        let h = handler.hold.stats;
+        let unresolved: Vec<String> = handler
+            .enricher
+            .unresolved()
+            .read()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{}={n}", r.as_str()))
+            .collect();
+        tracing::info!(
+            held = h.held,
+            hold_expired = h.expired,
+            hold_full = h.full,
+            unresolved = %unresolved.join(","),
+            "identity"
+        );
         let stdout_result = handler.stdout.as_mut().map_or(Ok(()), JsonLinesSink::flush);
         if let (Some(l), Some(x)) = (handler.lake.as_mut(), handler.ip_export.as_mut()) {
             x.export(l, true);

@@ -82,7 +82,7 @@ fn agent_daemonset_has_only_the_privileges_it_needs() {
     assert_eq!(strs(s(sc, &["capabilities", "drop"])), ["ALL"]);
     let mut add = strs(s(sc, &["capabilities", "add"]));
     add.sort();
-    assert_eq!(add, ["BPF", "PERFMON", "SYS_RESOURCE"]);
+    assert_eq!(add, ["BPF", "PERFMON"]);
     // What it reads is mounted read-only; only its state (IP history, Kafka spool) is written.
     for m in s(c, &["volumeMounts"]).as_sequence().unwrap() {
         let ro = m.get("readOnly").and_then(Value::as_bool).unwrap_or(false);

@@ -25,7 +25,17 @@ async fn metadata_that_arrives_later_reaches_the_front_after_a_recheck() {
 
     let first = e.resolve(cgroup, 1000 * MS);
     assert!(first.partial && first.meta.is_none());
+    assert!(first.pending, "a lookup is in flight: the pipeline may hold the event");
     assert_eq!(first.cgroup.as_ref().unwrap().container.as_ref().unwrap().container_id, id);
+    // The runtime is not there: the lookup ends, and says why.
+    let t = std::time::Instant::now();
+    while matches!(meta.state("k8s.io", &id), crate::MetaState::Pending) {
+        assert!(t.elapsed() < Duration::from_secs(5), "the lookup ends");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let settled = e.resolve(cgroup, 1000 * MS);
+    assert!(settled.partial && !settled.pending, "a pending answer is asked for again on the next event");
+    assert_eq!(settled.missing, Some(Reason::RuntimeUnreachable));
     meta.prime(ContainerMeta {
         id: id.clone(),
         pod_name: Some("web-0".into()),
@@ -38,8 +48,9 @@ async fn metadata_that_arrives_later_reaches_the_front_after_a_recheck() {
     assert!(!later.partial);
     assert_eq!(later.identity().pod, Some("web-0"));
     assert_eq!(later.identity().namespace, Some("shop"));
+    assert_eq!(later.missing, None);
     let c = e.counters.read();
-    assert_eq!((c.hits, c.misses), (1, 2), "one answer from the front: {c:?}");
+    assert_eq!((c.hits, c.misses), (1, 3), "one answer from the front: {c:?}");
     // Complete answers stay in the front for good.
     let again = e.resolve(cgroup, u64::MAX / 2);
     assert!(!again.partial && again.meta.is_some());

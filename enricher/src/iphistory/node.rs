@@ -141,7 +141,8 @@ impl Observer {
             opts,
             pod_ips,
             tracked: HashMap::new(),
-            host_netns: netns_inode(std::process::id()).unwrap_or(0),
+            // init's namespace is the node's (the agent runs with hostPID but in a network namespace of its own).
+            host_netns: netns_inode(1).or_else(|| netns_inode(std::process::id())).unwrap_or(0),
             boot_offset_ns: boot_offset_ns(),
             ticks_per_sec: if ticks > 0 { ticks } else { 100 },
         }
@@ -246,8 +247,11 @@ impl Observer {
     }
 }
 
+/// A key of `pid`'s network namespace: the inode of its `/proc/<pid>/net/dev`, which each network namespace
+/// has its own of. Not `/proc/<pid>/ns/net`: following that link needs ptrace access to the process, which the
+/// agent (no CAP_SYS_PTRACE) lacks for any container whose capabilities are not a subset of its own.
 fn netns_inode(pid: u32) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/net/dev")).ok().map(|m| m.ino())
 }
 
 /// realtime - boottime, to turn /proc start times into wall time.

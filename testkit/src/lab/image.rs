@@ -113,20 +113,20 @@ fn import(s: &Shared) -> Result<LabImage, LabError> {
 
 /// Root-owned entries with numeric ids, sorted: the layer does not depend on
 /// the host's user database or directory order.
-fn tar_cmd(dir: &Path, out: &Path) -> Command {
+pub(crate) fn tar_cmd(dir: &Path, out: &Path) -> Command {
     let mut tar = Command::new("tar");
     tar.env("PATH", search_path()).args(["--numeric-owner", "--owner=0", "--group=0", "--sort=name", "-C"]);
     tar.arg(dir).arg("-cf").arg(out);
     tar
 }
 
-fn write_blob(blobs: &Path, tmp: &Path, body: &str) -> Result<(String, u64), LabError> {
+pub(crate) fn write_blob(blobs: &Path, tmp: &Path, body: &str) -> Result<(String, u64), LabError> {
     fs::write(tmp, body).map_err(io_err(format!("writing {}", tmp.display())))?;
     add_blob(blobs, tmp)
 }
 
 /// Moves `file` into the blob store under its digest; returns digest and size.
-fn add_blob(blobs: &Path, file: &Path) -> Result<(String, u64), LabError> {
+pub(crate) fn add_blob(blobs: &Path, file: &Path) -> Result<(String, u64), LabError> {
     let mut cmd = Command::new("sha256sum");
     cmd.env("PATH", search_path()).arg(file);
     let out = checked(run_with_timeout(cmd, IMPORT_TIMEOUT)?, &format!("sha256sum {}", file.display()))?;
@@ -139,7 +139,7 @@ fn add_blob(blobs: &Path, file: &Path) -> Result<(String, u64), LabError> {
 }
 
 /// GOARCH spelling, as image configs and containerd's platform matcher use it.
-fn oci_arch() -> &'static str {
+pub(crate) fn oci_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
