@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::containerd::RuntimeApi;
 use crate::iphistory::IpHistoryConfig;
 use crate::kube::KubernetesConfig;
 
@@ -31,6 +32,14 @@ pub struct EnricherConfig {
     /// that is missing at start is waited for (retried every second), as is one that goes away.
     #[serde(default = "default_containerd_socket")]
     pub containerd_socket: PathBuf,
+    /// Which runtime API metadata comes from: "auto" (containerd's own API where the socket serves it, with its
+    /// event stream; else the Kubernetes CRI API), "containerd", or "cri" (CRI-O, k3s, containerd's CRI plugin).
+    #[serde(default)]
+    pub runtime_api: RuntimeApi,
+    /// When `containerd_socket` does not exist, use the first runtime socket found among the usual paths
+    /// (containerd, CRI-O, k3s, cri-dockerd).
+    #[serde(default = "default_true")]
+    pub runtime_socket_search: bool,
     /// How long a new container's events wait for its runtime metadata (pod, namespace, workload) before
     /// they are written without it (counted as `hold_expired`); 0 writes them at once.
     #[serde(default = "default_hold_new_containers", with = "humantime_serde")]
@@ -66,6 +75,9 @@ fn default_max_processes() -> usize {
 fn default_containerd_socket() -> PathBuf {
     PathBuf::from("/run/containerd/containerd.sock")
 }
+fn default_true() -> bool {
+    true
+}
 fn default_hold_new_containers() -> Duration {
     Duration::from_millis(500)
 }
@@ -92,6 +104,8 @@ impl Default for EnricherConfig {
             lineage_depth: default_lineage_depth(),
             max_processes: default_max_processes(),
             containerd_socket: default_containerd_socket(),
+            runtime_api: RuntimeApi::default(),
+            runtime_socket_search: default_true(),
             hold_new_containers: default_hold_new_containers(),
             hold_max_events: default_hold_max_events(),
             runtime_timeout: default_runtime_timeout(),

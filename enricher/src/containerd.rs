@@ -17,6 +17,7 @@ use containerd_client::events::ContainerCreate;
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::version_client::VersionClient;
 use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, SubscribeRequest};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Streaming};
@@ -25,6 +26,7 @@ use moka::sync::Cache;
 use prost::Message;
 use tokio::sync::mpsc;
 
+use crate::cri::CriClient;
 use crate::kube::{Workload, infer};
 use crate::metrics::{self, CacheCounters};
 use crate::unresolved::{Reason, Unresolved};
@@ -112,8 +114,25 @@ pub struct RuntimeOptions {
     pub ttl: Duration,
     /// Subscribe to the runtime's events, so containers are known before their first process runs.
     pub watch_events: bool,
+    /// Which API to ask.
+    pub api: RuntimeApi,
+    /// When `socket` does not exist, use the first of the known runtime sockets ([`crate::cri::KNOWN_SOCKETS`]).
+    pub search_known: bool,
     /// Where lookups that fail are counted.
     pub unresolved: Arc<Unresolved>,
+}
+
+/// The runtime API metadata comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeApi {
+    /// containerd's own API where the socket serves it (events included), else CRI.
+    #[default]
+    Auto,
+    /// containerd's own API only.
+    Containerd,
+    /// The Kubernetes CRI API (`runtime.v1`): CRI-O, k3s, containerd's CRI plugin.
+    Cri,
 }
 
 /// Between connection attempts while the runtime is away.
@@ -131,6 +150,8 @@ impl ContainerdMeta {
             capacity,
             ttl,
             watch_events: true,
+            api: RuntimeApi::Auto,
+            search_known: false,
             unresolved: Unresolved::new(),
         })
     }
@@ -241,34 +262,78 @@ impl ContainerdMeta {
     }
 }
 
+/// A connection to the runtime, by the API it serves.
+enum Backend {
+    Containerd(Channel),
+    Cri(Box<CriClient>),
+}
+
 /// The background task's connection to the runtime.
 struct Link {
     socket: PathBuf,
     opts: RuntimeOptions,
-    channel: Option<Channel>,
-    events: Option<Streaming<Envelope>>,
+    backend: Option<Backend>,
+    /// Created containers from the event stream's task; `None` when the stream ended.
+    events: Option<mpsc::UnboundedReceiver<Option<(String, String)>>>,
     ever_connected: bool,
 }
 
 impl Link {
+    /// The configured socket, or where it is missing (and searching is on) the first known runtime socket.
+    fn pick_socket(&self) -> PathBuf {
+        if self.opts.search_known
+            && !self.opts.socket.exists()
+            && let Some(found) = crate::cri::find_socket(None)
+        {
+            return found;
+        }
+        self.opts.socket.clone()
+    }
+
+    /// Connects with the configured API; `Auto` asks containerd's version service and falls back to CRI.
+    async fn connect(&mut self) -> Result<Backend, String> {
+        let socket = self.pick_socket();
+        self.socket.clone_from(&socket);
+        if self.opts.api != RuntimeApi::Cri {
+            let ch = containerd_client::connect(&socket).await.map_err(|e| error_chain(&e))?;
+            let version = VersionClient::new(ch.clone()).version(()).await;
+            match version {
+                Ok(_) => return Ok(Backend::Containerd(ch)),
+                Err(status) if self.opts.api == RuntimeApi::Containerd => {
+                    return Err(format!("not containerd's API: {status}"));
+                }
+                // CRI-O and other CRI-only runtimes: ask CRI below.
+                Err(_) => {}
+            }
+        }
+        crate::cri::connect(&socket).await.map(|c| Backend::Cri(Box::new(c))).map_err(|e| e.to_string())
+    }
+
     /// Connects if not connected; false (warned, rate-limited) when the runtime does not answer.
     async fn ensure(&mut self, me: &ContainerdMeta) -> bool {
-        if self.channel.is_some() {
+        if self.backend.is_some() {
             return true;
         }
-        let socket = &self.socket;
-        match tokio::time::timeout(self.opts.timeout, containerd_client::connect(socket)).await {
-            Ok(Ok(ch)) => {
-                if self.opts.watch_events {
-                    self.events = subscribe(ch.clone(), self.opts.timeout).await;
-                }
-                self.channel = Some(ch);
+        match tokio::time::timeout(self.opts.timeout, self.connect()).await {
+            Ok(Ok(backend)) => {
+                let api = match &backend {
+                    Backend::Containerd(ch) => {
+                        if self.opts.watch_events {
+                            self.events = Some(subscribe(ch.clone()));
+                        }
+                        "containerd"
+                    }
+                    // CRI has no event stream every runtime serves: lookups on the first event and the hold cover it.
+                    Backend::Cri(_) => "cri",
+                };
+                self.backend = Some(backend);
                 me.connected.store(true, Ordering::Relaxed);
                 // Answers given while the runtime was away are stale now.
                 me.missing.invalidate_all();
                 let again = if self.ever_connected { " again" } else { "" };
                 tracing::info!(
-                    socket = %socket.display(),
+                    socket = %self.socket.display(),
+                    api,
                     events = self.events.is_some(),
                     "container runtime reachable{again}"
                 );
@@ -280,7 +345,7 @@ impl Link {
                 let what = format_args!(
                     "container runtime socket {} unreachable ({e}); container and pod metadata wait for it, \
                      retried every {RECONNECT_EVERY:?}",
-                    socket.display()
+                    self.socket.display()
                 );
                 me.unresolved.warn(Reason::RuntimeUnreachable, me.unresolved.get(Reason::RuntimeUnreachable), &what);
                 false
@@ -289,7 +354,7 @@ impl Link {
                 me.connected.store(false, Ordering::Relaxed);
                 let what = format_args!(
                     "container runtime at {} did not accept a connection within {:?}",
-                    socket.display(),
+                    self.socket.display(),
                     self.opts.timeout
                 );
                 me.unresolved.warn(Reason::RuntimeTimeout, me.unresolved.get(Reason::RuntimeTimeout), &what);
@@ -300,7 +365,7 @@ impl Link {
 
     fn lost(&mut self, me: &ContainerdMeta) {
         me.connected.store(false, Ordering::Relaxed);
-        self.channel = None;
+        self.backend = None;
         self.events = None;
     }
 
@@ -314,11 +379,19 @@ impl Link {
         if !self.ensure(me).await {
             return Err(Reason::RuntimeUnreachable);
         }
-        let Some(ch) = self.channel.clone() else { return Err(Reason::RuntimeUnreachable) };
-        match tokio::time::timeout(self.opts.timeout, lookup(ch, namespace, id)).await {
+        let asked = match &mut self.backend {
+            None => return Err(Reason::RuntimeUnreachable),
+            Some(Backend::Containerd(ch)) => tokio::time::timeout(self.opts.timeout, lookup(ch.clone(), namespace, id))
+                .await
+                .map(|r| r.map_err(|e| e.to_string())),
+            Some(Backend::Cri(c)) => tokio::time::timeout(self.opts.timeout, c.container(id))
+                .await
+                .map(|r| r.map(|found| found.map(|c| c.meta)).map_err(|e| e.to_string())),
+        };
+        match asked {
             Ok(Ok(found)) => Ok(found),
             Ok(Err(e)) => {
-                tracing::debug!(container = %id, error = %e, "containerd lookup failed");
+                tracing::debug!(container = %id, error = %e, "runtime lookup failed");
                 self.lost(me);
                 Err(Reason::RuntimeUnreachable)
             }
@@ -330,11 +403,23 @@ impl Link {
     }
 }
 
+/// An error with its sources, one line (tonic's own message only says "transport error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The background task: connection, event stream and lookups.
 async fn follow(me: Weak<ContainerdMeta>, mut rx: mpsc::UnboundedReceiver<(String, String)>, opts: RuntimeOptions) {
-    let mut link = Link { socket: opts.socket.clone(), opts, channel: None, events: None, ever_connected: false };
+    let mut link = Link { socket: opts.socket.clone(), opts, backend: None, events: None, ever_connected: false };
     loop {
-        if link.channel.is_none() {
+        if link.backend.is_none() {
             let Some(m) = me.upgrade() else { return };
             link.ensure(&m).await;
         }
@@ -348,7 +433,7 @@ async fn follow(me: Weak<ContainerdMeta>, mut rx: mpsc::UnboundedReceiver<(Strin
             ev = next_event(&mut link.events), if link.events.is_some() => {
                 let Some(m) = me.upgrade() else { return };
                 match ev {
-                    Some((namespace, id)) => {
+                    Some(Some((namespace, id))) => {
                         if m.found.contains_key(&id) {
                             continue;
                         }
@@ -358,36 +443,57 @@ async fn follow(me: Weak<ContainerdMeta>, mut rx: mpsc::UnboundedReceiver<(Strin
                             m.missing.invalidate(&id);
                         }
                     }
-                    None => {
+                    Some(None) | None => {
                         // The stream ended: the runtime restarted or went away. Reconnect.
                         tracing::warn!(socket = %link.socket.display(), "container runtime event stream closed; reconnecting");
                         link.lost(&m);
                     }
                 }
             }
-            () = tokio::time::sleep(RECONNECT_EVERY), if link.channel.is_none() => {}
+            () = tokio::time::sleep(RECONNECT_EVERY), if link.backend.is_none() => {}
         }
     }
 }
 
 /// Subscribes to container creation: kubelet (and ctr) create a container
 /// with its labels before they start its task, so the answer is usually in
-/// the cache before the container's first process runs.
-async fn subscribe(ch: Channel, timeout: Duration) -> Option<Streaming<Envelope>> {
-    let req = SubscribeRequest { filters: vec![r#"topic=="/containers/create""#.to_string()] };
-    match tokio::time::timeout(timeout, EventsClient::new(ch).subscribe(req)).await {
-        Ok(Ok(resp)) => Some(resp.into_inner()),
-        Ok(Err(status)) => {
-            tracing::warn!(error = %status, "cannot follow the runtime's container events; containers are looked up on their first event");
-            None
+/// the cache before the container's first process runs. The stream is read
+/// by a task of its own: containerd sends the response headers only with the
+/// first event, so awaiting the subscription here would stall lookups.
+fn subscribe(ch: Channel) -> mpsc::UnboundedReceiver<Option<(String, String)>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let req = SubscribeRequest { filters: vec![r#"topic=="/containers/create""#.to_string()] };
+        let mut stream = match EventsClient::new(ch).subscribe(req).await {
+            Ok(resp) => resp.into_inner(),
+            Err(status) => {
+                tracing::warn!(
+                    error = %status,
+                    "cannot follow the runtime's container events; containers are looked up on their first event"
+                );
+                let _ = tx.send(None);
+                return;
+            }
+        };
+        while let Some(created) = next_created(&mut stream).await {
+            if tx.send(Some(created)).is_err() {
+                return;
+            }
         }
-        Err(_) => None,
-    }
+        let _ = tx.send(None);
+    });
+    rx
+}
+
+/// The next message of the event task: Some(None) when the stream ended.
+async fn next_event(
+    events: &mut Option<mpsc::UnboundedReceiver<Option<(String, String)>>>,
+) -> Option<Option<(String, String)>> {
+    events.as_mut()?.recv().await
 }
 
 /// The next created container (namespace, id), or None when the stream ended.
-async fn next_event(events: &mut Option<Streaming<Envelope>>) -> Option<(String, String)> {
-    let stream = events.as_mut()?;
+async fn next_created(stream: &mut Streaming<Envelope>) -> Option<(String, String)> {
     loop {
         let env = stream.message().await.ok()??;
         let Some(any) = env.event else { continue };

@@ -24,7 +24,7 @@ pub mod unresolved;
 pub use cgroup::{ContainerRef, Runtime, parse_cgroup_path};
 pub use cgroup_index::{CgroupIndex, CgroupPaths};
 pub use config::EnricherConfig;
-pub use containerd::{ContainerMeta, ContainerdMeta, MetaState, RuntimeOptions};
+pub use containerd::{ContainerMeta, ContainerdMeta, MetaState, RuntimeApi, RuntimeOptions};
 pub use identity::{CgroupIdentity, Enricher, Resolved};
 pub use iphistory::{IpHistory, IpHistoryConfig, NodeObserver};
 pub use kube::{KubeMeta, KubernetesConfig, PodChange, PodInfo};

@@ -61,6 +61,8 @@ pub fn build(e: &EnricherConfig, node: &str, recorded: Option<Arc<RecordedCgroup
         capacity: e.cache_entries,
         ttl: e.tombstone_ttl,
         watch_events: true,
+        api: e.runtime_api,
+        search_known: e.runtime_socket_search,
         unresolved: Arc::clone(&unresolved),
     });
     enricher = enricher.with_containerd(Arc::clone(&meta));

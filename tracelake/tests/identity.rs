@@ -126,3 +126,43 @@ fn runtime_started_after_the_agent_and_restarted_is_followed() {
     assert!(log.contains("container runtime reachable again"), "{log}");
     drop(c2);
 }
+
+/// Pods created through the CRI API as kubelet creates them (containerd's CRI plugin), metadata read through
+/// CRI (`enricher.runtime_api = "cri"`, as on CRI-O or k3s): the entrypoint's exec names pod, namespace,
+/// container and workload.
+#[test]
+fn cri_pods_are_named_through_the_cri_api() {
+    use tracelake_testkit::cri_lab::{CriLab, PodSpec, fresh_uid};
+    lab_available().expect("container lab prerequisites (scripts/setup.sh)");
+    let lab = CriLab::start().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = tracelake();
+    cmd.args(["run", "--stdout", "--for", "120s"])
+        .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
+        .env("TRACELAKE__ENRICHER__RUNTIME_API", "\"cri\"")
+        .env("TRACELAKE__ENRICHER__STATE_DIR", format!("{:?}", state.path().display().to_string()));
+    let running = common::start(cmd);
+    let uid = fresh_uid();
+    let spec = PodSpec::new("checkout-7d4b9c8f6d-x2x9z", "shop", uid.as_str()).label("pod-template-hash", "7d4b9c8f6d");
+    let pod = lab.run_pod(&spec).unwrap();
+    let ct = lab.start_container(&pod, "app", &["sh", "-c", "cat /etc/hostname >/dev/null; sleep 1"]).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped = running.stop();
+    let log = &stopped.log;
+    assert!(stopped.status.success(), "{log}");
+    assert!(log.contains("api=\"cri\"") || log.contains("api=cri"), "connected through CRI: {log}");
+    let events = stopped.events();
+    let mine: Vec<&Value> = events.iter().filter(|v| v["container_id"] == ct.id.as_str()).collect();
+    let exec = mine
+        .iter()
+        .find(|v| v["kind"] == "exec" && v["args"][0] == "sh")
+        .unwrap_or_else(|| panic!("the entrypoint's exec; log:\n{log}"));
+    assert_eq!(exec["pod"], "checkout-7d4b9c8f6d-x2x9z", "{exec}");
+    assert_eq!(exec["namespace"], "shop", "{exec}");
+    assert_eq!(exec["container_name"], "app", "{exec}");
+    assert_eq!(exec["pod_uid"], uid.as_str(), "{exec}");
+    assert_eq!((&exec["workload_kind"], &exec["workload"]), (&"Deployment".into(), &"checkout".into()), "{exec}");
+    for v in &mine {
+        assert_eq!(v["pod"], "checkout-7d4b9c8f6d-x2x9z", "{v}");
+    }
+}
