@@ -52,3 +52,47 @@ async fn kubelet_labels_become_pod_identity_and_misses_never_block() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(dead.get("k8s.io", &id).is_none(), "an absent runtime leaves events partially enriched");
 }
+
+/// A runtime that accepts connections and never answers: lookups end after the runtime timeout with the reason
+/// counted and warned about, and later asks return at once (events are never held up by it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_never_answers_times_out_with_its_reason() {
+    use tracelake_enricher::{MetaState, Reason, RuntimeApi, RuntimeOptions, Unresolved};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("silent.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    // Accepts and holds every connection, reading nothing: a hung runtime.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let unresolved = Unresolved::new();
+    let meta = ContainerdMeta::start_with(RuntimeOptions {
+        socket: socket.clone(),
+        timeout: Duration::from_millis(300),
+        capacity: 10,
+        ttl: Duration::from_secs(60),
+        watch_events: true,
+        api: RuntimeApi::Auto,
+        search_known: false,
+        unresolved: unresolved.clone(),
+    });
+    let id = "a".repeat(64);
+    let t = Instant::now();
+    assert!(matches!(meta.state("k8s.io", &id), MetaState::Pending));
+    assert!(t.elapsed() < Duration::from_millis(50), "asking never waits for the runtime");
+    let reason = loop {
+        match meta.state("k8s.io", &id) {
+            MetaState::Missing(r) => break r,
+            MetaState::Pending => {}
+            MetaState::Found(m) => panic!("a silent runtime answered {m:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "the lookup ends after the timeout");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(matches!(reason, Reason::RuntimeTimeout | Reason::RuntimeUnreachable), "{reason:?}");
+    assert!(!meta.connected());
+    silent.abort();
+}
