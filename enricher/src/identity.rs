@@ -187,6 +187,18 @@ fn remote_ip(ev: &Event<'_>) -> Option<IpAddr> {
     Some(ip)
 }
 
+/// The local address of a network event that has a peer, when it is a usable unicast address.
+fn local_ip(ev: &Event<'_>) -> Option<IpAddr> {
+    remote_ip(ev)?;
+    let Body::Net { family, local, .. } = ev.body else { return None };
+    let ip = match family {
+        2 => IpAddr::V4(Ipv4Addr::new(local.addr[0], local.addr[1], local.addr[2], local.addr[3])),
+        10 => IpAddr::V6(Ipv6Addr::from(local.addr)),
+        _ => return None,
+    };
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
 fn runtime_name(r: Runtime) -> &'static str {
     match r {
         Runtime::Containerd => "containerd",
@@ -393,9 +405,17 @@ impl Enricher {
             r.peer_service = k.lookup_service(ip);
         }
         if let Some(ips) = &self.ips
-            && r.cgroup.as_ref().is_some_and(|c| c.container.is_some())
+            && let Some(cg) = r.cgroup.as_ref().filter(|c| c.container.is_some())
+            && let Some(o) = ips.observer.as_ref()
         {
-            r.pod_ip = ips.observer.as_ref().and_then(|o| o.pod_ip(ev.subject.cgroup_id));
+            r.pod_ip = o.pod_ip(ev.subject.cgroup_id);
+            // Not known yet (a pod too short-lived for a scan): its own connect says which IP it has.
+            if r.pod_ip.is_none()
+                && let Some(ip) = local_ip(ev)
+            {
+                let at = i64::try_from(ips.clock.wall_ns(ev.subject.ktime_ns)).unwrap_or(i64::MAX);
+                o.used(ev.subject.cgroup_id, cg, ip, at);
+            }
         }
         r
     }

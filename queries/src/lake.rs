@@ -23,11 +23,12 @@ use crate::rule::{Rule, RuleError};
 pub const VIEWS: [(&str, &str); 6] = [
     (
         // ip_ownership holds every version of an interval (written when it opens, again when it closes or
-        // its owner is learnt better): the highest `seq` of an (ip, valid_from) is the current one.
+        // its owner is learnt better), from every node: of an (ip, valid_from) the closed version wins, then
+        // the highest `seq` (versions of one interval come from one node, whose `seq` orders them).
         "ip_owners",
         "SELECT ip, valid_from, valid_to, node, namespace, pod, pod_uid, workload_kind, workload, container_id, \
          service, source, seq, date, hour FROM (SELECT *, row_number() OVER (PARTITION BY ip, valid_from \
-         ORDER BY seq DESC) AS version_rank FROM ip_ownership) WHERE version_rank = 1",
+         ORDER BY valid_to IS NULL, seq DESC) AS version_rank FROM ip_ownership) WHERE version_rank = 1",
     ),
     (
         "process_tree",

@@ -4,7 +4,10 @@
 //! runs the planned rules, and findings go to `FindingSink`s (log, lake,
 //! and whatever comes next, e.g. Kafka).
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -228,6 +231,22 @@ pub struct DetectStats {
     pub window_rows_dropped: u64,
 }
 
+/// The same counts as [`DetectStats`], live (the metrics exporter reads them while the detector runs), plus the
+/// findings of each rule.
+#[derive(Debug, Default)]
+pub struct DetectCounters {
+    pub rounds: AtomicU64,
+    pub events: AtomicU64,
+    pub findings: AtomicU64,
+    pub suppressed: AtomicU64,
+    pub rule_errors: AtomicU64,
+    pub batches_dropped: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub window_rows_dropped: AtomicU64,
+    /// Findings per rule id: every live rule, zeros included.
+    pub per_rule: Mutex<BTreeMap<String, u64>>,
+}
+
 type Batches = Vec<(Table, RecordBatch)>;
 
 /// The sensor-side half: builders and the channel to the detection thread.
@@ -246,6 +265,7 @@ pub struct LiveDetector {
     /// Hand every batch back too (`take_built`), for a sink that then need not build the rows again.
     share: bool,
     built: Vec<(Table, RecordBatch, BatchKeys)>,
+    counters: Arc<DetectCounters>,
 }
 
 fn run_thread(
@@ -253,8 +273,12 @@ fn run_thread(
     mut engine: RuleEngine,
     rx: Receiver<Batches>,
     mut sinks: Vec<Box<dyn FindingSink>>,
+    counters: &DetectCounters,
 ) -> DetectStats {
     let mut stats = DetectStats::default();
+    if let Ok(mut per_rule) = counters.per_rule.lock() {
+        per_rule.extend(engine.rules().iter().map(|r| (r.id.clone(), 0)));
+    }
     loop {
         // Windowed rules run at their own cadence: wake up for them when no batch comes.
         let (round, last) = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -272,10 +296,22 @@ fn run_thread(
         }
         if !round.findings.is_empty() {
             stats.findings += round.findings.len() as u64;
+            if let Ok(mut per_rule) = counters.per_rule.lock() {
+                for f in &round.findings {
+                    *per_rule.entry(engine.rules()[f.rule].id.clone()).or_default() += 1;
+                }
+            }
             for s in &mut sinks {
                 s.findings(engine.rules(), &round.findings);
             }
         }
+        let set = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
+        set(&counters.rounds, stats.rounds);
+        set(&counters.events, stats.events);
+        set(&counters.findings, stats.findings);
+        set(&counters.rule_errors, stats.rule_errors);
+        set(&counters.suppressed, engine.suppressed());
+        set(&counters.window_rows_dropped, engine.window_rows_dropped());
         if last {
             break;
         }
@@ -300,6 +336,8 @@ impl LiveDetector {
         let (tx, rx) = sync_channel::<Batches>(cfg.queue_batches.max(1));
         let window_rows = cfg.window_rows;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<Table>, DetectError>>();
+        let counters = Arc::new(DetectCounters::default());
+        let live = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("tl-detect".into())
             .spawn(move || {
@@ -314,7 +352,7 @@ impl LiveDetector {
                     Ok(mut engine) => {
                         engine.set_window_rows(window_rows);
                         let _ = ready_tx.send(Ok(engine.tables()));
-                        run_thread(&rt, engine, rx, sinks)
+                        run_thread(&rt, engine, rx, sinks, &live)
                     }
                     Err(errors) => {
                         let _ = ready_tx.send(Err(DetectError::Plan(errors)));
@@ -347,7 +385,13 @@ impl LiveDetector {
             events_dropped: 0,
             share: false,
             built: Vec::new(),
+            counters,
         })
+    }
+
+    /// The live counts, for the metrics exporter.
+    pub fn counters(&self) -> Arc<DetectCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// From now on every batch built is also handed back by `take_built` (the lake sink writes those
@@ -420,6 +464,8 @@ impl LiveDetector {
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.batches_dropped += 1;
                 self.events_dropped += rows as u64;
+                self.counters.batches_dropped.store(self.batches_dropped, Ordering::Relaxed);
+                self.counters.events_dropped.store(self.events_dropped, Ordering::Relaxed);
                 tracing::warn!(
                     events = rows,
                     dropped_total = self.events_dropped,

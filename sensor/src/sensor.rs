@@ -103,14 +103,15 @@ impl Sensor {
             None
         };
         let latest = Arc::new(Mutex::new(SensorStats::default()));
-        stats::register_metrics(Arc::clone(&latest));
+        let counters = Arc::<ReaderCounters>::default();
+        stats::register_metrics(&ebpf, Arc::clone(&counters))?;
         Ok(Sensor {
             ebpf,
             ring,
             kcfg,
             cfg: cfg.clone(),
             agg: Aggregator::default(),
-            counters: Arc::default(),
+            counters,
             latest,
             attached,
             cgroups,

@@ -1,11 +1,12 @@
 //! Counters: the kernel's per-CPU, per-kind counts plus the reader's own,
 //! summed for the status line and exported through OpenTelemetry.
 
+use std::os::fd::AsFd as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use aya::Ebpf;
-use aya::maps::{MapData, PerCpuArray};
+use aya::maps::{Map, MapData, PerCpuArray};
 use tracelake_bpf::abi;
 use tracelake_model::Kind;
 use tracelake_telemetry::KeyValue;
@@ -77,16 +78,31 @@ pub fn read(ebpf: &Ebpf, reader: &ReaderCounters) -> Result<SensorStats, SensorE
     })
 }
 
-/// Publishes the latest snapshot as OpenTelemetry counters. The snapshot is
-/// refreshed by the sensor's status tick, not per event.
-pub fn register_metrics(latest: Arc<Mutex<SensorStats>>) {
+/// Publishes the counters as OpenTelemetry metrics, read when the metrics are collected (an OTLP
+/// export, a Prometheus scrape): the kernel's through a second handle on `tl_stats`, the
+/// reader's from its atomics, so a scrape sees them as they are, not as of the last status tick.
+pub fn register_metrics(ebpf: &Ebpf, reader: Arc<ReaderCounters>) -> Result<(), SensorError> {
+    let Some(Map::PerCpuArray(data)) = ebpf.map("tl_stats") else {
+        return Err(SensorError::MissingMap("tl_stats"));
+    };
+    let fd = data
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| SensorError::Io { what: "duplicate the tl_stats map fd", source })?;
+    let data = MapData::from_fd(fd).map_err(|e| SensorError::map("tl_stats", e))?;
+    let map: PerCpuArray<MapData, abi::Stats> =
+        PerCpuArray::try_from(Map::PerCpuArray(data)).map_err(|e| SensorError::map("tl_stats", e))?;
+    let map = Arc::new(map);
     let meter = tracelake_telemetry::meter("tracelake.sensor");
-    let per_kind = |pick: fn(&SensorStats) -> &Vec<(Kind, u64)>| {
-        let latest = Arc::clone(&latest);
+    let per_kind = |pick: fn(&abi::Stats) -> &[u64; abi::KIND_MAX]| {
+        let map = Arc::clone(&map);
         move |report: &mut dyn FnMut(u64, &[KeyValue])| {
-            if let Ok(s) = latest.lock() {
-                for (k, n) in pick(&s) {
-                    report(*n, &[KeyValue::new("kind", k.name()), KeyValue::new("class", k.class().name())]);
+            let Ok(per_cpu) = map.get(&0, 0) else { return };
+            for &k in Kind::ALL.iter().filter(|k| (k.id() as usize) < abi::KIND_MAX) {
+                let n: u64 = per_cpu.iter().map(|cpu| pick(cpu)[k.id() as usize]).sum();
+                if n > 0 {
+                    report(n, &[KeyValue::new("kind", k.name()), KeyValue::new("class", k.class().name())]);
                 }
             }
         }
@@ -109,15 +125,40 @@ pub fn register_metrics(latest: Arc<Mutex<SensorStats>>) {
         "Repeats folded in the kernel into summaries",
         per_kind(|s| &s.aggregated),
     );
-    let scalar = |name: &'static str, desc: &'static str, pick: fn(&SensorStats) -> u64| {
-        let latest = Arc::clone(&latest);
+    let by_cpu = Arc::clone(&map);
+    tracelake_telemetry::observe_counters(
+        &meter,
+        "tracelake.sensor.events_dropped_per_cpu",
+        "Records lost because the ring buffer was full, by the CPU that lost them (every CPU, zeros included)",
+        move |report| {
+            let Ok(per_cpu) = by_cpu.get(&0, 0) else { return };
+            for (cpu, s) in per_cpu.iter().enumerate() {
+                report(s.dropped.iter().sum(), &[KeyValue::new("cpu", cpu as i64)]);
+            }
+        },
+    );
+    let kernel = |name: &'static str, desc: &'static str, pick: fn(&abi::Stats) -> u64| {
+        let map = Arc::clone(&map);
         tracelake_telemetry::observe_counters(&meter, name, desc, move |report| {
-            if let Ok(s) = latest.lock() {
-                report(pick(&s), &[]);
+            if let Ok(per_cpu) = map.get(&0, 0) {
+                report(per_cpu.iter().map(pick).sum(), &[]);
             }
         });
     };
-    scalar("tracelake.sensor.filtered", "File events dropped by a prefix filter in the kernel", |s| s.filtered);
-    scalar("tracelake.sensor.aggregation_table_full", "Events emitted unaggregated: table full", |s| s.agg_full);
-    scalar("tracelake.sensor.decode_errors", "Records user space could not decode", |s| s.decode_errors);
+    kernel("tracelake.sensor.filtered", "File events dropped by a prefix filter in the kernel", |s| s.filtered);
+    kernel("tracelake.sensor.aggregation_table_full", "Events emitted unaggregated: table full", |s| s.agg_full);
+    let user = |name: &'static str, desc: &'static str, pick: fn(&ReaderCounters) -> &AtomicU64| {
+        let reader = Arc::clone(&reader);
+        tracelake_telemetry::observe_counters(&meter, name, desc, move |report| {
+            report(pick(&reader).load(Ordering::Relaxed), &[]);
+        });
+    };
+    user("tracelake.sensor.decode_errors", "Records user space could not decode", |r| &r.decode_errors);
+    user(
+        "tracelake.sensor.events_delivered",
+        "Events handed to the pipeline (ring-buffer records, summaries and the start-up process snapshot)",
+        |r| &r.delivered,
+    );
+    user("tracelake.sensor.summaries", "Summary events made from the kernel's aggregation tables", |r| &r.summaries);
+    Ok(())
 }

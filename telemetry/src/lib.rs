@@ -8,6 +8,10 @@
 //! values only when the periodic reader collects. That keeps the per-event cost at one relaxed
 //! atomic add.
 //!
+//! [`init_with_scrape`] adds a second reader to the same provider: [`Scrape::render`] collects on
+//! demand and encodes everything registered in the Prometheus text exposition format, so a
+//! `/metrics` endpoint serves the very instruments the OTLP push exports, without re-plumbing.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +35,8 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::metrics::{Meter, MeterProvider as _, ObservableCounter, ObservableGauge};
@@ -124,6 +130,15 @@ pub enum TelemetryError {
     /// The final export or the release of the reader failed.
     #[error("cannot shut down the meter provider")]
     Shutdown(#[source] OTelSdkError),
+    /// The Prometheus pull reader could not be built.
+    #[error("cannot build the Prometheus reader")]
+    Prometheus(#[source] OTelSdkError),
+    /// A scrape came after (or during) [`Telemetry::shutdown`]: the provider no longer collects.
+    #[error("metrics are shut down")]
+    ShutDown,
+    /// The collected metrics could not be encoded in the text format.
+    #[error("cannot encode metrics in the Prometheus text format")]
+    Encode(#[source] prometheus::Error),
 }
 
 /// Guard for the process-wide meter provider set up by [`init`].
@@ -134,6 +149,52 @@ pub enum TelemetryError {
 pub struct Telemetry {
     /// `None` once shut down, so Drop does not shut down twice.
     provider: Option<SdkMeterProvider>,
+    /// The pull reader's handle, with [`init_with_scrape`].
+    scrape: Option<Scrape>,
+}
+
+/// Collects every instrument of the provider on demand and encodes it in the Prometheus text
+/// exposition format (version 0.0.4), for a `/metrics` endpoint. Cheap to clone; usable from
+/// any thread.
+///
+/// Names follow the OpenTelemetry-to-Prometheus rules of `opentelemetry-prometheus`: dots
+/// become underscores, monotonic counters get `_total`, the description is the `# HELP` text;
+/// resource attributes appear once, in `target_info`.
+#[derive(Clone)]
+pub struct Scrape {
+    registry: prometheus::Registry,
+    /// Set when the provider shuts down: later scrapes fail at once instead of collecting.
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape").field("closed", &self.closed.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
+}
+
+/// The `Content-Type` of [`Scrape::render`]'s text.
+pub const SCRAPE_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Scrape {
+    /// Runs every callback now (as an OTLP collection would) and returns the text exposition.
+    ///
+    /// Fails with [`TelemetryError::ShutDown`] once the provider is shut down; a scrape racing
+    /// the shutdown gets either a complete text or that error, never a hang.
+    pub fn render(&self) -> Result<String, TelemetryError> {
+        use prometheus::Encoder as _;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TelemetryError::ShutDown);
+        }
+        let families = self.registry.gather();
+        if self.closed.load(Ordering::Acquire) {
+            // The collection may have failed half-way because of the shutdown: do not serve it.
+            return Err(TelemetryError::ShutDown);
+        }
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new().encode(&families, &mut out).map_err(TelemetryError::Encode)?;
+        String::from_utf8(out).map_err(|e| TelemetryError::Encode(prometheus::Error::Msg(e.to_string())))
+    }
 }
 
 /// Builds the meter provider described by `cfg` and installs it as the global one.
@@ -146,6 +207,17 @@ pub struct Telemetry {
 /// Calling it again replaces the global provider; meters obtained earlier keep reporting to the
 /// provider that was global when they were created.
 pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    build(cfg, false)
+}
+
+/// As [`init`], plus a pull reader on the same provider for Prometheus scrapes
+/// ([`Telemetry::scrape`]). The OTLP push, if configured, works exactly as with [`init`]: each
+/// reader collects on its own schedule.
+pub fn init_with_scrape(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    build(cfg, true)
+}
+
+fn build(cfg: &TelemetryConfig, scrape: bool) -> Result<Telemetry, TelemetryError> {
     let resource = Resource::builder()
         .with_service_name(cfg.service_name.clone())
         .with_attributes(cfg.resource_attributes.iter().map(|(key, value)| KeyValue::new(key.clone(), value.clone())))
@@ -163,9 +235,22 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         let reader = PeriodicReader::builder(exporter).with_interval(cfg.export_interval).build();
         builder = builder.with_reader(reader);
     }
+    let scrape = if scrape {
+        let registry = prometheus::Registry::new();
+        // Scope labels (otel_scope_name on every series) only add noise: metric names are unique.
+        let reader = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()
+            .map_err(TelemetryError::Prometheus)?;
+        builder = builder.with_reader(reader);
+        Some(Scrape { registry, closed: Arc::new(AtomicBool::new(false)) })
+    } else {
+        None
+    };
     let provider = builder.build();
     opentelemetry::global::set_meter_provider(provider.clone());
-    Ok(Telemetry { provider: Some(provider) })
+    Ok(Telemetry { provider: Some(provider), scrape })
 }
 
 /// Turns the configured base URL into the metrics URL, because the exporter uses an explicitly
@@ -194,6 +279,11 @@ impl Telemetry {
         }
     }
 
+    /// The Prometheus pull reader, with [`init_with_scrape`].
+    pub fn scrape(&self) -> Option<Scrape> {
+        self.scrape.clone()
+    }
+
     /// Collects and exports now instead of waiting for the next interval.
     ///
     /// Blocks the calling thread until the export finished or timed out; from async code call it
@@ -214,6 +304,9 @@ impl Telemetry {
     }
 
     fn shutdown_provider(&mut self) -> Result<(), TelemetryError> {
+        if let Some(s) = &self.scrape {
+            s.closed.store(true, Ordering::Release);
+        }
         match self.provider.take() {
             Some(provider) => provider.shutdown().map_err(TelemetryError::Shutdown),
             None => Ok(()),

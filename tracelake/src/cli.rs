@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -8,9 +9,24 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tracelake", version, about = "Runtime security for Kubernetes nodes, built on eBPF")]
 pub struct Cli {
+    /// Log lines on standard error: `text` for people, `json` (one object per line: timestamp,
+    /// level, target, fields) for a cluster's log shipper.
+    #[arg(long, global = true, value_enum, env = "TRACELAKE_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The `--log-format` of this process, set once by `main` for `init_logging`.
+pub static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -109,8 +125,12 @@ pub struct WhoisArgs {
     #[arg(long)]
     pub at: Option<String>,
     /// State dir of `tracelake run` (default: enricher.state_dir of the configuration).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lake")]
     pub state_dir: Option<PathBuf>,
+    /// Answer from a lake's `ip_ownership` table instead (the central lake `tracelake lake` writes holds every
+    /// node's history).
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
     /// TOML configuration file (for the default state dir).
     #[arg(long, short)]
     pub config: Option<PathBuf>,

@@ -2,7 +2,9 @@
 //! overrides `TRACELAKE__<SECTION>__<KEY>=value` (value parsed as TOML,
 //! else taken as a string), e.g. `TRACELAKE__SENSOR__ARGV_MAX=2048`.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,74 @@ pub struct Config {
     /// `tracelake lake`: the consumer group that writes the Parquet lake.
     #[serde(default)]
     pub lake_service: LakeServiceConfig,
+    /// The HTTP endpoint of `run`, `agent` and `lake`: Prometheus `/metrics`, `/healthz`, `/readyz`
+    /// (docs/metrics.md).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the node's HTTP endpoint (docs/metrics.md).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve the endpoint at all; default `true`. `false`, like an empty `listen`, turns it off
+    /// (the OTLP push of `[telemetry]` is independent of it).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `IP:port` to listen on, e.g. `"0.0.0.0:9464"` (what the Helm chart sets for the DaemonSet,
+    /// through `TRACELAKE__METRICS__LISTEN`) or `"[::]:9464"`; unset means `"127.0.0.1:9464"`,
+    /// `""` turns the endpoint off. When the address cannot be bound (port taken): set here or
+    /// through the environment, start fails with an error naming the address and this key;
+    /// left unset (the default address), the error is logged, the node runs on without the
+    /// endpoint (events keep flowing) and `tracelake.metrics.listen_errors` counts it.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// `/healthz` answers 503 when the sensor's read loop (in `tracelake lake`: the consumer's
+    /// loop) has not made progress for longer than this; the loop ticks about once a second even
+    /// without events. Humantime string; default `"30s"`, at least `"2s"`.
+    #[serde(default = "default_stall_after", with = "humantime_serde")]
+    pub stall_after: Duration,
+}
+
+/// Where the endpoint listens when `metrics.listen` is unset.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_stall_after() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, listen: None, stall_after: default_stall_after() }
+    }
+}
+
+impl MetricsConfig {
+    /// The address to listen on and whether it was configured explicitly; `None` when off.
+    pub fn address(&self) -> Option<(&str, bool)> {
+        match self.listen.as_deref() {
+            _ if !self.enabled => None,
+            Some("") => None,
+            Some(l) => Some((l, true)),
+            None => Some((DEFAULT_METRICS_LISTEN, false)),
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some((addr, _)) = self.address() {
+            addr.parse::<SocketAddr>().with_context(|| {
+                format!("metrics.listen = {addr:?}: not an IP:port (e.g. \"0.0.0.0:9464\", \"[::]:9464\")")
+            })?;
+        }
+        if self.stall_after < Duration::from_secs(2) {
+            bail!("metrics.stall_after = {:?}: at least 2s (the read loop ticks once a second)", self.stall_after);
+        }
+        Ok(())
+    }
 }
 
 /// `[sinks]`: one table per sink.
@@ -80,6 +150,7 @@ pub fn parse(text: &str, overrides: &[(String, String)]) -> anyhow::Result<Confi
     if overrides.is_empty() {
         from_file.sensor.validate()?;
         from_file.kafka.validate()?;
+        from_file.metrics.validate()?;
         return Ok(from_file);
     }
     let mut doc: toml::Table = toml::from_str(text)?;
@@ -97,6 +168,7 @@ pub fn parse(text: &str, overrides: &[(String, String)]) -> anyhow::Result<Confi
     let cfg: Config = Config::deserialize(toml::Value::Table(doc))?;
     cfg.sensor.validate()?;
     cfg.kafka.validate()?;
+    cfg.metrics.validate()?;
     Ok(cfg)
 }
 
@@ -214,5 +286,25 @@ mod tests {
         assert!(err.contains("groupid"), "{err}");
         let err = format!("{:#}", parse("[kafka]\ncompression = \"brotli\"\n", &[]).unwrap_err());
         assert!(err.contains("compression"), "{err}");
+    }
+
+    #[test]
+    fn metrics_section_defaults_env_override_and_validation() {
+        let cfg = parse("", &[]).unwrap();
+        assert_eq!(cfg.metrics.address(), Some((DEFAULT_METRICS_LISTEN, false)));
+        assert_eq!(cfg.metrics.stall_after, Duration::from_secs(30));
+        let env = [("TRACELAKE__METRICS__LISTEN".to_string(), "0.0.0.0:9464".to_string())];
+        let cfg = parse("[metrics]\nstall_after = \"10s\"\n", &env).unwrap();
+        assert_eq!(cfg.metrics.address(), Some(("0.0.0.0:9464", true)));
+        assert_eq!(cfg.metrics.stall_after, Duration::from_secs(10));
+        let off = [("TRACELAKE__METRICS__LISTEN".to_string(), String::new())];
+        assert_eq!(parse("", &off).unwrap().metrics.address(), None);
+        assert_eq!(parse("[metrics]\nenabled = false\n", &[]).unwrap().metrics.address(), None);
+        let err = format!("{:#}", parse("[metrics]\nlisten = \"localhost\"\n", &[]).unwrap_err());
+        assert!(err.contains("metrics.listen"), "{err}");
+        let err = format!("{:#}", parse("[metrics]\nstall_after = \"1s\"\n", &[]).unwrap_err());
+        assert!(err.contains("metrics.stall_after"), "{err}");
+        let err = format!("{:#}", parse("[metrics]\nlisten_on = \"x\"\n", &[]).unwrap_err());
+        assert!(err.contains("listen_on"), "{err}");
     }
 }

@@ -67,6 +67,7 @@ pub fn start(
         }
         other => anyhow::Error::new(other),
     })?;
+    crate::metrics::detections(detector.counters());
     tracing::info!(rules = n, kafka, "detections live");
     Ok(Some(Live { detector, to_kafka }))
 }

@@ -1,10 +1,13 @@
 //! Writes the pod IP history's changed intervals into the lake's
-//! `ip_ownership` table, so hunts can join network rows with who held an IP.
+//! `ip_ownership` table (and sends them through Kafka in agent mode, where
+//! the central lake service writes them), so hunts can join network rows
+//! with who held an IP.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracelake_enricher::iphistory::IpHistory;
+use tracelake_sinks::kafka::KafkaSink;
 use tracelake_sinks::parquet::{LakeSink, OwnershipRow, Table, ownership_batch};
 
 /// Exports changes at most this often: intervals change at pod churn rate.
@@ -22,8 +25,9 @@ impl IpExport {
         IpExport { history, next_seq: 0, next_at: Instant::now() }
     }
 
-    /// Writes what changed since the last export, when due (or `now` forced).
-    pub fn export(&mut self, lake: &mut LakeSink, force: bool) {
+    /// Writes what changed since the last export to the lake and to Kafka (keyed by `node`), when due (or
+    /// `force`d).
+    pub fn export(&mut self, lake: Option<&mut LakeSink>, kafka: Option<&mut KafkaSink>, node: &str, force: bool) {
         let now = Instant::now();
         if !force && now < self.next_at {
             return;
@@ -57,7 +61,12 @@ impl IpExport {
             .collect();
         match ownership_batch(&rows) {
             Ok(batch) => {
-                lake.push_batch(Table::IpOwnership, batch);
+                if let Some(k) = kafka {
+                    k.push_batch(Table::IpOwnership, node, batch.clone());
+                }
+                if let Some(l) = lake {
+                    l.push_batch(Table::IpOwnership, batch);
+                }
                 self.next_seq = changes.next_seq;
             }
             // Schema drift is a bug: said loudly, and retried at the next export.

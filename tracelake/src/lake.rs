@@ -17,7 +17,7 @@ pub fn lake(args: &LakeArgs) -> anyhow::Result<()> {
         cfg.sinks.lake.dir.clone_from(dir);
     }
     pipeline::init_logging();
-    let telemetry = tracelake_telemetry::init(&cfg.telemetry).context("cannot set up telemetry")?;
+    let (telemetry, _server) = crate::http::telemetry(&cfg, crate::http::Role::Consumer)?;
     let mut consumer = LakeConsumer::open(&cfg.kafka, &cfg.lake_service, &cfg.sinks.lake)
         .with_context(|| format!("cannot start the lake consumer for {}", cfg.sinks.lake.dir.display()))?;
     metrics::consumer(consumer.stats());

@@ -6,6 +6,7 @@ mod config;
 mod detect;
 mod enrich;
 mod hold;
+mod http;
 mod ip_export;
 mod lake;
 mod metrics;
@@ -18,6 +19,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    let _ = cli::LOG_FORMAT.set(cli.log_format);
     let result = match cli.command {
         cli::Command::Run(args) => run::run(&args),
         cli::Command::Agent(args) => agent::agent(&args),
@@ -30,6 +32,12 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if cli.log_format == cli::LogFormat::Json => {
+            let line =
+                serde_json::json!({"level": "ERROR", "fields": {"message": format!("{e:#}")}, "target": "tracelake"});
+            eprintln!("{line}");
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("tracelake: error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -62,11 +62,12 @@ impl<W: Write> EventHandler for SinkHandler<W> {
     }
 
     fn tick(&mut self) {
+        metrics::tick(self.lake.as_ref().map(LakeSink::stats), self.hold.stats);
         self.release_held(false);
+        if let Some(x) = &mut self.ip_export {
+            x.export(self.lake.as_mut(), self.kafka.as_mut(), self.node, false);
+        }
         if let Some(l) = &mut self.lake {
-            if let Some(x) = &mut self.ip_export {
-                x.export(l, false);
-            }
             l.tick();
         }
         self.forward_findings();
@@ -149,11 +150,13 @@ fn node_salt(node: &str) -> u64 {
 }
 
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_writer(io::stderr).with_env_filter(filter);
+    match crate::cli::LOG_FORMAT.get().copied().unwrap_or_default() {
+        // One JSON object per line (timestamp, level, target, fields), for a cluster's log shipper.
+        crate::cli::LogFormat::Json => builder.json().with_current_span(false).with_span_list(false).init(),
+        crate::cli::LogFormat::Text => builder.with_ansi(io::IsTerminal::is_terminal(&io::stderr())).init(),
+    }
 }
 
 /// Resolves on ctrl-c, SIGTERM, or after `run_for`.
@@ -175,7 +178,7 @@ pub async fn shutdown(run_for: Option<Duration>) {
 /// Runs the sensor into `sinks` until a signal or `run_for`, then flushes every sink.
 pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Result<()> {
     init_logging();
-    let telemetry = tracelake_telemetry::init(&cfg.telemetry).context("cannot set up telemetry")?;
+    let (telemetry, _server) = crate::http::telemetry(cfg, crate::http::Role::Sensor)?;
     // Leaked once per process: the JSON context borrows it for the whole run.
     let node: &'static str = Box::leak(cfg.node_name.clone().unwrap_or_else(node_name).into_boxed_str());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
@@ -209,7 +212,7 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         };
         let stdout = sinks.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
-        let ip_export = history.filter(|_| lake.is_some()).map(IpExport::new);
+        let ip_export = history.filter(|_| lake.is_some() || kafka.is_some()).map(IpExport::new);
         let hold = Hold::new(e.hold_new_containers, e.hold_max_events);
         let mut handler = SinkHandler {
             stdout,
@@ -250,8 +253,8 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
             "identity"
         );
         let stdout_result = handler.stdout.as_mut().map_or(Ok(()), JsonLinesSink::flush);
-        if let (Some(l), Some(x)) = (handler.lake.as_mut(), handler.ip_export.as_mut()) {
-            x.export(l, true);
+        if let Some(x) = handler.ip_export.as_mut() {
+            x.export(handler.lake.as_mut(), handler.kafka.as_mut(), handler.node, true);
         }
         // Detections first: their last findings still go to Kafka before it closes, and the rows they built
         // to the lake.

@@ -6,8 +6,16 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::path::Path;
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
-use tracelake_enricher::iphistory::{Interval, IpHistory, UnixNanos, now_ns};
+use arrow::array::{Array, Int64Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use tracelake_enricher::iphistory::{Interval, IpHistory, Owner, Source, UnixNanos, now_ns};
+use tracelake_queries::lake::Lake;
+use tracelake_sinks::parquet::Table;
 
 use crate::cli::WhoisArgs;
 use crate::config;
@@ -19,14 +27,19 @@ pub fn command(args: &WhoisArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|_| anyhow::anyhow!("not an IP address: {:?} (expected e.g. 10.42.1.7 or fd00::7)", args.ip))?;
     let at = args.at.as_deref().map(parse_time).transpose()?;
-    let state_dir = match &args.state_dir {
-        Some(d) => d.clone(),
-        None => config::load(args.config.as_deref())?.enricher.state_dir,
+    let mut rows = match &args.lake {
+        Some(lake) => from_lake(lake, ip)?,
+        None => {
+            let state_dir = match &args.state_dir {
+                Some(d) => d.clone(),
+                None => config::load(args.config.as_deref())?.enricher.state_dir,
+            };
+            let dir = state_dir.join("ip-history");
+            let history = IpHistory::read_only(&dir)
+                .with_context(|| format!("no IP history under {} (is the state dir right?)", state_dir.display()))?;
+            history.history(ip)
+        }
     };
-    let dir = state_dir.join("ip-history");
-    let history = IpHistory::read_only(&dir)
-        .with_context(|| format!("no IP history under {} (is the state dir right?)", state_dir.display()))?;
-    let mut rows = history.history(ip);
     if let Some(t) = at {
         rows.retain(|iv| iv.contains(t));
     }
@@ -46,6 +59,56 @@ pub fn command(args: &WhoisArgs) -> anyhow::Result<()> {
     }
     table(&mut out, &rows)?;
     Ok(())
+}
+
+/// The intervals of `ip` in a lake's `ip_ownership` table (every node's, as `tracelake lake` or `tracelake
+/// run` wrote them), current version of each (the `ip_owners` view), oldest first.
+fn from_lake(dir: &Path, ip: IpAddr) -> anyhow::Result<Vec<Interval>> {
+    if !dir.join(Table::IpOwnership.name()).is_dir() {
+        bail!("no ip_ownership table under {} (is the lake dir right?)", dir.display());
+    }
+    let sql = format!(
+        "SELECT CAST(valid_from AS BIGINT) AS f, CAST(valid_to AS BIGINT) AS t, node, namespace, pod, pod_uid, \
+         workload_kind, workload, container_id, service, source FROM ip_owners WHERE ip = '{ip}' ORDER BY f"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    let batches = rt.block_on(async {
+        let lake = Lake::open(dir, None).await?;
+        lake.sql(&sql).await
+    })?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let int = |i: usize| -> anyhow::Result<Int64Array> {
+            let c = cast(b.column(i), &DataType::Int64)?;
+            c.as_any().downcast_ref::<Int64Array>().cloned().context("ip_owners: not an integer column")
+        };
+        let text = |i: usize| -> anyhow::Result<StringArray> {
+            let c = cast(b.column(i), &DataType::Utf8)?;
+            c.as_any().downcast_ref::<StringArray>().cloned().context("ip_owners: not a string column")
+        };
+        let (from, to) = (int(0)?, int(1)?);
+        let cols: Vec<StringArray> = (2..11).map(text).collect::<anyhow::Result<_>>()?;
+        for r in 0..b.num_rows() {
+            let s = |c: usize| (!cols[c].is_null(r)).then(|| cols[c].value(r).to_string());
+            let owner = Owner {
+                node: s(0),
+                namespace: s(1),
+                pod: s(2),
+                pod_uid: s(3),
+                workload_kind: s(4),
+                workload: s(5),
+                container_id: s(6),
+                service: s(7),
+                source: if s(8).as_deref() == Some("kube") { Source::Kube } else { Source::Node },
+            };
+            out.push(Interval {
+                valid_from: from.value(r),
+                valid_to: (!to.is_null(r)).then(|| to.value(r)),
+                owner: Arc::new(owner),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// RFC 3339 with `Z` or a numeric offset, or "now".

@@ -69,7 +69,6 @@ fn events_from_a_container_carry_its_identity() {
     let running = common::start(cmd);
     let out = container.exec("tl-cli-e2e", &["cat", "/etc/hostname"]).unwrap();
     assert!(out.status.success());
-    // The first event of a container only queues the runtime lookup; a later one carries its answer.
     std::thread::sleep(std::time::Duration::from_millis(1000));
     let out = container.exec("tl-cli-e2e-2", &["cat", "/etc/hosts"]).unwrap();
     assert!(out.status.success());
@@ -84,9 +83,12 @@ fn events_from_a_container_carry_its_identity() {
         .unwrap_or_else(|| panic!("exec of cat in the container among {ours:#?}"));
     assert_eq!(cat["container"], true);
     assert_eq!(cat["container_runtime"], "containerd");
-    // The container's first event only queued the runtime lookup: it says so instead of waiting.
+    // The container started before the sensor: its first event queued the runtime lookup and waited for the
+    // answer (enricher.hold_new_containers), so even the first one names the pod.
     let first = lines.iter().find(|v| v["container_id"] == id.as_str()).expect("an event of the container");
-    assert_eq!(first["enrichment"], "partial", "{first}");
+    assert_eq!(first["pod"], "api-0", "{first}");
+    assert!(first.get("enrichment").is_none(), "{first}");
+    assert_eq!(cat["pod"], "api-0", "{cat}");
     assert_eq!(cat["containerd_namespace"], lab.namespace());
     let later = ours
         .iter()

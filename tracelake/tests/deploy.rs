@@ -1,6 +1,7 @@
 //! The shipped manifests parse and carry what Kubernetes and Compose require.
 //! No API server or Docker engine runs here, so the fields they would check
-//! are checked against the parsed documents instead.
+//! are checked against the parsed documents instead. deploy/*.yaml are rendered
+//! from the Helm chart (tests/chart.rs checks the chart and that they are fresh).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::path::Path;
@@ -87,6 +88,62 @@ fn agent_daemonset_has_only_the_privileges_it_needs() {
     for m in s(c, &["volumeMounts"]).as_sequence().unwrap() {
         let ro = m.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
         assert_eq!(!ro, m["name"].as_str() == Some("state"), "{m:?}");
+    }
+}
+
+/// tests/privileges.rs reads the capability list as `spec.template.spec.containers[0].securityContext.capabilities`
+/// of deploy/daemonset.yaml taken as one YAML document.
+#[test]
+fn daemonset_file_is_one_document_with_the_capabilities_where_privileges_rs_reads_them() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/daemonset.yaml");
+    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let c = &doc["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"];
+    assert_eq!(strs(&c["drop"]), ["ALL"]);
+    assert_eq!(strs(&c["add"]), ["BPF", "PERFMON"]);
+}
+
+/// Everything rendered into deploy/ is well formed, in the agent's namespace, and the pieces name each other:
+/// the ConfigMap both workloads mount, the metrics Services' selectors and ports.
+#[test]
+fn rendered_manifests_fit_together() {
+    let all: Vec<Value> = ["namespace", "rbac", "configmap", "daemonset", "lake", "services"]
+        .iter()
+        .flat_map(|f| docs(&format!("deploy/{f}.yaml")))
+        .collect();
+    let workloads = check_k8s(&all);
+    assert_eq!(workloads.len(), 2);
+    let ns = all.iter().find(|d| d["kind"] == "Namespace").unwrap();
+    let ns = s(ns, &["metadata", "name"]);
+    for d in &all {
+        if !matches!(d["kind"].as_str(), Some("Namespace" | "ClusterRole" | "ClusterRoleBinding")) {
+            assert_eq!(s(d, &["metadata", "namespace"]), ns, "{d:?}");
+        }
+    }
+    let cm = all.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    assert!(s(cm, &["data", "tracelake.toml"]).as_str().unwrap().contains("[kafka]"));
+    for w in &workloads {
+        let pod = s(w, &["spec", "template", "spec"]);
+        let config = s(pod, &["volumes"]).as_sequence().unwrap().iter().find(|v| v["name"] == "config").unwrap();
+        assert_eq!(s(config, &["configMap", "name"]), s(cm, &["metadata", "name"]));
+        let c = &s(pod, &["containers"])[0];
+        let port = s(c, &["ports"]).as_sequence().unwrap().iter().find(|p| p["name"] == "metrics").unwrap();
+        assert_eq!(s(c, &["livenessProbe", "httpGet", "path"]).as_str(), Some("/healthz"));
+        assert_eq!(s(c, &["readinessProbe", "httpGet", "path"]).as_str(), Some("/readyz"));
+        assert_eq!(s(c, &["readinessProbe", "httpGet", "port"]).as_str(), Some("metrics"));
+        let listen = s(c, &["env"]).as_sequence().unwrap().iter().find(|e| e["name"] == "TRACELAKE__METRICS__LISTEN");
+        let want = format!("0.0.0.0:{}", s(port, &["containerPort"]).as_u64().unwrap());
+        assert_eq!(s(listen.unwrap(), &["value"]).as_str(), Some(want.as_str()));
+        // One metrics Service selects this workload's pods, on that port.
+        let labels = s(w, &["spec", "template", "metadata", "labels"]).as_mapping().unwrap();
+        let services: Vec<&Value> = all
+            .iter()
+            .filter(|d| d["kind"] == "Service")
+            .filter(|svc| {
+                s(svc, &["spec", "selector"]).as_mapping().unwrap().iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .collect();
+        assert_eq!(services.len(), 1, "{w:?}");
+        assert_eq!(s(&s(services[0], &["spec", "ports"])[0], &["targetPort"]).as_str(), Some("metrics"));
     }
 }
 

@@ -48,7 +48,7 @@ fn pyarrow_count(dir: &Path) -> (u64, u64) {
         "import os, pyarrow.parquet as pq\n\
          ids = set(); rows = 0\n\
          for d, _, fs in os.walk({:?}):\n\
-         \x20   if 'detection_finding' in d: continue\n\
+         \x20   if 'detection_finding' in d or 'ip_ownership' in d: continue\n\
          \x20   for f in fs:\n\
          \x20       if f.endswith('.parquet') and not f.startswith('.'):\n\
          \x20           c = pq.read_table(os.path.join(d, f), columns=['event_id']).column(0).to_pylist()\n\
@@ -190,6 +190,8 @@ fn agent_events_reach_the_lake_through_kafka() {
     let mut lake_proc = start_lake(&broker, lake.path(), rejected.path(), &log);
     let out = tracelake()
         .args(["agent", "--for", "4s", "--brokers", &broker.addr()])
+        // This test counts the sensor's rows; ip_ownership's travel is tested on its own below.
+        .env("TRACELAKE__ENRICHER__IP_HISTORY__ENABLED", "false")
         .env("TRACELAKE__KAFKA__SPOOL__DIR", format!("{:?}", spool.path().display().to_string()))
         .env("TRACELAKE__KAFKA__PARTITIONS", "3")
         .output()
@@ -353,4 +355,202 @@ fn agent_findings_reach_detection_finding_through_kafka() {
     assert_eq!(events[0]["path"].as_str().unwrap(), marker.display().to_string());
     assert!(std::fs::read_dir(rejected.path()).map_or(0, Iterator::count) == 0, "nothing rejected");
     check_lake(lake.path());
+}
+
+/// Two nodes' IP history through Kafka into the central lake: node-a's pod held 10.42.1.7 first (its interval
+/// sent open, again open (a replay) and then closed), node-b's pod took the address later. `tracelake whois
+/// --lake` names the right owner at both times, the replayed version is kept once, and the `connections` view
+/// runs on the central lake.
+#[test]
+fn two_nodes_ip_history_reaches_the_central_lake_and_whois_answers_from_it() {
+    use tracelake_sinks::parquet::{OwnershipRow, Table, ownership_batch};
+    let broker = Broker::start().unwrap();
+    let (lake, rejected, spool_a, spool_b, logs) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let log = logs.path().join("lake.log");
+    let mut lake_proc = Reap(start_lake(&broker, lake.path(), rejected.path(), &log));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let t0 = now - 600 * 1_000_000_000;
+    let s = 1_000_000_000i64;
+    let sink = |node: &'static str, spool: &Path| {
+        let ctx = JsonContext { node, clock: BootClock::from_offset(i128::from(now)), node_salt: 9 };
+        let cfg = KafkaConfig {
+            brokers: broker.addr(),
+            partitions: 3,
+            linger: Duration::from_millis(50),
+            spool: SpoolConfig { dir: spool.to_path_buf(), ..SpoolConfig::default() },
+            ..KafkaConfig::default()
+        };
+        KafkaSink::open(&cfg, ctx).unwrap()
+    };
+    let a_open = OwnershipRow {
+        ip: "10.42.1.7",
+        valid_from: t0,
+        node: Some("node-a"),
+        namespace: Some("shop"),
+        pod: Some("web-7d9f8b6c5d-x2k4q"),
+        pod_uid: Some("uid-a"),
+        workload_kind: Some("Deployment"),
+        workload: Some("web"),
+        container_id: Some("c-a"),
+        source: "node",
+        seq: 1,
+        ..OwnershipRow::default()
+    };
+    let a_closed = OwnershipRow { valid_to: Some(t0 + 60 * s), seq: 2, ..a_open.clone() };
+    let b_open = OwnershipRow {
+        valid_from: t0 + 120 * s,
+        node: Some("node-b"),
+        pod: Some("api-6c8f9d7b5b-q8x2m"),
+        pod_uid: Some("uid-b"),
+        workload: Some("api"),
+        container_id: Some("c-b"),
+        seq: 1,
+        ..a_open.clone()
+    };
+    let mut a = sink("node-a", spool_a.path());
+    let mut b = sink("node-b", spool_b.path());
+    a.push_batch(Table::IpOwnership, "node-a", ownership_batch(std::slice::from_ref(&a_open)).unwrap());
+    // The same version again, as an agent restarting re-sends its current intervals.
+    a.push_batch(Table::IpOwnership, "node-a", ownership_batch(std::slice::from_ref(&a_open)).unwrap());
+    a.push_batch(Table::IpOwnership, "node-a", ownership_batch(std::slice::from_ref(&a_closed)).unwrap());
+    b.push_batch(Table::IpOwnership, "node-b", ownership_batch(std::slice::from_ref(&b_open)).unwrap());
+    for k in [&mut a, &mut b] {
+        k.tick();
+        assert!(k.flush(Duration::from_secs(60)));
+    }
+    let _ = (a.close(Duration::from_secs(5)).unwrap(), b.close(Duration::from_secs(5)).unwrap());
+
+    let whois = |at: Option<i64>| -> Vec<serde_json::Value> {
+        let mut cmd = tracelake();
+        cmd.args(["whois", "10.42.1.7", "--json", "--lake"]).arg(lake.path());
+        if let Some(t) = at {
+            let at = humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + Duration::from_nanos(t as u64));
+            cmd.args(["--at", &at.to_string()]);
+        }
+        let out = cmd.output().unwrap();
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let all = loop {
+        let rows = whois(None);
+        if rows.len() == 2 && rows[0]["valid_to"].is_string() {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "history never complete: {rows:?}\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(all[0]["pod"], "web-7d9f8b6c5d-x2k4q");
+    assert_eq!(all[0]["node"], "node-a");
+    assert_eq!(all[1]["pod"], "api-6c8f9d7b5b-q8x2m");
+    assert_eq!(all[1]["node"], "node-b");
+    assert!(all[1]["valid_to"].is_null(), "node-b's pod still holds it: {all:?}");
+    let then = whois(Some(t0 + 30 * s));
+    assert_eq!(then.len(), 1, "{then:?}");
+    assert_eq!(then[0]["pod"], "web-7d9f8b6c5d-x2k4q");
+    let later = whois(Some(t0 + 150 * s));
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert_eq!(later[0]["pod"], "api-6c8f9d7b5b-q8x2m");
+    assert!(whois(Some(t0 + 90 * s)).is_empty(), "nobody held it between the two");
+
+    // Three versions in the table: the replay was dropped by its event_id.
+    let q = |sql: &str| {
+        let out =
+            tracelake().args(["query", "--format", "json", "--data-dir"]).arg(lake.path()).arg(sql).output().unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let count = q("SELECT count(*) AS n FROM ip_ownership");
+    assert!(count.contains("\"n\":3"), "{count}");
+    q("SELECT * FROM connections LIMIT 1");
+    sigterm(&mut lake_proc.0);
+}
+
+/// Pods too short-lived for any namespace scan (one `nc` each, well under a second) are in the history: their
+/// own connect tells the agent which IP they had. Through `tracelake agent` → Kafka → `tracelake lake`,
+/// `whois --lake` names each of them, and so does the node's own history.
+#[test]
+fn short_lived_pods_ips_reach_the_central_history_from_their_own_connects() {
+    use tracelake_testkit::lab::{ContainerSpec, Lab, lab_available};
+    lab_available().expect("container lab prerequisites (scripts/setup.sh)");
+    let lab = Lab::start().unwrap();
+    let broker = Broker::start().unwrap();
+    let (lake, rejected, spool, logs, state) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let log = logs.path().join("lake.log");
+    let mut lake_proc = Reap(start_lake(&broker, lake.path(), rejected.path(), &log));
+    let pod = |id: &str, name: &str, args: &[&str]| {
+        ContainerSpec::new(id, args.iter().copied())
+            .label("io.kubernetes.pod.name", name)
+            .label("io.kubernetes.pod.namespace", "jobs")
+            .label("io.kubernetes.pod.uid", format!("uid-{name}"))
+            .label("io.kubernetes.container.name", "main")
+            .network()
+    };
+    let server = ["sh", "-c", "while true; do echo ok | nc -l -p 8080; done"];
+    let b = lab
+        .run(&pod(&format!("{:064x}", 0xb5_u128 << 64 | u128::from(std::process::id())), "sink-0", &server))
+        .unwrap();
+    let ip_b = b.ip().unwrap().to_string();
+    let mut cmd = tracelake();
+    cmd.args(["agent", "--for", "60s", "--brokers", &broker.addr()])
+        .env("TRACELAKE__KAFKA__SPOOL__DIR", format!("{:?}", spool.path().display().to_string()))
+        .env("TRACELAKE__KAFKA__PARTITIONS", "3")
+        .env("TRACELAKE__ENRICHER__CONTAINERD_SOCKET", format!("{:?}", lab.address().display().to_string()))
+        .env("TRACELAKE__ENRICHER__STATE_DIR", format!("{:?}", state.path().display().to_string()));
+    let agent = common::start(cmd);
+    let mut short = Vec::new();
+    for n in 0..5u128 {
+        let id = format!("{:064x}", (0x5100 + n) << 64 | u128::from(std::process::id()));
+        let name = format!("ping-2912345{n}-x7k2p");
+        let c = lab.run(&pod(&id, &name, &["sh", "-c", &format!("echo hi | nc -w 1 {ip_b} 8080")])).unwrap();
+        short.push((c.ip().unwrap().to_string(), name, c));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let stopped = agent.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let whois = |ip: &str, from: &[&str]| -> Vec<serde_json::Value> {
+        let out = tracelake().args(["whois", ip, "--json"]).args(from).output().unwrap();
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    };
+    let (lake_dir, state_dir) = (lake.path().display().to_string(), state.path().display().to_string());
+    for (ip, name, _) in &short {
+        let node = whois(ip, &["--state-dir", &state_dir]);
+        assert!(
+            node.iter().any(|r| r["pod"] == name.as_str()),
+            "{name} ({ip}) in the node's history: {node:?}\n{}",
+            stopped.log
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let rows = whois(ip, &["--lake", &lake_dir]);
+            if rows.iter().any(|r| r["pod"] == name.as_str()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} ({ip}) never in the central history: {rows:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    sigterm(&mut lake_proc.0);
+    drop((short, b));
 }

@@ -42,8 +42,18 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-/// A container the enricher has just met.
+/// What the event path tells the observer thread.
 #[derive(Debug)]
+enum Msg {
+    /// A container the enricher has just met.
+    Seen(Seen),
+    /// A container's own network event used this local address (at this Unix time): a pod that lives 300 ms
+    /// may be gone before any scan reads its namespace, but its connect says which IP it had.
+    Used { seen: Seen, ip: IpAddr, at: UnixNanos },
+}
+
+/// A container the enricher has just met.
+#[derive(Debug, Clone)]
 struct Seen {
     cgroup_id: u64,
     cgroup_path: Arc<str>,
@@ -70,7 +80,9 @@ pub struct ObserverOptions {
 /// journal sync.
 #[derive(Debug)]
 pub struct NodeObserver {
-    tx: Option<mpsc::Sender<Seen>>,
+    tx: Option<mpsc::Sender<Msg>>,
+    /// (cgroup, IP) pairs already told with `Msg::Used`, so a busy new container sends one, not thousands.
+    used: std::sync::Mutex<HashSet<(u64, IpAddr)>>,
     pod_ips: Arc<ArcSwap<PodIps>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -83,19 +95,26 @@ impl NodeObserver {
         let thread = std::thread::Builder::new()
             .name("tl-ip-observer".into())
             .spawn(move || Observer::new(history, opts, ips).run(&rx))?;
-        Ok(NodeObserver { tx: Some(tx), pod_ips, thread: Some(thread) })
+        Ok(NodeObserver { tx: Some(tx), used: std::sync::Mutex::default(), pod_ips, thread: Some(thread) })
     }
 
     /// Called once per newly resolved cgroup (not per event).
     pub fn seen(&self, cgroup_id: u64, ident: &CgroupIdentity) {
-        let (Some(tx), Some(c)) = (&self.tx, &ident.container) else { return };
-        let _ = tx.send(Seen {
-            cgroup_id,
-            cgroup_path: Arc::clone(&ident.path),
-            container_id: c.container_id.clone(),
-            containerd_namespace: c.namespace.clone().unwrap_or_else(|| "k8s.io".into()),
-            pod_uid: c.pod_uid.clone(),
-        });
+        let (Some(tx), Some(seen)) = (&self.tx, Seen::of(cgroup_id, ident)) else { return };
+        let _ = tx.send(Msg::Seen(seen));
+    }
+
+    /// A network event of the container in `cgroup_id` had `ip` as its local address at `at` (Unix ns).
+    /// Called while the container's IP is not known yet; sent once per (cgroup, IP).
+    pub fn used(&self, cgroup_id: u64, ident: &CgroupIdentity, ip: IpAddr, at: UnixNanos) {
+        let (Some(tx), Some(seen)) = (&self.tx, Seen::of(cgroup_id, ident)) else { return };
+        let Ok(mut used) = self.used.lock() else { return };
+        if used.len() > 65_536 {
+            used.clear();
+        }
+        if used.insert((cgroup_id, ip)) {
+            let _ = tx.send(Msg::Used { seen, ip, at });
+        }
     }
 
     /// The current IP of the container in cgroup `cgroup_id`, if observed.
@@ -110,6 +129,19 @@ impl Drop for NodeObserver {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Seen {
+    fn of(cgroup_id: u64, ident: &CgroupIdentity) -> Option<Seen> {
+        let c = ident.container.as_ref()?;
+        Some(Seen {
+            cgroup_id,
+            cgroup_path: Arc::clone(&ident.path),
+            container_id: c.container_id.clone(),
+            containerd_namespace: c.namespace.clone().unwrap_or_else(|| "k8s.io".into()),
+            pod_uid: c.pod_uid.clone(),
+        })
     }
 }
 
@@ -128,6 +160,8 @@ struct Observer {
     pod_ips: Arc<ArcSwap<PodIps>>,
     tracked: HashMap<String, Tracked>,
     host_netns: u64,
+    /// The node's own addresses: a host-network container's connect uses them, and they are not its to claim.
+    host_ips: Vec<IpAddr>,
     boot_offset_ns: i64,
     ticks_per_sec: i64,
 }
@@ -143,17 +177,23 @@ impl Observer {
             tracked: HashMap::new(),
             // init's namespace is the node's (the agent runs with hostPID but in a network namespace of its own).
             host_netns: netns_inode(1).or_else(|| netns_inode(std::process::id())).unwrap_or(0),
+            host_ips: host_addresses(),
             boot_offset_ns: boot_offset_ns(),
             ticks_per_sec: if ticks > 0 { ticks } else { 100 },
         }
     }
 
-    fn run(mut self, rx: &mpsc::Receiver<Seen>) {
+    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
         let mut next = Instant::now() + self.opts.interval;
         loop {
             let wait = next.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(seen) => {
+                Ok(Msg::Used { seen, ip, at }) => {
+                    if self.opts.observe {
+                        self.used(seen, ip, at);
+                    }
+                }
+                Ok(Msg::Seen(seen)) => {
                     // A new container is scanned at once: its peers may talk to it right away.
                     let id = seen.container_id.clone();
                     if self.opts.observe && !self.tracked.contains_key(&id) {
@@ -165,6 +205,7 @@ impl Observer {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     next = Instant::now() + self.opts.interval;
+                    self.host_ips = host_addresses();
                     let ids: Vec<String> = self.tracked.keys().cloned().collect();
                     for id in &ids {
                         self.scan_one(id);
@@ -187,6 +228,30 @@ impl Observer {
         if **self.pod_ips.load() != map {
             self.pod_ips.store(Arc::new(map));
         }
+    }
+
+    /// Records that a container had `ip` at `at`, learnt from its own network event (it may be gone already:
+    /// then it is tracked again with that IP, and the next scan closes the interval).
+    fn used(&mut self, seen: Seen, ip: IpAddr, at: UnixNanos) {
+        if self.host_ips.contains(&ip) || ip.is_loopback() || ip.is_unspecified() {
+            return;
+        }
+        let id = seen.container_id.clone();
+        let t = self.tracked.entry(id).or_insert_with(|| Tracked {
+            seen,
+            started: None,
+            owner: Owner::default(),
+            ips: Vec::new(),
+        });
+        if t.ips.contains(&ip) {
+            return;
+        }
+        let owner = owner_of(&self.opts, &t.seen);
+        let from = t.started.unwrap_or(at).min(at);
+        self.history.assign(ip, from, owner.clone());
+        t.ips.push(ip);
+        t.owner = owner;
+        self.publish_ips();
     }
 
     /// Re-reads one container: its addresses, its metadata, whether it is gone.
@@ -214,23 +279,7 @@ impl Observer {
             let (offset, tps) = (self.boot_offset_ns, self.ticks_per_sec);
             t.started = pids.iter().filter_map(|p| start_ns(*p, tps).map(|s| s + offset)).min();
         }
-        let mut owner = Owner {
-            node: Some(self.opts.node.clone()),
-            pod_uid: t.seen.pod_uid.clone(),
-            container_id: Some(t.seen.container_id.clone()),
-            source: Source::Node,
-            ..Owner::default()
-        };
-        if let Some(m) = self.opts.containerd.as_ref().and_then(|c| c.get(&t.seen.containerd_namespace, id)) {
-            owner.pod = m.pod_name.clone();
-            owner.namespace = m.pod_namespace.clone();
-            owner.pod_uid = owner.pod_uid.or_else(|| m.pod_uid.clone());
-            // Inferred from the pod name and labels; the API watch's answer replaces it when there is one.
-            if let Some(w) = &m.workload {
-                owner.workload_kind = Some(w.kind.as_str().to_string());
-                owner.workload = Some(w.name.to_string());
-            }
-        }
+        let owner = owner_of(&self.opts, &t.seen);
         let old: HashSet<IpAddr> = t.ips.iter().copied().collect();
         let owner_changed = owner != t.owner;
         for ip in &ips {
@@ -250,6 +299,34 @@ impl Observer {
 /// A key of `pid`'s network namespace: the inode of its `/proc/<pid>/net/dev`, which each network namespace
 /// has its own of. Not `/proc/<pid>/ns/net`: following that link needs ptrace access to the process, which the
 /// agent (no CAP_SYS_PTRACE) lacks for any container whose capabilities are not a subset of its own.
+/// The owner of a container's addresses, as this node knows it.
+fn owner_of(opts: &ObserverOptions, seen: &Seen) -> Owner {
+    let mut owner = Owner {
+        node: Some(opts.node.clone()),
+        pod_uid: seen.pod_uid.clone(),
+        container_id: Some(seen.container_id.clone()),
+        source: Source::Node,
+        ..Owner::default()
+    };
+    if let Some(m) = opts.containerd.as_ref().and_then(|c| c.get(&seen.containerd_namespace, &seen.container_id)) {
+        owner.pod = m.pod_name.clone();
+        owner.namespace = m.pod_namespace.clone();
+        owner.pod_uid = owner.pod_uid.or_else(|| m.pod_uid.clone());
+        // Inferred from the pod name and labels; the API watch's answer replaces it when there is one.
+        if let Some(w) = &m.workload {
+            owner.workload_kind = Some(w.kind.as_str().to_string());
+            owner.workload = Some(w.name.to_string());
+        }
+    }
+    owner
+}
+
+/// The node's addresses (init's network namespace; the agent's own where /proc/1 is out of reach).
+fn host_addresses() -> Vec<IpAddr> {
+    let ips = local_addresses(1);
+    if ips.is_empty() { local_addresses(std::process::id()) } else { ips }
+}
+
 fn netns_inode(pid: u32) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/net/dev")).ok().map(|m| m.ino())
 }

@@ -268,6 +268,7 @@ impl LakeConsumer {
         let mut next_maintenance = Instant::now();
         while !stop.is_set() {
             let polled = self.consumer.poll(POLL);
+            add(&self.stats.polls, 1);
             if self.consumer.context().reseed.swap(false, Ordering::Relaxed) {
                 let n = self.state().reseed();
                 tracing::info!(ids_loaded = n, "lake: loaded the ids of files other processes wrote");

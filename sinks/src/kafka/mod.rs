@@ -32,15 +32,17 @@ pub use spool::{Appended, Spool, SpoolError, Ticket};
 pub use stats::{ConsumerStats, ProducerStats};
 pub use topics::TopicKeeper;
 
-/// Tables that travel over Kafka, one topic each: the sensor's event tables, and the live detections'
-/// findings (agent mode sends `detection_finding` rows like any other table).
-pub const TABLES: [crate::parquet::Table; 6] = [
+/// Tables that travel over Kafka, one topic each: the sensor's event tables, the live detections'
+/// findings (agent mode sends `detection_finding` rows like any other table), and the pod IP history's
+/// intervals (`ip_ownership`), so the central lake answers "who had this IP" for every node.
+pub const TABLES: [crate::parquet::Table; 7] = [
     crate::parquet::Table::ProcessActivity,
     crate::parquet::Table::FileActivity,
     crate::parquet::Table::NetworkActivity,
     crate::parquet::Table::DnsActivity,
     crate::parquet::Table::KernelActivity,
     crate::parquet::Table::DetectionFinding,
+    crate::parquet::Table::IpOwnership,
 ];
 
 /// The column the lake deduplicates a table's rows by (a replayed message is dropped row by row).

@@ -15,7 +15,7 @@ use tracelake_model::json::{Identity, JsonContext};
 use super::client::{Inflight, Origin, Outcome, Reports, permanent};
 use super::records::{self, RecordWriter};
 use super::spool::{Appended, Spool};
-use super::stats::{ProducerStats, add, get};
+use super::stats::{ProducerStats, add, get, set};
 use super::wire::{self, Envelope, WorkloadKey};
 use super::{KafkaConfig, KafkaError, TopicKeeper};
 use crate::hash::PremixedMap;
@@ -337,6 +337,7 @@ impl KafkaSink {
         match o {
             Outcome::Delivered(f) => {
                 self.outage = false;
+                set(&self.stats.in_outage, 0);
                 add(&self.stats.delivered, 1);
                 add(&self.stats.delivered_rows, u64::from(f.env.rows));
                 if let Origin::Spool(t) = f.origin
@@ -378,6 +379,7 @@ impl KafkaSink {
         }
         self.outage = true;
         add(&self.stats.outages, 1);
+        set(&self.stats.in_outage, 1);
         let n = self.recent.len();
         while let Some((_, env)) = self.recent.pop_front() {
             add(&self.stats.replayed_after_outage, 1);

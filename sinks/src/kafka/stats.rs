@@ -54,6 +54,8 @@ counters!(ProducerStats {
     rejected_rows: AtomicU64,
     /// Outages seen (all brokers down).
     outages: AtomicU64,
+    /// 1 while in an outage (all brokers down, no delivery since), else 0.
+    in_outage: AtomicU64,
     /// Kafka clients recreated after a fatal error.
     producer_restarts: AtomicU64,
 });
@@ -85,6 +87,8 @@ counters!(ConsumerStats {
     logs_replaced: AtomicU64,
     /// Ids loaded from recent files at start.
     dedupe_seeded: AtomicU64,
+    /// Turns of the consume loop (one per poll, about every poll timeout even when idle): its heartbeat.
+    polls: AtomicU64,
 });
 
 pub(crate) fn add(c: &AtomicU64, n: u64) {

@@ -3,14 +3,17 @@
 //!
 //! An interval is written again when it changes (opened, then closed, or
 //! its owner learnt more), so one interval can have several rows; the row
-//! with the highest `seq` of an (`ip`, `valid_from`) is the current one.
+//! with the highest `seq` of an (`ip`, `valid_from`) is the current one. Each version carries an `event_id`, so
+//! the central lake keeps a version that arrives twice (through Kafka) once.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringBuilder, TimestampNanosecondBuilder, UInt64Builder};
 use arrow::record_batch::RecordBatch;
 
+use super::id_chunk::hex16;
 use super::{LakeError, Table};
+use crate::hash::{content_fingerprint, mix};
 
 /// One interval of one IP, as the history knows it now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,6 +37,14 @@ pub struct OwnershipRow<'a> {
     pub seq: u64,
 }
 
+/// The `event_id` of a row: one version (`seq`) of one interval as one node reported it.
+pub fn version_id(r: &OwnershipRow<'_>) -> u64 {
+    let h = content_fingerprint(r.node.unwrap_or_default().as_bytes());
+    let h = mix(h, content_fingerprint(r.ip.as_bytes()));
+    let h = mix(h, r.valid_from as u64);
+    mix(h, r.seq)
+}
+
 /// One `ip_ownership` batch of `rows`, in the table's schema.
 pub fn ownership_batch(rows: &[OwnershipRow<'_>]) -> Result<RecordBatch, LakeError> {
     let schema = Table::IpOwnership.schema();
@@ -44,6 +55,7 @@ pub fn ownership_batch(rows: &[OwnershipRow<'_>]) -> Result<RecordBatch, LakeErr
     let mut strings: [StringBuilder; 8] = Default::default();
     let mut source = StringBuilder::new();
     let mut seq = UInt64Builder::new();
+    let mut ids = StringBuilder::new();
     for r in rows {
         ip.append_value(r.ip);
         from.append_value(r.valid_from);
@@ -54,11 +66,14 @@ pub fn ownership_batch(rows: &[OwnershipRow<'_>]) -> Result<RecordBatch, LakeErr
         }
         source.append_value(r.source);
         seq.append_value(r.seq);
+        let id = version_id(r);
+        ids.append_value(std::str::from_utf8(&hex16(id)).unwrap_or_default());
     }
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ip.finish()), Arc::new(from.finish()), Arc::new(to.finish())];
     columns.extend(strings.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     columns.push(Arc::new(source.finish()));
     columns.push(Arc::new(seq.finish()));
+    columns.push(Arc::new(ids.finish()));
     RecordBatch::try_new(schema, columns)
         .map_err(|source| LakeError::Arrow { table: Table::IpOwnership.name(), source })
 }

@@ -93,7 +93,7 @@ impl Table {
                 &["event_id", "container_id", "pod_uid", "local_ip", "remote_ip"]
             }
             Table::DetectionFinding => &["finding_id", "container_id", "pod_uid"],
-            Table::IpOwnership => &["ip", "container_id", "pod_uid"],
+            Table::IpOwnership => &["ip", "container_id", "pod_uid", "event_id"],
         }
     }
 
@@ -233,4 +233,7 @@ fn ip_ownership_fields(f: &mut Vec<Field>) {
     }
     f.push(Field::new("source", Utf8, false));
     f.push(Field::new("seq", DataType::UInt64, false));
+    // One version of one interval as one node reported it (hash of node, ip, valid_from and seq): a version
+    // that reaches the central lake twice (Kafka replays, an agent restarting) is kept once.
+    f.push(Field::new("event_id", Utf8, false));
 }
