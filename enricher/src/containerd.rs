@@ -25,6 +25,7 @@ use containerd_client::types::Envelope;
 use moka::sync::Cache;
 use prost::Message;
 use tokio::sync::mpsc;
+use tracelake_model::error_chain;
 
 use crate::cri::CriClient;
 use crate::kube::{Workload, infer};
@@ -401,18 +402,6 @@ impl Link {
             }
         }
     }
-}
-
-/// An error with its sources, one line (tonic's own message only says "transport error").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The background task: connection, event stream and lookups.

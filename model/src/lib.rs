@@ -193,3 +193,16 @@ impl BootClock {
         i128::from(ktime_ns) + self.offset_ns
     }
 }
+
+/// An error with its causes on one line, for logs (`Display` of most errors names only the outermost one;
+/// tonic's says just "transport error"). The one such helper of the workspace.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use tracelake_testkit::lab::{Container, ContainerSpec, Lab, lab_available};
+use tracelake_testkit::lab::{ContainerSpec, Lab, lab_available};
 
 use common::tracelake;
 
@@ -45,18 +45,6 @@ fn wait_for_owner(state: &std::path::Path, ip: &str, pod: &str) {
     }
 }
 
-fn connect_until_reply(a: &Container, ip: &str) {
-    let t = Instant::now();
-    loop {
-        let out = a.exec(&format!("a-nc-{}", t.elapsed().as_millis()), &["nc", "-w", "2", ip, "8080"]).unwrap();
-        if String::from_utf8_lossy(&out.stdout).contains("hello-from-b") {
-            return;
-        }
-        assert!(t.elapsed() < Duration::from_secs(15), "no reply from {ip}: {out:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     lab_available().expect("container lab prerequisites (scripts/setup.sh)");
@@ -80,7 +68,7 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     let ip_a = a.ip().unwrap().to_string();
     wait_for_owner(state.path(), &ip_b, "api-6c8f9d7b5b-q8x2m");
     wait_for_owner(state.path(), &ip_a, "web-7d9f8b6c5d-x2k4q");
-    connect_until_reply(&a, &ip_b);
+    common::connect_until_reply(&a, &ip_b);
     let during_b = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
     std::thread::sleep(Duration::from_millis(50));
 
@@ -95,7 +83,7 @@ fn connect_names_the_peer_pod_and_whois_follows_ip_reuse() {
     let flush = Command::new("ip").args(["-n", &netns_a, "neigh", "flush", "all"]).output().unwrap();
     assert!(flush.status.success(), "{flush:?}");
     // A connects to the same IP again: now the peer is C.
-    connect_until_reply(&a, &ip_b);
+    common::connect_until_reply(&a, &ip_b);
     std::thread::sleep(Duration::from_millis(500));
 
     let stopped = running.stop();

@@ -8,11 +8,11 @@ mod common;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tracelake_testkit::broker::Broker;
-use tracelake_testkit::lab::{Container, ContainerSpec, Lab, lab_available};
+use tracelake_testkit::lab::{ContainerSpec, Lab, lab_available};
 
 use common::tracelake;
 
@@ -103,18 +103,6 @@ fn pod_spec(id: &str, pod: &str, uid: &str, args: &[&str]) -> ContainerSpec {
         .label("io.kubernetes.container.name", "main")
 }
 
-fn connect_until_reply(a: &Container, ip: &str) {
-    let t = Instant::now();
-    loop {
-        let out = a.exec(&format!("a-nc-{}", t.elapsed().as_millis()), &["nc", "-w", "2", ip, "8080"]).unwrap();
-        if String::from_utf8_lossy(&out.stdout).contains("hello-from-b") {
-            return;
-        }
-        assert!(t.elapsed() < Duration::from_secs(15), "no reply from {ip}: {out:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Runs `mode` (run or agent) with the chart's capabilities while lab pods start, talk and exit; checks that
 /// their events carry the whole identity.
 fn identity_under_chart_capabilities(mode: &str) {
@@ -154,7 +142,7 @@ fn identity_under_chart_capabilities(mode: &str) {
         .unwrap();
     // The observer learns pod IPs off the event path; give it a moment before A talks to B.
     std::thread::sleep(Duration::from_secs(2));
-    connect_until_reply(&a, &ip_b);
+    common::connect_until_reply(&a, &ip_b);
     let later = a.exec("later", &["cat", "/etc/hostname"]).unwrap();
     assert!(later.status.success(), "{later:?}");
     std::thread::sleep(Duration::from_millis(500));

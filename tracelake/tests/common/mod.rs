@@ -82,3 +82,17 @@ impl Running {
         Stopped { status, stdout: self.stdout.join().unwrap().unwrap(), log: self.log.join().unwrap() }
     }
 }
+
+/// Connects from `a` to port 8080 of `ip` until the server there answers "hello-from-b" (a peer's listener
+/// may take a moment to start).
+pub fn connect_until_reply(a: &tracelake_testkit::lab::Container, ip: &str) {
+    let t = std::time::Instant::now();
+    loop {
+        let out = a.exec(&format!("a-nc-{}", t.elapsed().as_millis()), &["nc", "-w", "2", ip, "8080"]).unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("hello-from-b") {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "no reply from {ip}: {out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
