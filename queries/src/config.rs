@@ -31,6 +31,9 @@ pub struct DetectionsConfig {
     /// filter: the bound on its memory. Beyond it the oldest rows leave the window early, counted and logged.
     #[serde(default = "default_window_rows")]
     pub window_rows: usize,
+    /// Behaviour profiles per workload container, and findings for what a stable one has never seen.
+    #[serde(default)]
+    pub profiles: crate::profile::ProfileConfig,
 }
 
 fn default_enabled() -> bool {
@@ -59,6 +62,7 @@ impl Default for DetectionsConfig {
             batch_rows: default_batch_rows(),
             queue_batches: default_queue_batches(),
             window_rows: default_window_rows(),
+            profiles: crate::profile::ProfileConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod finding;
 pub mod fixtures;
 pub mod lake;
 pub mod live;
+pub mod profile;
 pub mod rule;
 #[cfg(test)]
 mod tests;

@@ -214,6 +214,8 @@ pub enum DetectError {
     Plan(Vec<RuleError>),
     #[error("cannot start the detection thread")]
     Thread(#[source] std::io::Error),
+    #[error("behaviour profiles")]
+    Profiles(#[source] crate::profile::ProfileFileError),
 }
 
 /// What the detection thread did.
@@ -248,6 +250,7 @@ pub struct DetectCounters {
 }
 
 type Batches = Vec<(Table, RecordBatch)>;
+use crate::profile::Profiles;
 
 /// The sensor-side half: builders and the channel to the detection thread.
 #[derive(Debug)]
@@ -274,18 +277,27 @@ fn run_thread(
     rx: Receiver<Batches>,
     mut sinks: Vec<Box<dyn FindingSink>>,
     counters: &DetectCounters,
+    mut profiles: Option<Profiles>,
 ) -> DetectStats {
     let mut stats = DetectStats::default();
+    // The SQL rules, then the profiles' anomaly rules: findings index this list.
+    let mut all_rules = engine.rules().to_vec();
+    if profiles.is_some() {
+        all_rules.extend(crate::profile::rules());
+    }
     if let Ok(mut per_rule) = counters.per_rule.lock() {
-        per_rule.extend(engine.rules().iter().map(|r| (r.id.clone(), 0)));
+        per_rule.extend(all_rules.iter().map(|r| (r.id.clone(), 0)));
     }
     loop {
         // Windowed rules run at their own cadence: wake up for them when no batch comes.
-        let (round, last) = match rx.recv_timeout(Duration::from_millis(500)) {
+        let (mut round, last) = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(batches) => {
                 stats.rounds += 1;
                 stats.events += batches.iter().map(|(_, b)| b.num_rows() as u64).sum::<u64>();
-                (rt.block_on(engine.evaluate(batches)), false)
+                let anomalies = profiles.as_mut().map(|p| p.observe(&batches)).unwrap_or_default();
+                let mut round = rt.block_on(engine.evaluate(batches));
+                round.findings.extend(anomalies);
+                (round, false)
             }
             Err(RecvTimeoutError::Timeout) => (rt.block_on(engine.evaluate(Vec::new())), false),
             Err(RecvTimeoutError::Disconnected) => (rt.block_on(engine.flush()), true),
@@ -294,17 +306,21 @@ fn run_thread(
             stats.rule_errors += 1;
             tracing::error!(rule = %rule, error = %error, "detections: rule failed on a batch");
         }
+        if let Some(p) = profiles.as_mut() {
+            p.save_when_due(last);
+        }
         if !round.findings.is_empty() {
             stats.findings += round.findings.len() as u64;
             if let Ok(mut per_rule) = counters.per_rule.lock() {
                 for f in &round.findings {
-                    *per_rule.entry(engine.rules()[f.rule].id.clone()).or_default() += 1;
+                    *per_rule.entry(all_rules[f.rule].id.clone()).or_default() += 1;
                 }
             }
             for s in &mut sinks {
-                s.findings(engine.rules(), &round.findings);
+                s.findings(&all_rules, &round.findings);
             }
         }
+        round.findings.clear();
         let set = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
         set(&counters.rounds, stats.rounds);
         set(&counters.events, stats.events);
@@ -335,6 +351,7 @@ impl LiveDetector {
     ) -> Result<LiveDetector, DetectError> {
         let (tx, rx) = sync_channel::<Batches>(cfg.queue_batches.max(1));
         let window_rows = cfg.window_rows;
+        let profile_cfg = cfg.profiles.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<Table>, DetectError>>();
         let counters = Arc::new(DetectCounters::default());
         let live = Arc::clone(&counters);
@@ -351,8 +368,29 @@ impl LiveDetector {
                 match rt.block_on(RuleEngine::new(rules)) {
                     Ok(mut engine) => {
                         engine.set_window_rows(window_rows);
-                        let _ = ready_tx.send(Ok(engine.tables()));
-                        run_thread(&rt, engine, rx, sinks, &live)
+                        let profiles = match Profiles::open(&profile_cfg, engine.rules().len()) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(DetectError::Profiles(e)));
+                                return DetectStats::default();
+                            }
+                        };
+                        let mut tables = engine.tables();
+                        if profiles.is_some() {
+                            // What profiles learn from, whether or not a rule reads it.
+                            for t in [
+                                Table::ProcessActivity,
+                                Table::NetworkActivity,
+                                Table::FileActivity,
+                                Table::KernelActivity,
+                            ] {
+                                if !tables.contains(&t) {
+                                    tables.push(t);
+                                }
+                            }
+                        }
+                        let _ = ready_tx.send(Ok(tables));
+                        run_thread(&rt, engine, rx, sinks, &live, profiles)
                     }
                     Err(errors) => {
                         let _ = ready_tx.send(Err(DetectError::Plan(errors)));

@@ -46,6 +46,39 @@ pub enum Command {
     Query(QueryArgs),
     /// Run one detection rule over the lake (back-testing, hunting).
     Hunt(HuntArgs),
+    /// Behaviour profiles of this node's workloads: export, import (reviewed, edited, locked), diff.
+    Profile(ProfileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[command(subcommand)]
+    pub command: ProfileCommand,
+    /// The node's profile file (default: detections.profiles.file, else profiles.yaml in enricher.state_dir).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// TOML configuration file (for the default file).
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Print the node's profiles as YAML.
+    Export,
+    /// Check a YAML file of profiles and put them into the node's file (same workload container: replaced);
+    /// the agent reads it at its next start.
+    Import {
+        /// The YAML file.
+        from: PathBuf,
+    },
+    /// What B has that A lacks (+) and the other way round (-), per profile and class.
+    Diff {
+        /// The old file.
+        a: PathBuf,
+        /// The new file.
+        b: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -36,10 +36,15 @@ pub fn start(
     ctx: JsonContext<'static>,
     containerd: Option<Arc<ContainerdMeta>>,
 ) -> anyhow::Result<Option<Live>> {
-    let d = &cfg.detections;
+    let mut d = cfg.detections.clone();
     if !d.enabled {
         return Ok(None);
     }
+    // The node's behaviour profiles live with its other state (docs/profiles.md).
+    if d.profiles.file.is_none() {
+        d.profiles.file = Some(crate::profile::node_file(cfg));
+    }
+    let d = &d;
     let mut rules = Vec::new();
     for r in load_rules(true, &d.rule_dirs) {
         let r = r.context("invalid detection rule (`tracelake rules check` lists every error)")?;

@@ -11,6 +11,7 @@ mod ip_export;
 mod lake;
 mod metrics;
 mod pipeline;
+mod profile;
 mod query;
 mod run;
 mod whois;
@@ -29,6 +30,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Query(args) => query::query(&args),
         cli::Command::Hunt(args) => query::hunt(&args),
         cli::Command::Whois(args) => whois::command(&args),
+        cli::Command::Profile(args) => profile::command(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
