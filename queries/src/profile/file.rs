@@ -80,7 +80,8 @@ pub fn save(path: &Path, profiles: Vec<Profile>) -> Result<(), ProfileFileError>
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let tmp = path.with_extension("yaml.tmp");
+    // Per process: two writers (an agent and `tracelake profile import`) never rename each other's file.
+    let tmp = path.with_extension(format!("yaml.{}.tmp", std::process::id()));
     std::fs::write(&tmp, text).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
