@@ -70,7 +70,9 @@ fi
 # pyarrow: the independent reader the lake tests check Parquet files with (scripts/check_lake.py).
 # kubernetes-validate: the Kubernetes OpenAPI schemas, offline, the chart's objects are checked against
 # (tracelake/tests/chart.rs).
-for py in pyarrow.parquet:pyarrow kubernetes_validate:kubernetes-validate; do
+# osmem-server: a real OpenSearch-compatible `_bulk`/`_search`/`_count` server (a static binary in the wheel)
+# the Elasticsearch forwarder's tests send to (testkit/src/osmem.rs).
+for py in pyarrow.parquet:pyarrow kubernetes_validate:kubernetes-validate osmem_server:osmem-server==0.1.6; do
   if ! python3 -c "import ${py%%:*}" >/dev/null 2>&1; then
     echo "setup: installing ${py#*:}"
     python3 -m pip install --quiet --root-user-action=ignore "${py#*:}"

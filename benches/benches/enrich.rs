@@ -61,6 +61,7 @@ fn process_table() -> ProcessTable {
             exe_ino: 0,
             exe_dev: 0,
             exe_nlink: 1,
+            launch: None,
         };
         t.observe(&ev);
     }

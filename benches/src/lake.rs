@@ -36,7 +36,7 @@ pub fn events() -> Vec<OwnedEvent> {
             let (kind, body, strings): (Kind, OwnedBody, [Vec<u8>; 3]) = match i % 3 {
                 0 => (
                     Kind::Exec,
-                    OwnedBody::Exec { exe_ino: 1234 + i % 100, exe_dev: 2049, exe_nlink: 1 },
+                    OwnedBody::Exec { exe_ino: 1234 + i % 100, exe_dev: 2049, exe_nlink: 1, launch: None },
                     [
                         b"/usr/local/bin/python3.11".to_vec(),
                         format!("python3\0-m\0app.worker\0--queue\0jobs-{}\0", i % 17).into_bytes(),

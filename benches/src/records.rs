@@ -64,7 +64,11 @@ pub fn exec(seq: u32) -> Vec<u8> {
         path_len: len32(EXE),
         args_len: len32(ARGV),
         cwd_len: len32(CWD),
-        _pad0: 0,
+        // A container's process: no terminal, pipes from the runtime.
+        tty: 0,
+        sid: 1,
+        session_leader: 0,
+        stdio: [abi::Stdio { fd_type: abi::fd::PIPE, ..abi::Stdio::default() }; 3],
     };
     record(&r, &[EXE, ARGV, CWD])
 }

@@ -101,6 +101,26 @@ struct tl_header {
 	char comm[TL_COMM_LEN];
 };
 
+/* tl_stdio.fd_type: what a standard fd of a new program is. */
+#define TL_FD_NONE 0   /* not open */
+#define TL_FD_SOCKET 1
+#define TL_FD_PIPE 2   /* pipe or FIFO */
+#define TL_FD_CHAR 3   /* character device (a tty when its major says so) */
+#define TL_FD_FILE 4   /* regular file */
+#define TL_FD_OTHER 5  /* directory, block device, anonymous inode, ... */
+
+/* One of fds 0, 1, 2 at exec: a shell whose stdin and stdout are a TCP
+ * socket is a reverse shell, whoever made the connection. */
+struct tl_stdio {
+	__u8 addr[16];  /* socket peer, network byte order (4 bytes for AF_INET) */
+	__u32 rdev;     /* TL_FD_CHAR: device number, kernel dev_t (major << 20 | minor) */
+	__u16 family;   /* TL_FD_SOCKET: AF_* */
+	__u16 port;     /* TL_FD_SOCKET: peer port, host order */
+	__u16 protocol; /* TL_FD_SOCKET: IPPROTO_* */
+	__u8 fd_type;   /* TL_FD_* */
+	__u8 _pad0;
+};
+
 /* TL_KIND_EXEC. Payload: exe path, argv (NUL separated), cwd. */
 struct tl_exec {
 	struct tl_header h;
@@ -110,7 +130,10 @@ struct tl_exec {
 	__u32 path_len;
 	__u32 args_len;
 	__u32 cwd_len;
-	__u32 _pad0;
+	__u32 tty;            /* controlling tty, kernel dev_t (major << 20 | minor); 0: none */
+	__u32 sid;            /* session id, initial pid namespace */
+	__u32 session_leader; /* 1: the process leads its session (sid == tgid) */
+	struct tl_stdio stdio[3];
 };
 
 /* TL_KIND_FORK: a new process (not a thread). The header is the parent's. */

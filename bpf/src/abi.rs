@@ -84,6 +84,29 @@ pub struct Header {
     pub comm: [u8; COMM_LEN],
 }
 
+/// `tl_stdio.fd_type` (`TL_FD_*`).
+pub mod fd {
+    pub const NONE: u8 = 0;
+    pub const SOCKET: u8 = 1;
+    pub const PIPE: u8 = 2;
+    pub const CHAR: u8 = 3;
+    pub const FILE: u8 = 4;
+    pub const OTHER: u8 = 5;
+}
+
+/// `struct tl_stdio`: one of fds 0, 1, 2 at exec.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stdio {
+    pub addr: [u8; 16],
+    pub rdev: u32,
+    pub family: u16,
+    pub port: u16,
+    pub protocol: u16,
+    pub fd_type: u8,
+    pub _pad0: u8,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Exec {
@@ -94,7 +117,10 @@ pub struct Exec {
     pub path_len: u32,
     pub args_len: u32,
     pub cwd_len: u32,
-    pub _pad0: u32,
+    pub tty: u32,
+    pub sid: u32,
+    pub session_leader: u32,
+    pub stdio: [Stdio; 3],
 }
 
 #[repr(C)]
@@ -254,6 +280,7 @@ pub fn read_record<T: Record>(bytes: &[u8]) -> Option<T> {
 /// bit pattern is valid.
 pub trait Record: Copy {}
 impl Record for Header {}
+impl Record for Stdio {}
 impl Record for Exec {}
 impl Record for Fork {}
 impl Record for Exit {}

@@ -19,6 +19,11 @@
 #define O_CREAT 0100
 #define O_TRUNC 01000
 #define AT_FDCWD -100
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+#define S_IFREG 0100000
+#define S_IFCHR 0020000
+#define S_IFIFO 0010000
 
 /* Scratch that does not fit the 512-byte BPF stack. Tracepoint programs do
  * not nest on one CPU (bpf_prog_active), so one copy per CPU is enough. */

@@ -4,8 +4,6 @@
 #define TL_NET_H
 
 #define TCP_CLOSE 7
-#define S_IFMT 0170000
-#define S_IFSOCK 0140000
 
 static __always_inline struct sock *tl_fd_sock(struct task_struct *task, long fd)
 {

@@ -11,6 +11,81 @@ static __always_inline bool tl_is_memfd(struct file *exe)
 	return p[0] == 'm' && p[1] == 'e' && p[2] == 'm' && p[3] == 'f' && p[4] == 'd' && p[5] == ':';
 }
 
+/* Controlling tty and session: what tells an interactive shell from a script. */
+static __always_inline void tl_exec_session(struct tl_exec *e, struct task_struct *task)
+{
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+	struct tty_struct *tty = BPF_CORE_READ(sig, tty);
+	struct pid *sp = BPF_CORE_READ(sig, pids[PIDTYPE_SID]);
+	struct upid up = {};
+
+	e->tty = 0;
+	if (tty) {
+		/* tty_devnum(): what /proc/<pid>/stat reports as tty_nr. */
+		__u32 major = BPF_CORE_READ(tty, driver, major);
+		__u32 minor = BPF_CORE_READ(tty, driver, minor_start) + BPF_CORE_READ(tty, index);
+		e->tty = (major << 20) | (minor & 0xfffff);
+	}
+	/* numbers[] is a flexible array: a constant index in a CO-RE access
+	 * string is refused as out of bounds, so read from the field's address. */
+	bpf_core_read(&up, sizeof(up), &sp->numbers);
+	e->sid = up.nr;
+	e->session_leader = e->sid == e->h.tgid;
+}
+
+/* One standard fd: its type and, for a socket, the peer the socket knows. */
+static __always_inline void tl_exec_fd(struct tl_stdio *s, struct file *f)
+{
+	__u32 mode;
+
+	__builtin_memset(s, 0, sizeof(*s));
+	if (!f)
+		return;
+	mode = BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT;
+	if (mode == S_IFSOCK) {
+		struct socket *sock = BPF_CORE_READ(f, private_data);
+		struct sock *sk = BPF_CORE_READ(sock, sk);
+
+		s->fd_type = TL_FD_SOCKET;
+		if (!sk)
+			return;
+		s->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		s->protocol = BPF_CORE_READ(sk, sk_protocol);
+		s->port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (s->family == AF_INET) {
+			__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+			__builtin_memcpy(s->addr, &d, 4);
+		} else if (s->family == AF_INET6) {
+			bpf_core_read(s->addr, 16, &sk->__sk_common.skc_v6_daddr);
+		}
+	} else if (mode == S_IFIFO) {
+		s->fd_type = TL_FD_PIPE;
+	} else if (mode == S_IFCHR) {
+		s->fd_type = TL_FD_CHAR;
+		s->rdev = BPF_CORE_READ(f, f_inode, i_rdev);
+	} else if (mode == S_IFREG) {
+		s->fd_type = TL_FD_FILE;
+	} else {
+		s->fd_type = TL_FD_OTHER;
+	}
+}
+
+/* fds 0, 1 and 2 of the new program (close-on-exec fds are already gone). */
+static __always_inline void tl_exec_stdio(struct tl_exec *e, struct task_struct *task)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		struct file *f = NULL;
+		if (i < max)
+			bpf_probe_read_kernel(&f, sizeof(f), &fds[i]);
+		tl_exec_fd(&e->stdio[i], f);
+	}
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int tl_exec(void *ctx)
 {
@@ -40,6 +115,8 @@ int tl_exec(void *ctx)
 		flags |= TL_F_EXE_DELETED;
 	if (tl_is_memfd(exe))
 		flags |= TL_F_EXE_MEMFD;
+	tl_exec_session(e, task);
+	tl_exec_stdio(e, task);
 
 	start = tl_file_path(heap, exe, &flags);
 	pos = sizeof(*e);

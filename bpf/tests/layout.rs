@@ -73,7 +73,13 @@ fn records_match_btf() {
             comm
         ]
     );
-    check!(btf, "tl_exec", Exec, [h, exe_ino, exe_dev, exe_nlink, path_len, args_len, cwd_len, _pad0]);
+    check!(
+        btf,
+        "tl_exec",
+        Exec,
+        [h, exe_ino, exe_dev, exe_nlink, path_len, args_len, cwd_len, tty, sid, session_leader, stdio]
+    );
+    check!(btf, "tl_stdio", Stdio, [addr, rdev, family, port, protocol, fd_type, _pad0]);
     check!(btf, "tl_fork", Fork, [h, child_start_ns, child_pid, _pad0]);
     check!(btf, "tl_exit", Exit, [h, exit_code, signal, core_dump, _pad0]);
     check!(
@@ -100,6 +106,28 @@ fn records_match_btf() {
     check!(btf, "tl_prefix_key", PrefixKey, [prefixlen, data]);
     check!(btf, "tl_stats", Stats, [emitted, dropped, aggregated, agg_full, filtered]);
     check!(btf, "tl_cgroup_path", CgroupPath, [created_ns, len, truncated, path]);
+}
+
+/// The standard-fd types in the header are the ones the Rust side decodes.
+#[test]
+fn fd_types_match_header() {
+    let header = include_str!("../include/tracelake.h");
+    let pairs = [
+        ("TL_FD_NONE", fd::NONE),
+        ("TL_FD_SOCKET", fd::SOCKET),
+        ("TL_FD_PIPE", fd::PIPE),
+        ("TL_FD_CHAR", fd::CHAR),
+        ("TL_FD_FILE", fd::FILE),
+        ("TL_FD_OTHER", fd::OTHER),
+    ];
+    for (name, id) in pairs {
+        let line = header
+            .lines()
+            .find(|l| l.starts_with(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        let value: u8 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(value, id, "{name}");
+    }
 }
 
 /// The kind ids in the header are the ones the Rust side decodes.

@@ -6,7 +6,8 @@
 use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::{Body, BootClock, Event, Kind, flags};
+use crate::session::{FdType, STDIO_NAMES};
+use crate::{Body, BootClock, Event, Kind, Launch, flags};
 
 /// What the writer needs besides the event.
 #[derive(Clone, Copy, Debug)]
@@ -258,7 +259,7 @@ pub fn write_event_with(out: &mut Vec<u8>, ctx: &JsonContext<'_>, ev: &Event<'_>
 
 fn body(out: &mut Vec<u8>, ev: &Event<'_>) {
     match ev.body {
-        Body::Exec { exe, args, cwd, exe_ino, exe_dev, exe_nlink } => {
+        Body::Exec { exe, args, cwd, exe_ino, exe_dev, exe_nlink, launch } => {
             bytes_field(out, "exe", exe);
             args_field(out, ev, args);
             bytes_field(out, "cwd", cwd);
@@ -267,11 +268,17 @@ fn body(out: &mut Vec<u8>, ev: &Event<'_>) {
                 ",\"exe_ino\":{exe_ino},\"exe_dev\":{exe_dev},\"exe_nlink\":{exe_nlink},\"fileless\":{}",
                 ev.fileless()
             );
+            if let Some(l) = &launch {
+                launch_fields(out, l);
+            }
         }
-        Body::Snapshot { exe, args, cwd } => {
+        Body::Snapshot { exe, args, cwd, launch } => {
             bytes_field(out, "exe", exe);
             args_field(out, ev, args);
             bytes_field(out, "cwd", cwd);
+            if let Some(l) = &launch {
+                launch_fields(out, l);
+            }
         }
         Body::Fork { child_pid, child_start_ns } => {
             let _ = write!(out, ",\"child_pid\":{child_pid},\"child_start_ns\":{child_start_ns}");
@@ -327,18 +334,7 @@ fn body(out: &mut Vec<u8>, ev: &Event<'_>) {
             }
         }
         Body::Net { ret, family, protocol, local, remote, unix_path, bytes_sent, bytes_received } => {
-            let fam = match family {
-                2 => "inet",
-                10 => "inet6",
-                1 => "unix",
-                _ => "other",
-            };
-            let proto = match protocol {
-                6 => "tcp",
-                17 => "udp",
-                0 => "",
-                _ => "other",
-            };
+            let (fam, proto) = (family_name(family), protocol_name(protocol));
             let _ = write!(out, ",\"ret\":{ret},\"family\":\"{fam}\",\"protocol\":\"{proto}\"");
             if family == 1 {
                 bytes_field(out, "unix_path", unix_path);
@@ -361,6 +357,60 @@ fn body(out: &mut Vec<u8>, ev: &Event<'_>) {
             );
             syscall_fields(out, ev.kind, &args, str1, str2, str3);
         }
+    }
+}
+
+/// `tty` (when there is one), `sid`, `session_leader`, and `stdin`/`stdout`/`stderr` as objects: `type`, and
+/// for a socket `family`, `protocol` and its peer, for a terminal its name.
+fn launch_fields(out: &mut Vec<u8>, l: &Launch) {
+    if let Some(tty) = l.session.tty() {
+        let _ = write!(out, ",\"tty\":\"{tty}\"");
+    }
+    let _ = write!(out, ",\"sid\":{},\"session_leader\":{}", l.session.sid, l.session.leader);
+    for (name, fd) in STDIO_NAMES.iter().zip(&l.stdio) {
+        let _ = write!(out, ",\"{name}\":{{\"type\":\"{}\"", fd.fd_type.name());
+        match fd.fd_type {
+            FdType::Socket => {
+                // The /proc walk sees that an fd is a socket, not what kind.
+                if fd.family != 0 {
+                    let _ = write!(out, ",\"family\":\"{}\"", family_name(fd.family));
+                }
+                let proto = protocol_name(fd.protocol);
+                if !proto.is_empty() {
+                    let _ = write!(out, ",\"protocol\":\"{proto}\"");
+                }
+                if fd.has_peer() {
+                    out.extend_from_slice(b",\"remote_ip\":\"");
+                    write_ip(out, fd.family, &fd.remote.addr);
+                    let _ = write!(out, "\",\"remote_port\":{}", fd.remote.port);
+                }
+            }
+            FdType::Tty => {
+                let _ = write!(out, ",\"tty\":\"{}\"", crate::Tty(fd.rdev));
+            }
+            FdType::None | FdType::Pipe | FdType::Char | FdType::File | FdType::Other => {}
+        }
+        out.push(b'}');
+    }
+}
+
+/// The JSON and lake name of an address family.
+pub fn family_name(family: u16) -> &'static str {
+    match family {
+        2 => "inet",
+        10 => "inet6",
+        1 => "unix",
+        _ => "other",
+    }
+}
+
+/// The JSON and lake name of an IP protocol ("" for none).
+pub fn protocol_name(protocol: u16) -> &'static str {
+    match protocol {
+        6 => "tcp",
+        17 => "udp",
+        0 => "",
+        _ => "other",
     }
 }
 

@@ -7,9 +7,11 @@
 pub mod json;
 mod kind;
 mod owned;
+pub mod session;
 
 pub use kind::{Class, Kind};
 pub use owned::{OwnedBody, OwnedEvent};
+pub use session::{Fd, FdType, Launch, Session, Stdio, Tty};
 
 /// Who did it: the process identity every event carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub enum Body<'a> {
         exe_ino: u64,
         exe_dev: u32,
         exe_nlink: u32,
+        /// Terminal, session and standard fds; None from an agent that did not send them (Kafka `records-1`).
+        launch: Option<Launch>,
     },
     Fork {
         child_pid: u32,
@@ -114,6 +118,8 @@ pub enum Body<'a> {
         exe: &'a [u8],
         args: &'a [u8],
         cwd: &'a [u8],
+        /// None when /proc could not tell, or from an agent that did not send it.
+        launch: Option<Launch>,
     },
 }
 
@@ -158,6 +164,19 @@ impl Event<'_> {
     /// Executions from a memfd or a deleted file: nothing on disk to inspect.
     pub fn fileless(&self) -> bool {
         self.flags & (flags::EXE_MEMFD | flags::EXE_DELETED) != 0
+    }
+
+    /// Terminal, session and standard fds of an exec or /proc snapshot, when known.
+    pub fn launch(&self) -> Option<&Launch> {
+        match &self.body {
+            Body::Exec { launch, .. } | Body::Snapshot { launch, .. } => launch.as_ref(),
+            Body::Fork { .. }
+            | Body::Exit { .. }
+            | Body::Threads
+            | Body::File { .. }
+            | Body::Net { .. }
+            | Body::Syscall { .. } => None,
+        }
     }
 
     /// argv split at NULs (a trailing NUL does not make an empty argument).

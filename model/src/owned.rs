@@ -1,7 +1,7 @@
 //! An event that owns its strings: for the few places that must keep one
 //! (aggregation descriptors, /proc snapshots, tests), never the hot path.
 
-use crate::{Aggregate, Body, Endpoint, Event, Kind, Subject};
+use crate::{Aggregate, Body, Endpoint, Event, Kind, Launch, Subject};
 
 /// Owned counterpart of `Body`; strings live in `OwnedEvent::strings`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,6 +10,7 @@ pub enum OwnedBody {
         exe_ino: u64,
         exe_dev: u32,
         exe_nlink: u32,
+        launch: Option<Launch>,
     },
     Fork {
         child_pid: u32,
@@ -44,7 +45,9 @@ pub enum OwnedBody {
         ret: i64,
         args: [u64; 6],
     },
-    Snapshot,
+    Snapshot {
+        launch: Option<Launch>,
+    },
 }
 
 /// An event with owned strings: up to three byte strings whose meaning
@@ -64,8 +67,8 @@ pub struct OwnedEvent {
 impl OwnedEvent {
     pub fn from_event(ev: &Event<'_>) -> OwnedEvent {
         let (body, s): (OwnedBody, [&[u8]; 3]) = match ev.body {
-            Body::Exec { exe, args, cwd, exe_ino, exe_dev, exe_nlink } => {
-                (OwnedBody::Exec { exe_ino, exe_dev, exe_nlink }, [exe, args, cwd])
+            Body::Exec { exe, args, cwd, exe_ino, exe_dev, exe_nlink, launch } => {
+                (OwnedBody::Exec { exe_ino, exe_dev, exe_nlink, launch }, [exe, args, cwd])
             }
             Body::Fork { child_pid, child_start_ns } => (OwnedBody::Fork { child_pid, child_start_ns }, [&[]; 3]),
             Body::Exit { exit_code, signal, core_dump } => (OwnedBody::Exit { exit_code, signal, core_dump }, [&[]; 3]),
@@ -80,7 +83,7 @@ impl OwnedEvent {
             Body::Syscall { nr, ret, args, str1, str2, str3 } => {
                 (OwnedBody::Syscall { nr, ret, args }, [str1, str2, str3])
             }
-            Body::Snapshot { exe, args, cwd } => (OwnedBody::Snapshot, [exe, args, cwd]),
+            Body::Snapshot { exe, args, cwd, launch } => (OwnedBody::Snapshot { launch }, [exe, args, cwd]),
         };
         OwnedEvent {
             kind: ev.kind,
@@ -97,8 +100,8 @@ impl OwnedEvent {
     pub fn as_event(&self) -> Event<'_> {
         let [a, b, c] = &self.strings;
         let body = match self.body {
-            OwnedBody::Exec { exe_ino, exe_dev, exe_nlink } => {
-                Body::Exec { exe: a, args: b, cwd: c, exe_ino, exe_dev, exe_nlink }
+            OwnedBody::Exec { exe_ino, exe_dev, exe_nlink, launch } => {
+                Body::Exec { exe: a, args: b, cwd: c, exe_ino, exe_dev, exe_nlink, launch }
             }
             OwnedBody::Fork { child_pid, child_start_ns } => Body::Fork { child_pid, child_start_ns },
             OwnedBody::Exit { exit_code, signal, core_dump } => Body::Exit { exit_code, signal, core_dump },
@@ -110,7 +113,7 @@ impl OwnedEvent {
                 Body::Net { ret, family, protocol, local, remote, unix_path: a, bytes_sent, bytes_received }
             }
             OwnedBody::Syscall { nr, ret, args } => Body::Syscall { nr, ret, args, str1: a, str2: b, str3: c },
-            OwnedBody::Snapshot => Body::Snapshot { exe: a, args: b, cwd: c },
+            OwnedBody::Snapshot { launch } => Body::Snapshot { exe: a, args: b, cwd: c, launch },
         };
         Event {
             kind: self.kind,

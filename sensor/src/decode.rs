@@ -2,7 +2,7 @@
 //! copies fixed-size headers onto the stack and allocates nothing.
 
 use tracelake_bpf::abi::{self, Header, read_record};
-use tracelake_model::{Body, Endpoint, Event, Kind, Subject};
+use tracelake_model::{Body, Endpoint, Event, Fd, FdType, Kind, Launch, Session, Subject, Tty};
 
 /// A record that cannot be decoded: counted by the reader, never fatal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +51,26 @@ fn endpoint(addr: [u8; 16], port: u16) -> Endpoint {
     Endpoint { addr, port }
 }
 
+fn stdio_fd(s: &abi::Stdio) -> Fd {
+    let fd_type = match s.fd_type {
+        abi::fd::NONE => FdType::None,
+        abi::fd::SOCKET => FdType::Socket,
+        abi::fd::PIPE => FdType::Pipe,
+        abi::fd::CHAR if Tty(s.rdev).is_terminal() => FdType::Tty,
+        abi::fd::CHAR => FdType::Char,
+        abi::fd::FILE => FdType::File,
+        _ => FdType::Other,
+    };
+    Fd { fd_type, family: s.family, protocol: s.protocol, remote: endpoint(s.addr, s.port), rdev: s.rdev }
+}
+
+fn launch(r: &abi::Exec) -> Launch {
+    Launch {
+        session: Session { tty: r.tty, sid: r.sid, leader: r.session_leader != 0 },
+        stdio: [stdio_fd(&r.stdio[0]), stdio_fd(&r.stdio[1]), stdio_fd(&r.stdio[2])],
+    }
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(data: &[u8]) -> Result<Event<'_>, DecodeError> {
     let h: Header = read_record(data).ok_or(DecodeError::Short(data.len()))?;
@@ -61,7 +81,15 @@ pub fn decode(data: &[u8]) -> Result<Event<'_>, DecodeError> {
         Kind::Exec => {
             let r: abi::Exec = read_record(data).ok_or_else(short)?;
             let [exe, args, cwd] = payload(data, size_of::<abi::Exec>(), [r.path_len, r.args_len, r.cwd_len])?;
-            Body::Exec { exe, args, cwd, exe_ino: r.exe_ino, exe_dev: r.exe_dev, exe_nlink: r.exe_nlink }
+            Body::Exec {
+                exe,
+                args,
+                cwd,
+                exe_ino: r.exe_ino,
+                exe_dev: r.exe_dev,
+                exe_nlink: r.exe_nlink,
+                launch: Some(launch(&r)),
+            }
         }
         Kind::Fork => {
             let r: abi::Fork = read_record(data).ok_or_else(short)?;
@@ -153,6 +181,30 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn exec_session_and_stdio_are_decoded() {
+        let mut r = abi::Exec::default();
+        r.h.kind = abi::kind::EXEC;
+        r.h.size = size_of::<abi::Exec>() as u32;
+        (r.tty, r.sid, r.session_leader) = (136 << 20 | 2, 77, 1);
+        r.stdio[0] = abi::Stdio { fd_type: abi::fd::SOCKET, family: 10, protocol: 6, port: 4444, ..Default::default() };
+        r.stdio[0].addr[15] = 1;
+        r.stdio[1] = abi::Stdio { fd_type: abi::fd::CHAR, rdev: 136 << 20 | 2, ..Default::default() };
+        r.stdio[2] = abi::Stdio { fd_type: abi::fd::CHAR, rdev: 1 << 20 | 3, ..Default::default() };
+        let l = decode(&record(&r, b"")).unwrap().launch().copied().unwrap();
+        assert_eq!(l.session, Session { tty: 136 << 20 | 2, sid: 77, leader: true });
+        assert_eq!(l.session.tty().unwrap().to_string(), "pts/2");
+        let [stdin, stdout, stderr] = l.stdio;
+        assert_eq!((stdin.fd_type, stdin.family, stdin.protocol, stdin.remote.port), (FdType::Socket, 10, 6, 4444));
+        assert_eq!(stdin.remote.addr[15], 1);
+        assert_eq!((stdout.fd_type, stderr.fd_type), (FdType::Tty, FdType::Char), "/dev/null is no terminal");
+        r.stdio[0].fd_type = abi::fd::PIPE;
+        r.stdio[1].fd_type = abi::fd::NONE;
+        r.stdio[2].fd_type = abi::fd::FILE;
+        let l = decode(&record(&r, b"")).unwrap().launch().copied().unwrap();
+        assert_eq!(l.stdio.map(|f| f.fd_type), [FdType::Pipe, FdType::None, FdType::File]);
     }
 
     #[test]

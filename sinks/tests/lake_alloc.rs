@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tracelake_model::json::{Ancestor, Identity, JsonContext};
-use tracelake_model::{Body, BootClock, Endpoint, Event, Kind, Subject};
+use tracelake_model::{Body, BootClock, Endpoint, Event, Fd, FdType, Kind, Launch, Session, Subject};
 use tracelake_sinks::parquet::{LakeConfig, LakeSink};
 
 struct Counting;
@@ -54,7 +54,19 @@ fn appending_events_does_not_allocate_per_event() {
     let bodies = [
         (
             Kind::Exec,
-            Body::Exec { exe: b"/bin/x\xff", args: b"x\0-v\0\xfe\0", cwd: b"/", exe_ino: 1, exe_dev: 2, exe_nlink: 1 },
+            Body::Exec {
+                exe: b"/bin/x\xff",
+                args: b"x\0-v\0\xfe\0",
+                cwd: b"/",
+                exe_ino: 1,
+                exe_dev: 2,
+                exe_nlink: 1,
+                // A terminal's name and a socket's peer are formatted per row: on the stack.
+                launch: Some(Launch {
+                    session: Session { tty: 136 << 20 | 5, sid: 1, leader: true },
+                    stdio: [Fd { fd_type: FdType::Socket, family: 2, protocol: 6, remote, rdev: 0 }; 3],
+                }),
+            },
         ),
         (
             Kind::FileOpen,

@@ -218,6 +218,10 @@ pub fn init_with_scrape(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryErr
 }
 
 fn build(cfg: &TelemetryConfig, scrape: bool) -> Result<Telemetry, TelemetryError> {
+    // reqwest is built with rustls and no crypto provider of its own (the workspace's choice: ring, which needs
+    // no cmake or NASM): every reqwest client, the OTLP exporter's included, needs one installed first. An
+    // error means one is installed already, which is what this wants.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let resource = Resource::builder()
         .with_service_name(cfg.service_name.clone())
         .with_attributes(cfg.resource_attributes.iter().map(|(key, value)| KeyValue::new(key.clone(), value.clone())))

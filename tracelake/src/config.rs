@@ -50,6 +50,9 @@ pub struct Config {
     /// (docs/metrics.md).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Forwarding to SIEMs: `[siem.elasticsearch]`, `[siem.splunk_hec]` (docs/siem.md).
+    #[serde(default)]
+    pub siem: crate::siem::SiemConfig,
 }
 
 /// `[metrics]`: the node's HTTP endpoint (docs/metrics.md).
@@ -151,6 +154,7 @@ pub fn parse(text: &str, overrides: &[(String, String)]) -> anyhow::Result<Confi
         from_file.sensor.validate()?;
         from_file.kafka.validate()?;
         from_file.metrics.validate()?;
+        from_file.siem.validate()?;
         return Ok(from_file);
     }
     let mut doc: toml::Table = toml::from_str(text)?;
@@ -169,6 +173,7 @@ pub fn parse(text: &str, overrides: &[(String, String)]) -> anyhow::Result<Confi
     cfg.sensor.validate()?;
     cfg.kafka.validate()?;
     cfg.metrics.validate()?;
+    cfg.siem.validate()?;
     Ok(cfg)
 }
 
@@ -195,6 +200,7 @@ pub fn command(args: &ConfigArgs) -> anyhow::Result<()> {
             *secret = Some("<redacted>".into());
         }
     }
+    cfg.siem.redact();
     print!("{}", toml::to_string_pretty(&cfg)?);
     Ok(())
 }

@@ -35,6 +35,7 @@ pub fn start(
     kafka: bool,
     ctx: JsonContext<'static>,
     containerd: Option<Arc<ContainerdMeta>>,
+    siem: Option<Box<dyn FindingSink>>,
 ) -> anyhow::Result<Option<Live>> {
     let mut d = cfg.detections.clone();
     if !d.enabled {
@@ -61,6 +62,8 @@ pub fn start(
         sinks.push(Box::new(sink));
         rx
     });
+    // Findings to the SIEM forwarders of `tracelake run` (docs/siem.md).
+    sinks.extend(siem);
     if let Some(meta) = containerd {
         sinks = vec![Box::new(CompletingSinks::new(Box::new(move |f| complete(&meta, f)), sinks))];
     }

@@ -21,6 +21,10 @@ pub fn lake(args: &LakeArgs) -> anyhow::Result<()> {
     let mut consumer = LakeConsumer::open(&cfg.kafka, &cfg.lake_service, &cfg.sinks.lake)
         .with_context(|| format!("cannot start the lake consumer for {}", cfg.sinks.lake.dir.display()))?;
     metrics::consumer(consumer.stats());
+    // SIEM forwarders (docs/siem.md): offsets commit only once they hold the rows.
+    let forwarders = cfg.siem.start()?;
+    let siem: Vec<_> = forwarders.iter().map(|(f, _)| std::sync::Arc::clone(f)).collect();
+    consumer.forward_to(forwarders);
     tracing::info!(
         brokers = %cfg.kafka.brokers,
         group = %cfg.lake_service.group_id,
@@ -52,6 +56,7 @@ pub fn lake(args: &LakeArgs) -> anyhow::Result<()> {
     });
     stop.stop();
     let result = worker.join().map_err(|_| anyhow::anyhow!("the consumer thread panicked"));
+    crate::siem::close_all(&siem, std::time::Duration::from_secs(10));
     let _ = telemetry.shutdown();
     result.map(|_| ())
 }

@@ -14,6 +14,7 @@ mod pipeline;
 mod profile;
 mod query;
 mod run;
+mod siem;
 mod whois;
 
 use clap::Parser;

@@ -47,6 +47,8 @@ struct SinkHandler<W: Write> {
     node: &'static str,
     /// New containers' events waiting for their identity.
     hold: Hold,
+    /// Rows for the SIEM forwarders (docs/siem.md), when `[siem.*]` is configured.
+    siem: Option<crate::siem::RunForwarding>,
 }
 
 impl<W: Write> EventHandler for SinkHandler<W> {
@@ -74,6 +76,9 @@ impl<W: Write> EventHandler for SinkHandler<W> {
         if let Some(k) = &mut self.kafka {
             k.tick();
         }
+        if let Some(f) = &mut self.siem {
+            f.tick(false);
+        }
         if let Some(d) = &mut self.detect {
             d.tick();
         }
@@ -100,6 +105,9 @@ impl<W: Write> SinkHandler<W> {
         }
         if let Some(k) = &mut self.kafka {
             k.push_with(ev, &id);
+        }
+        if let Some(f) = &mut self.siem {
+            f.push(ev, &id);
         }
         // The rows the detector builds reach the lake as its batches: built once, not twice.
         let shared = self.detect.as_mut().is_some_and(|d| d.push(ev, &id));
@@ -134,6 +142,8 @@ const CLOSE_RETRIES: u32 = 3;
 const CLOSE_BACKOFF: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the broker before leaving messages in the spool for the next start.
 const KAFKA_CLOSE: Duration = Duration::from_secs(10);
+/// How long shutdown sends to the SIEMs before leaving documents in their disk buffers for the next start.
+const SIEM_CLOSE: Duration = Duration::from_secs(10);
 
 pub fn node_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -205,11 +215,17 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
         let e = &cfg.enricher;
         let enrich::Enrichment { enricher, processes, history, containerd, caches } =
             enrich::build(e, node, sensor.recorded_cgroups())?;
-        let (detect, findings) = match crate::detect::start(cfg, sinks.lake.as_ref(), kafka.is_some(), ctx, containerd)?
-        {
-            Some(l) => (Some(l.detector), l.to_kafka),
-            None => (None, None),
-        };
+        // SIEM forwarders: a rejected token fails the start; findings reach them from the detection thread.
+        let forwarders: Vec<_> = cfg.siem.start()?.into_iter().map(|(f, _)| f).collect();
+        let siem_findings = (!forwarders.is_empty()).then(|| {
+            Box::new(crate::siem::SiemFindings(forwarders.clone())) as Box<dyn tracelake_queries::live::FindingSink>
+        });
+        let siem = (!forwarders.is_empty()).then(|| crate::siem::RunForwarding::new(&cfg.siem, forwarders, ctx));
+        let (detect, findings) =
+            match crate::detect::start(cfg, sinks.lake.as_ref(), kafka.is_some(), ctx, containerd, siem_findings)? {
+                Some(l) => (Some(l.detector), l.to_kafka),
+                None => (None, None),
+            };
         let stdout = sinks.stdout.then(|| JsonLinesSink::new(io::stdout().lock(), &cfg.sinks.stdout, ctx));
         let lineage_depth = e.lineage_depth.min(tracelake_model::json::MAX_ANCESTORS);
         let ip_export = history.filter(|_| lake.is_some() || kafka.is_some()).map(IpExport::new);
@@ -226,6 +242,7 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
             ip_export,
             node,
             hold,
+            siem,
         };
         if let (Some(d), Some(_)) = (handler.detect.as_mut(), handler.lake.as_ref()) {
             d.share_batches();
@@ -266,6 +283,10 @@ pub fn run(cfg: &Config, sinks: &Sinks, run_for: Option<Duration>) -> anyhow::Re
             crate::detect::log_stats(&d.close());
         }
         handler.forward_findings();
+        // After the detections closed: their last findings are in the forwarders.
+        if let Some(f) = handler.siem.take() {
+            f.close(SIEM_CLOSE);
+        }
         let lake_result = handler.lake.take().map(|l| l.close(CLOSE_RETRIES, CLOSE_BACKOFF));
         let kafka_result = handler.kafka.take().map(|k| k.close(KAFKA_CLOSE));
         let s = &summary.stats;

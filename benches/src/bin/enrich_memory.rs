@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                 exe_ino: 0,
                 exe_dev: 0,
                 exe_nlink: 1,
+                launch: None,
             },
         };
         table.observe(&ev);

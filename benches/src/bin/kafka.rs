@@ -41,7 +41,7 @@ fn template(i: usize) -> OwnedEvent {
     remote.addr[..4].copy_from_slice(&[10, 0, 0, (i % 200) as u8]);
     let (body, strings): (OwnedBody, [Vec<u8>; 3]) = match kind {
         Kind::Exec => (
-            OwnedBody::Exec { exe_ino: 5, exe_dev: 8, exe_nlink: 1 },
+            OwnedBody::Exec { exe_ino: 5, exe_dev: 8, exe_nlink: 1, launch: None },
             [b"/usr/bin/curl".to_vec(), format!("curl\0-s\0http://svc-{i}/\0").into_bytes(), b"/app".to_vec()],
         ),
         Kind::FileOpen => (

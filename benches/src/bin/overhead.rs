@@ -11,9 +11,15 @@
 //! pay audit bookkeeping on each syscall even with auditing off again. For
 //! the cleanest a-e figures run `--only abcde` on a freshly booted machine.
 //!
-//! As root: `cargo run --release -p tracelake-benches --bin overhead -- [--rounds N] [--secs S] [--only abcdefgh]`
+//! As root: `cargo run --release -p tracelake-benches --bin overhead -- [--rounds N] [--secs S] [--only abcdefghijk]`
 //! (defaults: 5 rounds of 2 s of configurations a-f, about 2 minutes; g and h,
-//! which isolate the module-load fallback hook, run only when named).
+//! which isolate the module-load fallback hook, and i-k, the exec storm, run
+//! only when named).
+//!
+//! The exec storm (i-k) is a second loop child that spawns `/bin/true` and waits
+//! for it, over and over: every iteration is a fork, an exec and an exit, the
+//! process events a sensor records in full (path walk, argv, cwd, terminal,
+//! session, standard fds). Its ratios are to its own baseline (i) and floor (j).
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -35,6 +41,10 @@ mod report;
 
 /// argv[1] of the re-executed harness when it is the loop child.
 const LOOP_ARG: &str = "__open_close_loop";
+/// argv[1] of the re-executed harness when it is the exec storm child.
+const EXEC_ARG: &str = "__exec_loop";
+/// What the exec storm runs.
+const EXEC_TARGET: &str = "/bin/true";
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -48,10 +58,13 @@ enum Config {
     Auditd,
     FloorNoFallback,
     TracelakeNoFallback,
+    ExecBaseline,
+    ExecFloor,
+    ExecTracelake,
 }
 
 impl Config {
-    const ALL: [Config; 8] = [
+    const ALL: [Config; 11] = [
         Config::Baseline,
         Config::Floor,
         Config::Tracelake,
@@ -60,12 +73,32 @@ impl Config {
         Config::Auditd,
         Config::FloorNoFallback,
         Config::TracelakeNoFallback,
+        Config::ExecBaseline,
+        Config::ExecFloor,
+        Config::ExecTracelake,
     ];
     /// g and h only isolate the module-load fallback; run them with --only.
     const DEFAULT: usize = 6;
 
     fn index(self) -> usize {
         Config::ALL.iter().position(|&c| c == self).unwrap_or(0)
+    }
+
+    /// Indices of the baseline and floor its ratios are taken to: the exec storm has its own.
+    fn reference(self) -> (usize, usize) {
+        match self {
+            Config::ExecBaseline | Config::ExecFloor | Config::ExecTracelake => {
+                (Config::ExecBaseline.index(), Config::ExecFloor.index())
+            }
+            Config::Baseline
+            | Config::Floor
+            | Config::Tracelake
+            | Config::TracelakeWatched
+            | Config::Bpftrace
+            | Config::Auditd
+            | Config::FloorNoFallback
+            | Config::TracelakeNoFallback => (Config::Baseline.index(), Config::Floor.index()),
+        }
     }
 
     fn letter(self) -> char {
@@ -82,6 +115,9 @@ impl Config {
             Config::Auditd => "auditd -S openat",
             Config::FloorNoFallback => "floor, module_load_fallback off",
             Config::TracelakeNoFallback => "c with module_load_fallback off",
+            Config::ExecBaseline => "exec storm: baseline (no tracer)",
+            Config::ExecFloor => "exec storm: floor (no-op programs)",
+            Config::ExecTracelake => "exec storm: tracelake default",
         }
     }
 }
@@ -106,7 +142,7 @@ impl Opts {
                     let letters = value()?;
                     o.only = Config::ALL.into_iter().filter(|c| letters.contains(c.letter())).collect();
                 }
-                other => bail!("unknown argument {other:?} (use --rounds N, --secs S, --only abcdefgh)"),
+                other => bail!("unknown argument {other:?} (use --rounds N, --secs S, --only abcdefghijk)"),
             }
         }
         ensure!(o.rounds > 0 && o.secs > 0.0 && !o.only.is_empty(), "nothing to measure");
@@ -118,6 +154,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(LOOP_ARG) {
         return open_close_loop(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some(EXEC_ARG) {
+        return exec_loop(&args[1..]);
     }
     let opts = Opts::parse(&args)?;
     // SAFETY: geteuid has no preconditions.
@@ -183,6 +222,35 @@ fn open_close_loop(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The exec storm child: spawn `path` and wait for it until `secs` have passed, then print as
+/// `open_close_loop` does. posix_spawn (vfork semantics) keeps the loop's own cost small and constant.
+fn exec_loop(args: &[String]) -> Result<()> {
+    let [path, secs] = args else { bail!("usage: {EXEC_ARG} PATH SECS") };
+    let path = CString::new(path.as_bytes())?;
+    let secs: f64 = secs.parse()?;
+    let argv = [path.as_ptr().cast_mut(), std::ptr::null_mut()];
+    let envp = [std::ptr::null_mut()];
+    let start = Instant::now();
+    let cpu0 = cpu_time_ns();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut iters: u64 = 0;
+    while Instant::now() < deadline {
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: path, argv and envp are NUL-terminated and outlive the call; no file actions or attributes.
+        let err = unsafe {
+            libc::posix_spawn(&mut pid, path.as_ptr(), std::ptr::null(), std::ptr::null(), argv.as_ptr(), envp.as_ptr())
+        };
+        ensure!(err == 0, "posix_spawn {path:?}: {}", std::io::Error::from_raw_os_error(err));
+        let mut status = 0;
+        // SAFETY: pid is our child; status is a valid, writable int.
+        ensure!(unsafe { libc::waitpid(pid, &mut status, 0) } == pid, "waitpid: {}", std::io::Error::last_os_error());
+        iters += 1;
+    }
+    // The children's CPU is charged to them, not to us: wall time is the measure here.
+    println!("{iters} {} {}", start.elapsed().as_nanos(), cpu_time_ns() - cpu0);
+    Ok(())
+}
+
 #[derive(Clone, Copy, Debug)]
 struct LoopRun {
     iters: u64,
@@ -230,10 +298,15 @@ fn steal_secs() -> f64 {
 }
 
 fn open_close(exe: &Path, file: &Path, secs: f64) -> Result<LoopRun> {
+    loop_child(exe, LOOP_ARG, file, secs)
+}
+
+/// The open+close loop, or with `EXEC_ARG` the exec storm, as a child process.
+fn loop_child(exe: &Path, mode: &str, file: &Path, secs: f64) -> Result<LoopRun> {
     check_interrupted()?;
     let steal0 = steal_secs();
     let out = Command::new(exe)
-        .arg(LOOP_ARG)
+        .arg(mode)
         .arg(file)
         .arg(secs.to_string())
         .stderr(Stdio::inherit())
@@ -303,7 +376,7 @@ impl EventHandler for LoopOpens {
 fn with_sensor(
     rt: &tokio::runtime::Runtime,
     cfg: &SensorConfig,
-    exe: &Path,
+    (exe, mode): (&Path, &'static str),
     file: &Path,
     secs: f64,
 ) -> Result<(LoopRun, SensorStats, LoopOpens)> {
@@ -313,7 +386,7 @@ fn with_sensor(
         let mut opens = LoopOpens { comm: comm_of(exe), ..LoopOpens::default() };
         let (exe, file) = (exe.to_owned(), file.to_owned());
         let work = tokio::task::spawn_blocking(move || {
-            let r = open_close(&exe, &file, secs);
+            let r = loop_child(&exe, mode, &file, secs);
             let _ = tx.send(());
             r
         });
@@ -329,10 +402,10 @@ fn with_sensor(
 }
 
 /// The no-op object on the hooks `cfg` selects, as the sensor would attach them.
-fn with_floor(cfg: &SensorConfig, exe: &Path, file: &Path, secs: f64) -> Result<LoopRun> {
+fn with_floor(cfg: &SensorConfig, (exe, mode): (&Path, &str), file: &Path, secs: f64) -> Result<LoopRun> {
     let mut ebpf = loader::load_object(tracelake_bpf::noop_object(), cfg).context("load the no-op object")?;
     loader::attach(&mut ebpf, cfg).context("attach the no-op object")?;
-    let run = open_close(exe, file, secs);
+    let run = loop_child(exe, mode, file, secs);
     drop(ebpf);
     run
 }
@@ -372,6 +445,8 @@ fn run(rt: &tokio::runtime::Runtime, opts: &Opts) -> Result<()> {
         release.trim()
     );
 
+    let (open, spawn) = ((exe.as_path(), LOOP_ARG), (exe.as_path(), EXEC_ARG));
+    let target = Path::new(EXEC_TARGET);
     let mut runs: Vec<Vec<LoopRun>> = vec![Vec::new(); Config::ALL.len()];
     let mut unavailable: Vec<Option<String>> = vec![None; Config::ALL.len()];
     let mut details: Vec<(usize, Config, LoopRun, Detail)> = Vec::new();
@@ -385,18 +460,24 @@ fn run(rt: &tokio::runtime::Runtime, opts: &Opts) -> Result<()> {
             let before = tracing_programs();
             let (mut run, detail) = match cfg {
                 Config::Baseline => (open_close(&exe, &files.plain, opts.secs)?, Detail::None),
-                Config::Floor => (with_floor(&default_cfg, &exe, &files.plain, opts.secs)?, Detail::None),
-                Config::FloorNoFallback => (with_floor(&no_fallback_cfg, &exe, &files.plain, opts.secs)?, Detail::None),
+                Config::Floor => (with_floor(&default_cfg, open, &files.plain, opts.secs)?, Detail::None),
+                Config::FloorNoFallback => (with_floor(&no_fallback_cfg, open, &files.plain, opts.secs)?, Detail::None),
                 Config::TracelakeNoFallback => {
-                    let (run, stats, opens) = with_sensor(rt, &no_fallback_cfg, &exe, &files.plain, opts.secs)?;
+                    let (run, stats, opens) = with_sensor(rt, &no_fallback_cfg, open, &files.plain, opts.secs)?;
                     (run, Detail::Sensor(Box::new((stats, opens))))
                 }
                 Config::Tracelake => {
-                    let (run, stats, opens) = with_sensor(rt, &default_cfg, &exe, &files.plain, opts.secs)?;
+                    let (run, stats, opens) = with_sensor(rt, &default_cfg, open, &files.plain, opts.secs)?;
                     (run, Detail::Sensor(Box::new((stats, opens))))
                 }
                 Config::TracelakeWatched => {
-                    let (run, stats, opens) = with_sensor(rt, &watched_cfg, &exe, &files.watched, opts.secs)?;
+                    let (run, stats, opens) = with_sensor(rt, &watched_cfg, open, &files.watched, opts.secs)?;
+                    (run, Detail::Sensor(Box::new((stats, opens))))
+                }
+                Config::ExecBaseline => (loop_child(&exe, EXEC_ARG, target, opts.secs)?, Detail::None),
+                Config::ExecFloor => (with_floor(&default_cfg, spawn, target, opts.secs)?, Detail::None),
+                Config::ExecTracelake => {
+                    let (run, stats, opens) = with_sensor(rt, &default_cfg, spawn, target, opts.secs)?;
                     (run, Detail::Sensor(Box::new((stats, opens))))
                 }
                 Config::Bpftrace => {

@@ -15,7 +15,7 @@ fn exec<'a>(tgid: u32, ppid: u32, start: u64, exe: &'a [u8], args: &'a [u8]) -> 
         flags: 0,
         count: 1,
         aggregate: None,
-        body: Body::Exec { exe, args, cwd: b"/", exe_ino: 0, exe_dev: 0, exe_nlink: 1 },
+        body: Body::Exec { exe, args, cwd: b"/", exe_ino: 0, exe_dev: 0, exe_nlink: 1, launch: None },
     }
 }
 

@@ -30,7 +30,15 @@ fn exec_with_hostile_args_round_trips() {
         flags: flags::ARGS_TRUNCATED | flags::EXE_MEMFD,
         count: 1,
         aggregate: None,
-        body: Body::Exec { exe: b"/memfd:x", args, cwd: b"/tmp/\n", exe_ino: 1, exe_dev: 2, exe_nlink: 0 },
+        body: Body::Exec {
+            exe: b"/memfd:x",
+            args,
+            cwd: b"/tmp/\n",
+            exe_ino: 1,
+            exe_dev: 2,
+            exe_nlink: 0,
+            launch: None,
+        },
     };
     let v = parse(&ev);
     assert_eq!(v["kind"], "exec");
@@ -44,6 +52,50 @@ fn exec_with_hostile_args_round_trips() {
     assert_eq!(v["fileless"], true);
     assert_eq!(v["flags"], serde_json::json!(["args_truncated", "exe_memfd"]));
     assert_eq!(v["time"], "2023-11-14T22:13:20.000000005Z");
+}
+
+#[test]
+fn terminal_session_and_standard_fds_are_written() {
+    use crate::{Fd, FdType, Launch, Session};
+    let mut sock = Fd { fd_type: FdType::Socket, family: 2, protocol: 6, ..Fd::default() };
+    sock.remote = Endpoint { addr: [10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], port: 4444 };
+    let tty = Fd { fd_type: FdType::Tty, rdev: 136 << 20 | 4, ..Fd::default() };
+    let launch = Launch { session: Session { tty: 136 << 20 | 4, sid: 42, leader: true }, stdio: [sock, sock, tty] };
+    let mut ev = Event {
+        kind: Kind::Exec,
+        subject: subject(),
+        flags: 0,
+        count: 1,
+        aggregate: None,
+        body: Body::Exec {
+            exe: b"/bin/sh",
+            args: b"sh\0",
+            cwd: b"/",
+            exe_ino: 1,
+            exe_dev: 2,
+            exe_nlink: 1,
+            launch: Some(launch),
+        },
+    };
+    let v = parse(&ev);
+    assert_eq!((&v["tty"], &v["sid"], &v["session_leader"]), (&"pts/4".into(), &42.into(), &true.into()));
+    let socket = serde_json::json!({"type": "socket", "family": "inet", "protocol": "tcp", "remote_ip": "10.1.2.3", "remote_port": 4444});
+    assert_eq!((&v["stdin"], &v["stdout"]), (&socket, &socket));
+    assert_eq!(v["stderr"], serde_json::json!({"type": "tty", "tty": "pts/4"}));
+    let script = Launch {
+        session: Session { tty: 0, sid: 7, leader: false },
+        stdio: [Fd { fd_type: FdType::Pipe, ..Fd::default() }; 3],
+    };
+    ev.body = Body::Snapshot { exe: b"/bin/sh", args: b"sh\0", cwd: b"/", launch: Some(script) };
+    let v = parse(&ev);
+    assert!(v.get("tty").is_none(), "no terminal, no field");
+    assert_eq!(
+        (&v["sid"], &v["session_leader"], &v["stdin"]),
+        (&7.into(), &false.into(), &serde_json::json!({"type": "pipe"}))
+    );
+    ev.body = Body::Snapshot { exe: b"/bin/sh", args: b"sh\0", cwd: b"/", launch: None };
+    let v = parse(&ev);
+    assert!(v.get("sid").is_none() && v.get("stdin").is_none(), "unknown is left out");
 }
 
 #[test]

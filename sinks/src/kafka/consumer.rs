@@ -99,6 +99,8 @@ struct State {
     own_files: HashSet<PathBuf>,
     /// Where each commit's fingerprint goes before the commit (`resume`).
     journal: Journal,
+    /// SIEM forwarders (docs/siem.md): rows pushed as consumed; a file and its commit wait until they are safe.
+    siem: super::siem::SiemGate,
 }
 
 /// Holds the state so a revoke can write and commit before partitions move.
@@ -218,6 +220,7 @@ impl LakeConsumer {
             seeded_at,
             own_files: HashSet::new(),
             journal,
+            siem: super::siem::SiemGate::default(),
         };
         state.reseed();
         let state = Arc::new(Mutex::new(state));
@@ -252,6 +255,15 @@ impl LakeConsumer {
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs).map_err(KafkaError::Client)?;
         Ok(LakeConsumer { consumer, state, stats, lake_cfg: lake.clone(), topics, _topics: keeper })
+    }
+
+    /// Forwards every table's new rows to these SIEM forwarders, each with how long a flush may wait for it
+    /// (docs/siem.md); call before `run`.
+    #[cfg(feature = "siem")]
+    pub fn forward_to(&mut self, forwarders: Vec<(Arc<crate::forward::Forwarder>, Duration)>) {
+        let mut s = self.state();
+        let n = s.tables.len();
+        s.siem = super::siem::SiemGate::new(forwarders, n);
     }
 
     pub fn stats(&self) -> Arc<ConsumerStats> {
@@ -448,6 +460,7 @@ impl State {
             }
         };
         if b.num_rows() > 0 {
+            self.siem.push(i, p.table, &b, keys.as_ref());
             p.rows += b.num_rows();
             p.bytes += data_bytes(&b) + keys.as_ref().map_or(0, Dictionaries::gathered_bytes);
             p.batches.push((b, keys));
@@ -503,6 +516,10 @@ impl State {
 
     /// Writes table `i`'s rows as durable files, then commits their offsets.
     fn flush(&mut self, i: usize, consumer: &BaseConsumer<LakeContext>) {
+        // At least once to the SIEMs: the file and the commit come after the forwarders hold the rows.
+        if !self.siem.ready(i) {
+            return;
+        }
         let p = &mut self.tables[i];
         if p.rows > 0 {
             // Records messages' rows come with their keys: the keyed columns are encoded from them merged, as

@@ -14,6 +14,7 @@ mod consumer;
 mod journal;
 pub mod records;
 mod resume;
+mod siem;
 mod sink;
 mod spool;
 mod stats;

@@ -5,22 +5,27 @@
 //! columns of every row (BENCHMARKS.md, "Kafka transport").
 //!
 //! Little endian throughout. A message is
-//! `"TLR1" | node_salt u64 | clock offset i128 | containers | processes | events`, each section a u32
-//! count and its entries. Byte strings are a u32 length and the bytes; an absent one has length
+//! `"TLR2" | node_salt u64 | clock offset i128 | containers | processes | events`, each section a u32
+//! count and its entries (`records-1` messages start with "TLR1" and have no launch part). Byte strings are a u32 length and the bytes; an absent one has length
 //! `u32::MAX`.
 
 use tracelake_model::json::{Ancestor, Identity, JsonContext, MAX_ANCESTORS};
-use tracelake_model::{Aggregate, Body, BootClock, Endpoint, Event, Kind, Subject};
+use tracelake_model::{Aggregate, Body, BootClock, Endpoint, Event, Fd, FdType, Kind, Launch, Session, Subject};
 
 use arrow::array::RecordBatch;
 
 use crate::hash::{FingerprintIndex, address_fingerprint, mix};
 use crate::parquet::{BatchBuilder, BatchKeys, Table, error_chain};
 
-const MAGIC: &[u8; 4] = b"TLR1";
+const MAGIC: &[u8; 4] = b"TLR2";
+/// The magic of `records-1` messages (no terminal, session or standard fds), still read.
+const MAGIC_1: &[u8; 4] = b"TLR1";
 /// The `tracelake-schema-version` header of a records message: the lake builds the rows itself, so what
-/// must match is this format, not an Arrow schema.
-pub const VERSION: &str = "records-1";
+/// must match is this format, not an Arrow schema. `records-2` added the exec's and snapshot's terminal,
+/// session and standard fds (an optional part after their strings); the lake still reads `records-1`.
+pub const VERSION: &str = "records-2";
+/// The versions `Records::parse` reads.
+pub const READS: [&str; 2] = ["records-1", VERSION];
 const ABSENT: u32 = u32::MAX;
 
 /// Container identity strings, in this order.
@@ -72,6 +77,8 @@ pub enum RecordError {
     Kind(u32),
     #[error("records: unknown body tag {0}")]
     Body(u8),
+    #[error("records: unknown standard fd type {0}")]
+    FdType(u8),
     #[error("records: {0} entry {1} out of range")]
     Reference(&'static str, u32),
     #[error("records: identity string is not UTF-8")]
@@ -262,7 +269,7 @@ fn put_endpoint(out: &mut Vec<u8>, e: &Endpoint) {
 
 fn write_body(out: &mut Vec<u8>, body: &Body<'_>) {
     match *body {
-        Body::Exec { exe, args, cwd, exe_ino, exe_dev, exe_nlink } => {
+        Body::Exec { exe, args, cwd, exe_ino, exe_dev, exe_nlink, launch } => {
             out.push(TAG_EXEC);
             put_u64(out, exe_ino);
             put_u32(out, exe_dev);
@@ -270,6 +277,7 @@ fn write_body(out: &mut Vec<u8>, body: &Body<'_>) {
             for s in [exe, args, cwd] {
                 put_bytes(out, Some(s));
             }
+            put_launch(out, launch.as_ref());
         }
         Body::Fork { child_pid, child_start_ns } => {
             out.push(TAG_FORK);
@@ -315,12 +323,33 @@ fn write_body(out: &mut Vec<u8>, body: &Body<'_>) {
                 put_bytes(out, Some(s));
             }
         }
-        Body::Snapshot { exe, args, cwd } => {
+        Body::Snapshot { exe, args, cwd, launch } => {
             out.push(TAG_SNAPSHOT);
             for s in [exe, args, cwd] {
                 put_bytes(out, Some(s));
             }
+            put_launch(out, launch.as_ref());
         }
+    }
+}
+
+/// `records-2`: a u8 (0: unknown), then tty u32, sid u32, leader u8, and per standard fd its type u8,
+/// family u16, protocol u16, peer (16 bytes, port u16), rdev u32.
+fn put_launch(out: &mut Vec<u8>, launch: Option<&Launch>) {
+    let Some(l) = launch else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    put_u32(out, l.session.tty);
+    put_u32(out, l.session.sid);
+    out.push(u8::from(l.session.leader));
+    for fd in &l.stdio {
+        out.push(fd.fd_type.id());
+        out.extend_from_slice(&fd.family.to_le_bytes());
+        out.extend_from_slice(&fd.protocol.to_le_bytes());
+        put_endpoint(out, &fd.remote);
+        put_u32(out, fd.rdev);
     }
 }
 
@@ -363,6 +392,22 @@ impl<'a> Reader<'a> {
     fn endpoint(&mut self) -> Result<Endpoint, RecordError> {
         Ok(Endpoint { addr: self.take()?, port: self.u16()? })
     }
+    /// `put_launch`'s part; `records-1` messages have none.
+    fn launch(&mut self, v2: bool) -> Result<Option<Launch>, RecordError> {
+        if !v2 || self.u8()? == 0 {
+            return Ok(None);
+        }
+        let session = Session { tty: self.u32()?, sid: self.u32()?, leader: self.u8()? != 0 };
+        let mut stdio = [Fd::default(); 3];
+        for fd in &mut stdio {
+            let t = self.u8()?;
+            fd.fd_type = FdType::from_id(t).ok_or(RecordError::FdType(t))?;
+            (fd.family, fd.protocol) = (self.u16()?, self.u16()?);
+            fd.remote = self.endpoint()?;
+            fd.rdev = self.u32()?;
+        }
+        Ok(Some(Launch { session, stdio }))
+    }
 }
 
 type Lineage<'a> = (Option<&'a [u8]>, [Option<Ancestor<'a>>; MAX_ANCESTORS]);
@@ -395,12 +440,13 @@ fn read_process(b: &[u8]) -> Result<(Lineage<'_>, &[u8]), RecordError> {
     Ok(((exe, ancestors), r.b))
 }
 
-fn read_body<'a>(r: &mut Reader<'a>) -> Result<Body<'a>, RecordError> {
+fn read_body<'a>(r: &mut Reader<'a>, v2: bool) -> Result<Body<'a>, RecordError> {
     let tag = r.u8()?;
     Ok(match tag {
         TAG_EXEC => {
             let (exe_ino, exe_dev, exe_nlink) = (r.u64()?, r.u32()?, r.u32()?);
-            Body::Exec { exe_ino, exe_dev, exe_nlink, exe: r.string()?, args: r.string()?, cwd: r.string()? }
+            let (exe, args, cwd) = (r.string()?, r.string()?, r.string()?);
+            Body::Exec { exe_ino, exe_dev, exe_nlink, exe, args, cwd, launch: r.launch(v2)? }
         }
         TAG_FORK => Body::Fork { child_pid: r.u32()?, child_start_ns: r.u64()? },
         TAG_EXIT => Body::Exit { exit_code: r.u32()?, signal: r.u32()?, core_dump: r.u8()? != 0 },
@@ -434,7 +480,10 @@ fn read_body<'a>(r: &mut Reader<'a>) -> Result<Body<'a>, RecordError> {
             }
             Body::Syscall { nr, ret, args, str1: r.string()?, str2: r.string()?, str3: r.string()? }
         }
-        TAG_SNAPSHOT => Body::Snapshot { exe: r.string()?, args: r.string()?, cwd: r.string()? },
+        TAG_SNAPSHOT => {
+            let (exe, args, cwd) = (r.string()?, r.string()?, r.string()?);
+            Body::Snapshot { exe, args, cwd, launch: r.launch(v2)? }
+        }
         t => return Err(RecordError::Body(t)),
     })
 }
@@ -448,6 +497,8 @@ pub struct Records<'a> {
     processes: Vec<Lineage<'a>>,
     rows: u32,
     events: &'a [u8],
+    /// `records-2`: execs and snapshots carry their launch part.
+    v2: bool,
 }
 
 impl<'a> Records<'a> {
@@ -455,9 +506,11 @@ impl<'a> Records<'a> {
     pub fn parse(b: &'a [u8]) -> Result<Records<'a>, RecordError> {
         let mut r = Reader { b };
         let magic: [u8; 4] = r.take()?;
-        if &magic != MAGIC {
-            return Err(RecordError::Magic(magic));
-        }
+        let v2 = match &magic {
+            MAGIC => true,
+            MAGIC_1 => false,
+            _ => return Err(RecordError::Magic(magic)),
+        };
         let node_salt = r.u64()?;
         let clock = BootClock::from_offset(i128::from_le_bytes(r.take()?));
         let n = r.u32()?;
@@ -479,7 +532,7 @@ impl<'a> Records<'a> {
             processes.push(p);
         }
         let rows = r.u32()?;
-        Ok(Records { node_salt, clock, containers, processes, rows, events: r.b })
+        Ok(Records { node_salt, clock, containers, processes, rows, events: r.b, v2 })
     }
 
     pub fn rows(&self) -> usize {
@@ -520,7 +573,7 @@ impl<'a> Records<'a> {
             };
             let (c, p) = (r.u32()?, r.u32()?);
             let partial = r.u8()? != 0;
-            let body = read_body(&mut r)?;
+            let body = read_body(&mut r, self.v2)?;
             let fields = *self.containers.get(c as usize).ok_or(RecordError::Reference("container", c))?;
             let (process_exe, ancestors) =
                 *self.processes.get(p as usize).ok_or(RecordError::Reference("process", p))?;

@@ -34,7 +34,7 @@ pub(super) fn event(i: u64) -> OwnedEvent {
     let local = Endpoint { addr: [0; 16], port: 40000 };
     let (body, strings): (OwnedBody, [&[u8]; 3]) = match kind {
         Kind::Exec => (
-            OwnedBody::Exec { exe_ino: 5, exe_dev: 8, exe_nlink: 1 },
+            OwnedBody::Exec { exe_ino: 5, exe_dev: 8, exe_nlink: 1, launch: None },
             [b"/usr/bin/curl", b"curl\0-s\0http://x/\0", b"/"],
         ),
         Kind::FileOpen => (

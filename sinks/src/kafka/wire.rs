@@ -77,13 +77,13 @@ pub fn decode_message_keyed(
     payload: &[u8],
     rows: &mut Option<BatchBuilder>,
 ) -> Result<Vec<(RecordBatch, Option<BatchKeys>)>, String> {
-    if version == super::records::VERSION {
+    if super::records::READS.contains(&version) {
         return super::records::to_keyed_batch(rows, table, node, payload).map(|b| vec![b]);
     }
     if version != schema_version(table) {
         return Err(format!(
             "schema version {version:?}, this lake reads {} or {}",
-            super::records::VERSION,
+            super::records::READS.join(", "),
             schema_version(table)
         ));
     }

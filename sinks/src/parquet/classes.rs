@@ -1,9 +1,13 @@
 //! The columns of each event class, after the common ones (see `columns`).
 
+use std::io::Write as _;
+
 use arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, UInt32Builder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow::error::ArrowError;
-use tracelake_model::{Body, Event, Kind};
+use tracelake_model::json::protocol_name;
+use tracelake_model::session::stdio_peer;
+use tracelake_model::{Body, Event, Kind, Launch};
 
 use super::columns::finish;
 use super::dict_chunk::KeyGroup;
@@ -74,8 +78,64 @@ pub(crate) struct ProcessCols {
     /// `cmdline`, `args`, `args_raw`.
     argv: KeyedArgs,
     cwd: KeyedBytes,
-    /// `exe_ino` ... `core_dump`.
+    /// `exe_ino` ... `core_dump`, `sid`, `session_leader`, `stdio_remote_port`.
     numbers: Vec<ProcNumbers>,
+    /// `tty`, `stdin_type`, `stdout_type`, `stderr_type`, `stdio_protocol`, `stdio_remote_ip`.
+    launch: LaunchCols,
+}
+
+/// The string columns of an exec's or snapshot's terminal and standard fds.
+#[derive(Debug, Default)]
+struct LaunchCols {
+    tty: KeyedStrings,
+    types: [KeyedStrings; 3],
+    protocol: KeyedStrings,
+    remote_ip: KeyedIps,
+}
+
+impl LaunchCols {
+    fn append(&mut self, launch: Option<&Launch>, n: &mut ProcNumbers) {
+        let Some(l) = launch else {
+            self.tty.append_option(None);
+            for t in &mut self.types {
+                t.append_option(None);
+            }
+            self.protocol.append_option(None);
+            self.remote_ip.append_null();
+            return;
+        };
+        n.sid = l.session.sid;
+        n.bits |= ProcNumbers::SESSION | if l.session.leader { ProcNumbers::LEADER } else { 0 };
+        match l.session.tty() {
+            Some(tty) => {
+                // "pts/1048575" is the longest name Tty writes.
+                let mut buf = [0u8; 24];
+                let mut w = &mut buf[..];
+                let _ = write!(w, "{tty}");
+                let len = 24 - w.len();
+                self.tty.append(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+            }
+            None => self.tty.append_option(None),
+        }
+        for (col, fd) in self.types.iter_mut().zip(&l.stdio) {
+            col.append_static(fd.fd_type.name());
+        }
+        match stdio_peer(&l.stdio) {
+            Some(fd) => {
+                match protocol_name(fd.protocol) {
+                    "" => self.protocol.append_option(None),
+                    p => self.protocol.append_static(p),
+                }
+                self.remote_ip.append(fd.family, &fd.remote.addr);
+                n.stdio_port = fd.remote.port;
+                n.bits |= ProcNumbers::STDIO_PEER;
+            }
+            None => {
+                self.protocol.append_option(None);
+                self.remote_ip.append_null();
+            }
+        }
+    }
 }
 
 /// A process row's numbers; `bits` says which it has.
@@ -88,6 +148,8 @@ struct ProcNumbers {
     child_pid: u32,
     exit_code: u32,
     signal: u32,
+    sid: u32,
+    stdio_port: u16,
     bits: u8,
 }
 
@@ -97,6 +159,11 @@ impl ProcNumbers {
     const EXIT: u8 = 4;
     const FILELESS: u8 = 8;
     const CORE_DUMP: u8 = 16;
+    /// `sid`, `session_leader`.
+    const SESSION: u8 = 32;
+    const LEADER: u8 = 64;
+    /// `stdio_remote_port`.
+    const STDIO_PEER: u8 = 128;
 }
 
 impl Present for ProcNumbers {
@@ -121,6 +188,13 @@ impl ProcessCols {
         f.push(Field::new("exit_code", UInt32, true));
         f.push(Field::new("signal", UInt32, true));
         f.push(Field::new("core_dump", Boolean, true));
+        f.push(Field::new("tty", Utf8, true));
+        f.push(Field::new("sid", UInt32, true));
+        f.push(Field::new("session_leader", Boolean, true));
+        for name in ["stdin_type", "stdout_type", "stderr_type", "stdio_protocol", "stdio_remote_ip"] {
+            f.push(Field::new(name, Utf8, true));
+        }
+        f.push(Field::new("stdio_remote_port", DataType::UInt16, true));
     }
 
     fn append(&mut self, ev: &Event<'_>) -> usize {
@@ -143,8 +217,9 @@ impl ProcessCols {
             }
             Body::Threads | Body::File { .. } | Body::Net { .. } | Body::Syscall { .. } => (None, None),
         };
+        self.launch.append(ev.launch(), &mut n);
         self.numbers.push(n);
-        self.argv.append(args) + self.cwd.append(cwd)
+        self.argv.append(args) + self.cwd.append(cwd) + if ev.launch().is_some() { 24 } else { 0 }
     }
 
     fn finish(&mut self, out: &mut Vec<ArrayRef>, groups: &mut Groups<'_>) {
@@ -161,6 +236,16 @@ impl ProcessCols {
         out.push(optional::<UInt32Type, _>(r, &exit, |n| n.exit_code));
         out.push(optional::<UInt32Type, _>(r, &exit, |n| n.signal));
         out.push(optional_bool(r, &exit, has(ProcNumbers::CORE_DUMP)));
+        let l = &mut self.launch;
+        groups.finish(&mut l.tty, out);
+        out.push(optional::<UInt32Type, _>(r, has(ProcNumbers::SESSION), |n| n.sid));
+        out.push(optional_bool(r, has(ProcNumbers::SESSION), has(ProcNumbers::LEADER)));
+        for t in &mut l.types {
+            groups.finish(t, out);
+        }
+        groups.finish(&mut l.protocol, out);
+        groups.finish(&mut l.remote_ip, out);
+        out.push(optional::<UInt16Type, _>(r, has(ProcNumbers::STDIO_PEER), |n| n.stdio_port));
         self.numbers.clear();
     }
 }

@@ -74,6 +74,15 @@ fn net(remote_port: u16, v6: bool) -> OwnedBody {
     OwnedBody::Net { ret: 0, family, protocol: 17, local, remote, bytes_sent: 10, bytes_received: 20 }
 }
 
+/// A shell whose stdin and stdout are a TCP connection to 10.9.8.7:4444, stderr a terminal.
+fn reverse_shell() -> tracelake_model::Launch {
+    use tracelake_model::{Fd, FdType, Launch, Session};
+    let mut sock = Fd { fd_type: FdType::Socket, family: 2, protocol: 6, ..Fd::default() };
+    sock.remote = Endpoint { addr: [10, 9, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], port: 4444 };
+    let tty = Fd { fd_type: FdType::Tty, rdev: 136 << 20 | 3, ..Fd::default() };
+    Launch { session: Session { tty: 136 << 20 | 3, sid: 9, leader: false }, stdio: [sock, sock, tty] }
+}
+
 /// One event of `kind` at `ktime`, with a plausible body.
 fn event_of(kind: Kind, ktime: u64, pid: u32) -> OwnedEvent {
     let file = OwnedBody::File { ret: 3, ino: 99, dev: 8, open_flags: 0o101, mode: 0o644, owner_uid: 0, owner_gid: 0 };
@@ -83,10 +92,12 @@ fn event_of(kind: Kind, ktime: u64, pid: u32) -> OwnedEvent {
             kind,
             ktime,
             pid,
-            OwnedBody::Exec { exe_ino: 5, exe_dev: 8, exe_nlink: 1 },
+            OwnedBody::Exec { exe_ino: 5, exe_dev: 8, exe_nlink: 1, launch: Some(reverse_shell()) },
             [b"/usr/bin/curl", b"curl\0-s\0http://10.0.0.1/\0", b"/"],
         ),
-        Kind::ProcessSnapshot => owned(kind, ktime, pid, OwnedBody::Snapshot, [b"/bin/sh", b"sh\0", b"/root"]),
+        Kind::ProcessSnapshot => {
+            owned(kind, ktime, pid, OwnedBody::Snapshot { launch: None }, [b"/bin/sh", b"sh\0", b"/root"])
+        }
         Kind::Fork => owned(kind, ktime, pid, OwnedBody::Fork { child_pid: pid + 1, child_start_ns: 5 }, [b""; 3]),
         Kind::Exit => owned(kind, ktime, pid, OwnedBody::Exit { exit_code: 1, signal: 9, core_dump: false }, [b""; 3]),
         Kind::CloneThread => owned(kind, ktime, pid, OwnedBody::Threads, [b""; 3]),
@@ -230,6 +241,7 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
     let of = |k: Kind| events.iter().find(|e| e.kind == k).unwrap().as_event();
     let (fork, exit, rename, chown, close) =
         (of(Kind::Fork), of(Kind::Exit), of(Kind::FileRename), of(Kind::FileChown), of(Kind::NetClose));
+    let snap = of(Kind::ProcessSnapshot);
     let numbers = [
         value(Table::ProcessActivity, &e, "exe_ino", json!(5)),
         value(Table::ProcessActivity, &e, "child_pid", Value::Null),
@@ -241,6 +253,13 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         value(Table::ProcessActivity, &exit, "signal", json!(9)),
         value(Table::ProcessActivity, &exit, "core_dump", json!(false)),
         value(Table::ProcessActivity, &exit, "cmdline", Value::Null),
+        value(Table::ProcessActivity, &e, "sid", json!(9)),
+        value(Table::ProcessActivity, &e, "session_leader", json!(false)),
+        value(Table::ProcessActivity, &e, "stdio_remote_port", json!(4444)),
+        value(Table::ProcessActivity, &fork, "sid", Value::Null),
+        value(Table::ProcessActivity, &fork, "session_leader", Value::Null),
+        value(Table::ProcessActivity, &fork, "stdio_remote_port", Value::Null),
+        value(Table::ProcessActivity, &snap, "sid", Value::Null),
         value(Table::FileActivity, &rename, "rename_flags", json!(0o101)),
         value(Table::FileActivity, &rename, "path2", json!(hex(b"/etc/passwd.new"))),
         value(Table::FileActivity, &rename, "open_flags", Value::Null),
@@ -268,6 +287,16 @@ fn events_of_every_kind_round_trip_through_pyarrow() {
         value(Table::ProcessActivity, &e, "cwd_raw", json!(hex(b"/w\xe9rk"))),
         value(Table::ProcessActivity, &e, "cwd", json!(hex("/w\u{fffd}rk".as_bytes()))),
         value(Table::ProcessActivity, &e, "fileless", json!(true)),
+        value(Table::ProcessActivity, &e, "tty", json!(hex(b"pts/3"))),
+        value(Table::ProcessActivity, &e, "stdin_type", json!(hex(b"socket"))),
+        value(Table::ProcessActivity, &e, "stdout_type", json!(hex(b"socket"))),
+        value(Table::ProcessActivity, &e, "stderr_type", json!(hex(b"tty"))),
+        value(Table::ProcessActivity, &e, "stdio_protocol", json!(hex(b"tcp"))),
+        value(Table::ProcessActivity, &e, "stdio_remote_ip", json!(hex(b"10.9.8.7"))),
+        value(Table::ProcessActivity, &fork, "tty", Value::Null),
+        value(Table::ProcessActivity, &fork, "stdin_type", Value::Null),
+        value(Table::ProcessActivity, &fork, "stdio_remote_ip", Value::Null),
+        value(Table::ProcessActivity, &snap, "stdin_type", Value::Null),
         value(Table::ProcessActivity, &e, "flags", json!([hex(b"args_truncated"), hex(b"exe_deleted")])),
         value(Table::ProcessActivity, &e, "workload_kind", json!(hex(b"Deployment"))),
         value(Table::ProcessActivity, &e, "workload", json!(hex(b"api"))),

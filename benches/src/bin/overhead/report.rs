@@ -53,6 +53,7 @@ pub fn table(opts: &Opts, runs: &[Vec<LoopRun>], unavailable: &[Option<String>])
     );
     for &cfg in &opts.only {
         let i = cfg.index();
+        let (base, floor) = cfg.reference();
         let name = format!("{} {}", cfg.letter(), cfg.label());
         if let Some(why) = &unavailable[i] {
             let _ = writeln!(t, "{name:<40} not measured: {why}");
@@ -62,12 +63,12 @@ pub fn table(opts: &Opts, runs: &[Vec<LoopRun>], unavailable: &[Option<String>])
             t,
             "{name:<40} {:>13.0} {:>11} {:>9} {:>19} | {:>14.0} {:>11} {:>9}",
             wall[i],
-            ratio(wall[i], wall[0]),
-            ratio(wall[i], wall[1]),
-            spread(paired(&runs[i], &runs[1])),
+            ratio(wall[i], wall[base]),
+            ratio(wall[i], wall[floor]),
+            spread(paired(&runs[i], &runs[floor])),
             cpu[i],
-            ratio(cpu[i], cpu[0]),
-            ratio(cpu[i], cpu[1])
+            ratio(cpu[i], cpu[base]),
+            ratio(cpu[i], cpu[floor])
         );
     }
     let dirty = runs.iter().flatten().filter(|r| r.foreign > 0).count();
@@ -80,7 +81,9 @@ pub fn table(opts: &Opts, runs: &[Vec<LoopRun>], unavailable: &[Option<String>])
     let _ = writeln!(
         t,
         "vs baseline / vs floor: ratio of the medians. paired: median, min and max over rounds of the\n\
-         ratio to that round's floor run. per CPU-second: iterations per second of the loop's own CPU time."
+         ratio to that round's floor run. per CPU-second: iterations per second of the loop's own CPU time.\n\
+         Exec storm (i-k): iterations are spawns of /bin/true, ratios to i and j; its per CPU-second figure\n\
+         leaves out the children's CPU, so read its wall figures."
     );
     t
 }

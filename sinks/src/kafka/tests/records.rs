@@ -2,7 +2,7 @@
 //! builds from the same events, for every kind and hostile strings; damaged messages are errors.
 
 use tracelake_model::json::{Ancestor, Identity, JsonContext};
-use tracelake_model::{Aggregate, Class, Endpoint, Kind, OwnedBody, OwnedEvent, Subject};
+use tracelake_model::{Aggregate, Class, Endpoint, Fd, FdType, Kind, Launch, OwnedBody, OwnedEvent, Session, Subject};
 
 use super::ctx;
 use crate::kafka::records::{self, RecordWriter, Records};
@@ -10,6 +10,22 @@ use crate::parquet::{BatchBuilder, Table};
 
 /// Bytes no text column can hold as they are: invalid UTF-8, a newline, a NUL, a quote.
 const HOSTILE: &[u8] = b"/tmp/\xff\xfe evil\nline\0\"q\"";
+
+/// By `i`: unknown (an older agent), a reverse shell (IPv6 TCP socket on stdin and stdout, a terminal on
+/// stderr), a script (pipes, no terminal, UDP peer on stderr).
+fn launch_of(i: u64) -> Option<Launch> {
+    let mut sock = Fd { fd_type: FdType::Socket, family: 10, protocol: 6, ..Fd::default() };
+    sock.remote = Endpoint { addr: [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i as u8], port: 4444 };
+    let tty = Fd { fd_type: FdType::Tty, rdev: 136 << 20 | 7, ..Fd::default() };
+    let pipe = Fd { fd_type: FdType::Pipe, ..Fd::default() };
+    let mut udp = Fd { fd_type: FdType::Socket, family: 2, protocol: 17, ..Fd::default() };
+    udp.remote = Endpoint { addr: [10, 0, 0, 53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], port: 53 };
+    match i % 3 {
+        0 => None,
+        1 => Some(Launch { session: Session { tty: 136 << 20 | 7, sid: 100, leader: true }, stdio: [sock, sock, tty] }),
+        _ => Some(Launch { session: Session { tty: 0, sid: 1, leader: false }, stdio: [pipe, Fd::default(), udp] }),
+    }
+}
 
 fn body_of(kind: Kind, i: u64) -> (OwnedBody, [Vec<u8>; 3]) {
     let s = |v: &[u8]| v.to_vec();
@@ -20,10 +36,12 @@ fn body_of(kind: Kind, i: u64) -> (OwnedBody, [Vec<u8>; 3]) {
     };
     match (kind, kind.class()) {
         (Kind::Exec, _) => (
-            OwnedBody::Exec { exe_ino: 5 + i, exe_dev: 8, exe_nlink: 0 },
+            OwnedBody::Exec { exe_ino: 5 + i, exe_dev: 8, exe_nlink: 0, launch: launch_of(i) },
             [s(HOSTILE), s(b"sh\0-c\0echo \xff\nx\0"), s(b"/work dir")],
         ),
-        (Kind::ProcessSnapshot, _) => (OwnedBody::Snapshot, [s(b"/bin/sleep"), s(b"sleep\0inf\0"), s(HOSTILE)]),
+        (Kind::ProcessSnapshot, _) => {
+            (OwnedBody::Snapshot { launch: launch_of(i + 1) }, [s(b"/bin/sleep"), s(b"sleep\0inf\0"), s(HOSTILE)])
+        }
         (Kind::Fork, _) => (OwnedBody::Fork { child_pid: 4242, child_start_ns: 99 + i }, Default::default()),
         (Kind::Exit, _) => (OwnedBody::Exit { exit_code: 137, signal: 9, core_dump: true }, Default::default()),
         (_, Class::Process) => (OwnedBody::Threads, Default::default()),
@@ -166,6 +184,41 @@ fn records_give_the_lake_exactly_the_rows_run_builds() {
         let (_, again) = through_records(table, &evs, &ctx);
         assert_eq!(again, msg);
     }
+}
+
+#[test]
+fn records_1_messages_of_older_agents_are_still_read() {
+    let ctx = ctx();
+    let exec = |launch| OwnedEvent {
+        kind: Kind::Exec,
+        subject: Subject { ktime_ns: 7, pid: 3, tgid: 3, ..Subject::default() },
+        flags: 0,
+        count: 1,
+        aggregate: None,
+        body: OwnedBody::Exec { exe_ino: 1, exe_dev: 2, exe_nlink: 1, launch },
+        strings: [b"/bin/sh".to_vec(), b"sh\0".to_vec(), b"/".to_vec()],
+    };
+    let mut w = RecordWriter::default();
+    w.append(&exec(None).as_event(), &identity(0));
+    let v2 = w.finish(&ctx);
+    // records-1 is the same message without the launch part (here, its last byte: 0, unknown).
+    let mut v1 = v2.clone();
+    v1[..4].copy_from_slice(b"TLR1");
+    assert_eq!(v1.pop(), Some(0));
+    let table = Table::ProcessActivity;
+    let want = records::to_batch(&mut None, table, ctx.node, &v2).unwrap();
+    assert_eq!(records::to_batch(&mut None, table, ctx.node, &v1).unwrap(), want);
+    assert!(records::READS.contains(&"records-1") && records::VERSION == "records-2");
+    // A records-1 message is not read as records-2 (its launch would be a byte it does not have).
+    v1[..4].copy_from_slice(b"TLR2");
+    assert!(records::to_batch(&mut None, table, ctx.node, &v1).is_err());
+    // And an unknown fd type is refused, not guessed.
+    let mut w = RecordWriter::default();
+    w.append(&exec(launch_of(1)).as_event(), &identity(0));
+    let mut bad = w.finish(&ctx);
+    let stderr_type = bad.len() - (1 + 2 + 2 + 16 + 2 + 4);
+    bad[stderr_type] = 9;
+    assert!(records::to_batch(&mut None, table, ctx.node, &bad).unwrap_err().contains("fd type 9"));
 }
 
 #[test]

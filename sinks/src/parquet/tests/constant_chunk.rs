@@ -91,7 +91,12 @@ fn constant_number_columns_read_back_as_the_arrow_writer_writes_them() {
         let mut ev = event_of(kind, if i < 1000 { 5_000 } else { i * 1000 }, 40);
         ev.body = match kind {
             Kind::Exit => OwnedBody::Exit { exit_code: 0xffff_fff0, signal: 0, core_dump: i >= 1000 },
-            _ => OwnedBody::Exec { exe_ino: if i < 2000 { 7 } else { i }, exe_dev: 0x8000_0001, exe_nlink: 1 },
+            _ => OwnedBody::Exec {
+                exe_ino: if i < 2000 { 7 } else { i },
+                exe_dev: 0x8000_0001,
+                exe_nlink: 1,
+                launch: None,
+            },
         };
         b.append(&c, &ev.as_event(), &identity());
     }

@@ -130,8 +130,9 @@ fn keyed_columns_read_back_like_the_arrow_writers() {
     let keyed: Vec<usize> = dicts.groups.iter().flat_map(|g| g.columns.iter().map(|(c, _)| *c)).collect();
     assert_eq!(
         keyed.len(),
-        ID_COLUMNS.len() + 22,
-        "identity, subject (11), lineage (4), node, kind, comm, exe, cwd, cmdline, args"
+        ID_COLUMNS.len() + 28,
+        "identity, subject (11), lineage (4), node, kind, comm, exe, cwd, cmdline, args, tty, \
+         stdin/stdout/stderr types, stdio protocol and remote ip"
     );
     let event_id = Table::ProcessActivity.schema().index_of("event_id").unwrap();
     assert_eq!(dicts.ids.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![event_id], "event_id held as numbers");
