@@ -583,7 +583,9 @@ pub fn str_value(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'"');
 }
 
-fn escape_str(out: &mut Vec<u8>, s: &str) {
+/// Appends `s` escaped for a JSON string, without the quotes: quotes, backslashes and every control
+/// character (the one JSON escaper of the workspace; the SIEM documents use it too).
+pub fn escape_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {

@@ -14,34 +14,10 @@ pub struct JsonWriter {
     needs_comma: Vec<bool>,
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// Appends `s` as a JSON string (quoted, escaped: quotes, backslashes, every control character).
 pub fn escape_into(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f | 0x7f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 15)]);
-        } else {
-            out.extend_from_slice(esc);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
+    tracelake_model::json::escape_str(out, s);
     out.push(b'"');
 }
 
